@@ -1,0 +1,467 @@
+package hwbp
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// OverflowHandler is called when a breakpoint fires, like a perf overflow
+// handler (Linux's ptrace_triggered for ptrace events). It runs on the
+// goroutine of the back end that reported the hit, with no lock of this
+// package held, so it may call back into the Registry.
+type OverflowHandler func(bp *Breakpoint, hit Hit)
+
+// Hit describes one firing of a breakpoint.
+type Hit struct {
+	// Slot is the debug register (0-3) whose B bit was set in DR6.
+	Slot int
+	// Arg is whatever the back end passed to Image.Fire, typically the
+	// task that was running.
+	Arg any
+}
+
+// Registry holds every breakpoint event of one sandbox and enforces the slot
+// constraints between them. Its zero value is not usable; use NewRegistry.
+type Registry struct {
+	// active counts enabled events, task-bound and sandbox-wide. It is the
+	// single atomic load of the platforms' hot path: zero means that no
+	// task can have anything armed.
+	active atomic.Int64
+
+	// wideEnabled counts enabled sandbox-wide events.
+	wideEnabled atomic.Int64
+
+	// wideGen is incremented on every change to a sandbox-wide event, which
+	// changes the image of every task.
+	wideGen atomic.Uint64
+
+	// mu serializes changes to events and slot accounting. Hits do not take
+	// it.
+	mu sync.Mutex
+
+	// wide is the sandbox-wide events, in registration order.
+	//
+	// +checklocks:mu
+	wide []*Breakpoint
+
+	// pinned[k] is the number of live tasks that hold exactly k
+	// task-bound events (k >= 1). The largest k with pinned[k] > 0 is the
+	// most any task uses, which bounds sandbox-wide registrations in O(1),
+	// as Linux's tsk_pinned histograms do since the 2022 rework of
+	// kernel/events/hw_breakpoint.c.
+	//
+	// +checklocks:mu
+	pinned [Slots + 1]int
+
+	// tasks is the number of live (not yet released) tasks.
+	//
+	// +checklocks:mu
+	tasks int
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{}
+}
+
+// Active reports whether any enabled breakpoint exists in the sandbox. It is
+// one atomic load.
+func (r *Registry) Active() bool {
+	return r.active.Load() != 0
+}
+
+// Tasks returns the number of tasks created by NewTask and not yet released.
+func (r *Registry) Tasks() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tasks
+}
+
+// Task is the breakpoint state of one thread: the events bound to it.
+type Task struct {
+	r *Registry
+
+	// gen is incremented on every change to the task's own events.
+	gen atomic.Uint64
+
+	// enabled counts the task's enabled task-bound events.
+	enabled atomic.Int64
+
+	// bps holds the task-bound events in registration order; n of them
+	// are set.
+	//
+	// +checklocks:r.mu
+	bps [Slots]*Breakpoint
+	// +checklocks:r.mu
+	n int
+
+	// released is set by Release; a released task accepts no events.
+	//
+	// +checklocks:r.mu
+	released bool
+}
+
+// NewTask returns the state of a new thread, which has no breakpoints: Linux
+// does not inherit them across fork or clone.
+func (r *Registry) NewTask() *Task {
+	r.mu.Lock()
+	r.tasks++
+	r.mu.Unlock()
+	return &Task{r: r}
+}
+
+// Breakpoint is one breakpoint event.
+type Breakpoint struct {
+	r *Registry
+
+	// task is the task the event is bound to, nil for sandbox-wide events.
+	// Immutable.
+	task *Task
+
+	// handler is called on every hit. Immutable; may be nil.
+	handler OverflowHandler
+
+	// hits counts the times the event fired.
+	hits atomic.Uint64
+
+	// armed is registered && !attr.Disabled, readable without mu so that
+	// Fire can drop hits that raced with a disable or unregister.
+	armed atomic.Bool
+
+	// +checklocks:r.mu
+	attr Attr
+
+	// +checklocks:r.mu
+	registered bool
+}
+
+// Register creates an event bound to t, with Linux's checks in Linux's order
+// (register_perf_hw_breakpoint): the type check and the slot reservation
+// first (EINVAL, ENOSPC), then the attribute parse (Attr.Validate). handler
+// may be nil. On error nothing changes.
+func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Breakpoint, error) {
+	if t == nil || t.r != r {
+		return nil, fmt.Errorf("hwbp: task of another registry: %w", unix.EINVAL)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t.released {
+		return nil, fmt.Errorf("hwbp: task has exited: %w", unix.ESRCH)
+	}
+	if err := attr.checkType(); err != nil {
+		return nil, err
+	}
+	if t.n+len(r.wide)+1 > Slots {
+		return nil, fmt.Errorf("hwbp: task uses %d task-bound and %d sandbox-wide breakpoints: %w", t.n, len(r.wide), unix.ENOSPC)
+	}
+	if err := attr.Validate(); err != nil {
+		return nil, err
+	}
+	bp := &Breakpoint{r: r, task: t, handler: handler, attr: attr, registered: true}
+	r.movePinned(t.n, t.n+1)
+	t.bps[t.n] = bp
+	t.n++
+	if !attr.Disabled {
+		bp.armed.Store(true)
+		t.enabled.Add(1)
+		r.active.Add(1)
+	}
+	t.gen.Add(1)
+	return bp, nil
+}
+
+// RegisterWide creates an event that applies to every task of the sandbox,
+// present and future. It needs a free slot in the task that uses the most.
+func (r *Registry) RegisterWide(attr Attr, handler OverflowHandler) (*Breakpoint, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := attr.checkType(); err != nil {
+		return nil, err
+	}
+	if most := r.maxPinned(); most+len(r.wide)+1 > Slots {
+		return nil, fmt.Errorf("hwbp: a task uses %d task-bound and %d sandbox-wide breakpoints: %w", most, len(r.wide), unix.ENOSPC)
+	}
+	if err := attr.Validate(); err != nil {
+		return nil, err
+	}
+	bp := &Breakpoint{r: r, handler: handler, attr: attr, registered: true}
+	r.wide = append(r.wide, bp)
+	if !attr.Disabled {
+		bp.armed.Store(true)
+		r.wideEnabled.Add(1)
+		r.active.Add(1)
+	}
+	r.wideGen.Add(1)
+	return bp, nil
+}
+
+// movePinned moves one task from pinned[from] to pinned[to].
+//
+// +checklocks:r.mu
+func (r *Registry) movePinned(from, to int) {
+	if from > 0 {
+		r.pinned[from]--
+	}
+	if to > 0 {
+		r.pinned[to]++
+	}
+}
+
+// maxPinned returns the most task-bound events any live task holds.
+//
+// +checklocks:r.mu
+func (r *Registry) maxPinned() int {
+	for k := Slots; k > 0; k-- {
+		if r.pinned[k] > 0 {
+			return k
+		}
+	}
+	return 0
+}
+
+// Task returns the task bp is bound to, or nil for a sandbox-wide event.
+func (bp *Breakpoint) Task() *Task { return bp.task }
+
+// Hits returns how many times bp fired.
+func (bp *Breakpoint) Hits() uint64 { return bp.hits.Load() }
+
+// Attr returns bp's current attributes.
+func (bp *Breakpoint) Attr() Attr {
+	bp.r.mu.Lock()
+	defer bp.r.mu.Unlock()
+	return bp.attr
+}
+
+// Registered reports whether bp is still registered.
+func (bp *Breakpoint) Registered() bool {
+	bp.r.mu.Lock()
+	defer bp.r.mu.Unlock()
+	return bp.registered
+}
+
+// Modify replaces bp's attributes, enabled state included, as Linux's
+// modify_user_hw_breakpoint does. It is all-or-nothing: if attr is invalid,
+// bp keeps its old attributes and state. A type change never fails for lack
+// of slots: on x86 every type shares the same four registers, so bp's own
+// slot is always available to it.
+func (bp *Breakpoint) Modify(attr Attr) error {
+	r := bp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !bp.registered {
+		return fmt.Errorf("hwbp: breakpoint is not registered: %w", unix.ENOENT)
+	}
+	if err := attr.Validate(); err != nil {
+		return err
+	}
+	bp.attr = attr
+	bp.setArmed(!attr.Disabled)
+	bp.bumpGen()
+	return nil
+}
+
+// Enable arms bp. It does nothing if bp is unregistered or already enabled.
+func (bp *Breakpoint) Enable() { bp.setDisabled(false) }
+
+// Disable disarms bp; it keeps its slot. It does nothing if bp is
+// unregistered or already disabled.
+func (bp *Breakpoint) Disable() { bp.setDisabled(true) }
+
+func (bp *Breakpoint) setDisabled(disabled bool) {
+	r := bp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !bp.registered || bp.attr.Disabled == disabled {
+		return
+	}
+	bp.attr.Disabled = disabled
+	bp.setArmed(!disabled)
+	bp.bumpGen()
+}
+
+// setArmed updates the armed flag and the enabled counters.
+//
+// +checklocks:bp.r.mu
+func (bp *Breakpoint) setArmed(armed bool) {
+	if bp.armed.Load() == armed {
+		return
+	}
+	bp.armed.Store(armed)
+	d := int64(-1)
+	if armed {
+		d = 1
+	}
+	if bp.task != nil {
+		bp.task.enabled.Add(d)
+	} else {
+		bp.r.wideEnabled.Add(d)
+	}
+	bp.r.active.Add(d)
+}
+
+// bumpGen records that the images containing bp changed.
+func (bp *Breakpoint) bumpGen() {
+	if bp.task != nil {
+		bp.task.gen.Add(1)
+	} else {
+		bp.r.wideGen.Add(1)
+	}
+}
+
+// Unregister removes bp and frees its slot. It does nothing if bp is already
+// unregistered.
+func (bp *Breakpoint) Unregister() {
+	r := bp.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	bp.unregisterLocked()
+}
+
+// +checklocks:bp.r.mu
+func (bp *Breakpoint) unregisterLocked() {
+	if !bp.registered {
+		return
+	}
+	bp.setArmed(false)
+	bp.registered = false
+	r := bp.r
+	if t := bp.task; t != nil {
+		for i := 0; i < t.n; i++ {
+			if t.bps[i] == bp {
+				copy(t.bps[i:t.n], t.bps[i+1:t.n])
+				t.n--
+				t.bps[t.n] = nil
+				break
+			}
+		}
+		r.movePinned(t.n+1, t.n)
+	} else {
+		for i, w := range r.wide {
+			if w == bp {
+				r.wide = append(r.wide[:i], r.wide[i+1:]...)
+				break
+			}
+		}
+	}
+	bp.bumpGen()
+}
+
+// Release unregisters every event bound to t and forgets t: Linux flushes a
+// thread's breakpoints when it exits (flush_ptrace_hw_breakpoint). Later
+// Register calls for t fail with ESRCH. Release is idempotent.
+func (t *Task) Release() {
+	r := t.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t.released {
+		return
+	}
+	for t.n > 0 {
+		t.bps[t.n-1].unregisterLocked()
+	}
+	t.released = true
+	r.tasks--
+}
+
+// SlotsInUse returns how many of t's slots are reserved: its task-bound
+// events plus every sandbox-wide event, enabled or not.
+func (t *Task) SlotsInUse() int {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	return t.n + len(t.r.wide)
+}
+
+// HasBreakpoints reports whether t has any enabled event. When no enabled
+// event exists in the whole sandbox it costs one atomic load.
+func (t *Task) HasBreakpoints() bool {
+	r := t.r
+	return r.active.Load() != 0 && (t.enabled.Load() != 0 || r.wideEnabled.Load() != 0)
+}
+
+// Generation returns a number that changes whenever t's Image may have
+// changed. Back ends compare it with Image.Generation of the image they
+// loaded to skip reloading an unchanged one.
+func (t *Task) Generation() uint64 {
+	// Both counters only grow, so their sum changes whenever either does.
+	return t.gen.Load() + t.r.wideGen.Load()
+}
+
+// Image is the debug register contents that a task's enabled events resolve
+// to: the x86 breakpoint PMU's scheduling (Linux's arch_install_hw_breakpoint
+// places each event into the first free slot).
+type Image struct {
+	// Generation is Task.Generation at the time the image was taken.
+	Generation uint64
+	// Addr holds DR0-DR3.
+	Addr [Slots]uint64
+	// DR7 arms the used slots with their global enable bit, plus GE, as
+	// Linux's encode_dr7 does. It is zero when nothing is armed.
+	DR7 DR7
+
+	bps [Slots]*Breakpoint
+}
+
+// Empty reports whether the image arms no slot.
+func (img Image) Empty() bool { return img.DR7 == 0 }
+
+// Breakpoint returns the event loaded in slot, or nil.
+func (img *Image) Breakpoint(slot int) *Breakpoint {
+	if slot < 0 || slot >= Slots {
+		return nil
+	}
+	return img.bps[slot]
+}
+
+// Image returns t's current image. Task-bound events take the first slots in
+// registration order, then sandbox-wide events; disabled events take none.
+func (t *Task) Image() Image {
+	r := t.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	img := Image{Generation: t.Generation()}
+	slot := 0
+	place := func(bp *Breakpoint) {
+		if bp.attr.Disabled {
+			return
+		}
+		rw, ln, _ := bp.attr.Fields() // validated: always ok
+		img.Addr[slot] = bp.attr.Addr
+		img.DR7 |= EncodeSlot(slot, rw, ln)
+		img.bps[slot] = bp
+		slot++
+	}
+	for _, bp := range t.bps[:t.n] {
+		place(bp)
+	}
+	for _, bp := range r.wide {
+		place(bp)
+	}
+	if slot > 0 {
+		img.DR7 |= DR7GlobalSlowdown
+	}
+	return img
+}
+
+// Fire delivers a debug exception whose DR6 is dr6 to the events of img
+// whose B bits are set, as Linux's hw_breakpoint_handler does: each one's hit
+// count is incremented and its handler called with arg. Hits on events that
+// were disabled or unregistered since img was taken are dropped. Fire returns
+// how many events it notified.
+func (img *Image) Fire(dr6 DR6, arg any) int {
+	n := 0
+	for slot := 0; slot < Slots; slot++ {
+		bp := img.bps[slot]
+		if !dr6.Hit(slot) || bp == nil || !bp.armed.Load() {
+			continue
+		}
+		bp.hits.Add(1)
+		if bp.handler != nil {
+			bp.handler(bp, Hit{Slot: slot, Arg: arg})
+		}
+		n++
+	}
+	return n
+}

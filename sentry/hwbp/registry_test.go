@@ -1,0 +1,267 @@
+package hwbp
+
+import (
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+const testAddr = 0x601000
+
+func watch(addr uint64) Attr { return Attr{Addr: addr, Len: 8, Type: TypeW} }
+
+func mustRegister(t *testing.T, r *Registry, task *Task, a Attr) *Breakpoint {
+	t.Helper()
+	bp, err := r.Register(task, a, nil)
+	if err != nil {
+		t.Fatalf("Register(%v): %v", a, err)
+	}
+	return bp
+}
+
+func TestSlotConstraints(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, r *Registry, a, b *Task) error
+		want unix.Errno
+	}{
+		{"four task-bound events fit", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 3; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(a, watch(testAddr+24), nil)
+			return err
+		}, 0},
+		{"a fifth task-bound event is ENOSPC", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(a, watch(testAddr+32), nil)
+			return err
+		}, unix.ENOSPC},
+		{"disabled events hold their slot", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				d := watch(testAddr + 8*uint64(i))
+				d.Disabled = true
+				mustRegister(t, r, a, d)
+			}
+			_, err := r.Register(a, watch(testAddr+32), nil)
+			return err
+		}, unix.ENOSPC},
+		{"tasks do not share slots", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(b, watch(testAddr), nil)
+			return err
+		}, 0},
+		{"sandbox-wide events count against every task", func(t *testing.T, r *Registry, a, b *Task) error {
+			if _, err := r.RegisterWide(watch(testAddr), nil); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				mustRegister(t, r, b, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(b, watch(testAddr+24), nil)
+			return err
+		}, unix.ENOSPC},
+		{"sandbox-wide needs a slot in the busiest task", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.RegisterWide(watch(testAddr), nil)
+			return err
+		}, unix.ENOSPC},
+		{"unregister frees the slot", func(t *testing.T, r *Registry, a, b *Task) error {
+			var bps []*Breakpoint
+			for i := 0; i < 4; i++ {
+				bps = append(bps, mustRegister(t, r, a, watch(testAddr+8*uint64(i))))
+			}
+			bps[1].Unregister()
+			_, err := r.Register(a, watch(testAddr+32), nil)
+			return err
+		}, 0},
+		{"release frees the busiest task for sandbox-wide events", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			a.Release()
+			_, err := r.RegisterWide(watch(testAddr), nil)
+			return err
+		}, 0},
+		{"type check comes before the slot check", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(a, Attr{Addr: testAddr, Len: 8, Type: TypeEmpty}, nil)
+			return err
+		}, unix.EINVAL},
+		{"slot check comes before the attribute parse", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(a, Attr{Addr: testAddr + 1, Len: 8, Type: TypeW}, nil)
+			return err
+		}, unix.ENOSPC},
+		{"released tasks accept no events", func(t *testing.T, r *Registry, a, b *Task) error {
+			a.Release()
+			_, err := r.Register(a, watch(testAddr), nil)
+			return err
+		}, unix.ESRCH},
+		{"tasks of another registry are refused", func(t *testing.T, r *Registry, a, b *Task) error {
+			_, err := NewRegistry().Register(a, watch(testAddr), nil)
+			return err
+		}, unix.EINVAL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRegistry()
+			if got := errnoOf(t, tc.run(t, r, r.NewTask(), r.NewTask())); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestModifyIsAllOrNothing(t *testing.T) {
+	r := NewRegistry()
+	task := r.NewTask()
+	bp := mustRegister(t, r, task, watch(testAddr))
+	before := task.Image()
+	gen := task.Generation()
+	for _, tc := range []struct {
+		name string
+		attr Attr
+		want unix.Errno
+	}{
+		{"misaligned address", Attr{Addr: testAddr + 4, Len: 8, Type: TypeW}, unix.EINVAL},
+		{"kernel address", Attr{Addr: 0xffffffff81000000, Len: 8, Type: TypeW}, unix.EINVAL},
+		{"empty type", Attr{Addr: testAddr, Len: 8}, unix.EINVAL},
+		{"io-like type", Attr{Addr: testAddr, Len: 8, Type: TypeR}, unix.EINVAL},
+		{"range length", Attr{Addr: testAddr, Len: 64, Type: TypeW}, unix.EOPNOTSUPP},
+		{"disabling with a bad address", Attr{Addr: 0x800000000000, Len: 8, Type: TypeW, Disabled: true}, unix.EINVAL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := errnoOf(t, bp.Modify(tc.attr)); got != tc.want {
+				t.Fatalf("Modify(%v) = %v, want %v", tc.attr, got, tc.want)
+			}
+			if got := bp.Attr(); got != watch(testAddr) {
+				t.Errorf("attributes changed to %v", got)
+			}
+			if img := task.Image(); img.Addr != before.Addr || img.DR7 != before.DR7 || task.Generation() != gen {
+				t.Errorf("image changed: %+v, want %+v", img, before)
+			}
+			if !task.HasBreakpoints() || !r.Active() {
+				t.Errorf("breakpoint no longer armed")
+			}
+		})
+	}
+	if err := bp.Modify(Attr{Addr: testAddr + 0x10, Len: 1, Type: TypeW}); err != nil {
+		t.Fatalf("valid Modify: %v", err)
+	}
+	if img := task.Image(); img.Addr[0] != testAddr+0x10 || img.DR7 != EncodeSlot(0, RWWrite, Len1)|DR7GlobalSlowdown {
+		t.Errorf("image after Modify: %+v", img)
+	}
+	bp.Unregister()
+	if got := errnoOf(t, bp.Modify(watch(testAddr))); got != unix.ENOENT {
+		t.Errorf("Modify after Unregister = %v, want ENOENT", got)
+	}
+}
+
+func TestImageAndFire(t *testing.T) {
+	r := NewRegistry()
+	a, b := r.NewTask(), r.NewTask()
+	if a.HasBreakpoints() || r.Active() || !a.Image().Empty() {
+		t.Fatal("new registry has breakpoints")
+	}
+	var mu sync.Mutex
+	var got []Hit
+	handler := func(bp *Breakpoint, h Hit) {
+		mu.Lock()
+		got = append(got, h)
+		mu.Unlock()
+	}
+	off, err := r.Register(a, Attr{Addr: testAddr, Len: 4, Type: TypeRW, Disabled: true}, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := r.Register(a, Attr{Addr: testAddr + 0x40, Len: 8, Type: TypeX}, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.RegisterWide(Attr{Addr: testAddr + 0x80, Len: 2, Type: TypeW}, handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := a.Image()
+	wantDR7 := EncodeSlot(0, RWExecute, Len1) | EncodeSlot(1, RWWrite, Len2) | DR7GlobalSlowdown
+	if img.DR7 != wantDR7 || img.Addr[0] != testAddr+0x40 || img.Addr[1] != testAddr+0x80 {
+		t.Fatalf("image of a: %+v, want DR7 %#x", img, uint64(wantDR7))
+	}
+	if img.Breakpoint(0) != x || img.Breakpoint(1) != w || img.Breakpoint(2) != nil || img.Breakpoint(-1) != nil {
+		t.Fatalf("slots hold the wrong events")
+	}
+	if bimg := b.Image(); bimg.DR7 != EncodeSlot(0, RWWrite, Len2)|DR7GlobalSlowdown || !b.HasBreakpoints() {
+		t.Fatalf("sandbox-wide event missing from b: %+v", bimg)
+	}
+	if n := img.Fire(DR6Reset|DR6Trap0<<1|DR6BS, "arg"); n != 1 || w.Hits() != 1 || x.Hits() != 0 {
+		t.Fatalf("Fire notified %d, hits w=%d x=%d", n, w.Hits(), x.Hits())
+	}
+	if len(got) != 1 || got[0] != (Hit{Slot: 1, Arg: "arg"}) {
+		t.Fatalf("handler saw %+v", got)
+	}
+	gen := a.Generation()
+	off.Enable()
+	if a.Generation() == gen {
+		t.Errorf("enabling did not change the generation")
+	}
+	x.Disable()
+	if n := img.Fire(DR6Trap0, nil); n != 0 {
+		t.Errorf("stale image fired a disabled event")
+	}
+	w.Unregister()
+	if n := img.Fire(DR6Trap0<<1, nil); n != 0 {
+		t.Errorf("stale image fired an unregistered event")
+	}
+	if img := a.Image(); img.DR7 != EncodeSlot(0, RWAccess, Len4)|DR7GlobalSlowdown || img.Addr[0] != testAddr {
+		t.Errorf("image after changes: %+v", img)
+	}
+	a.Release()
+	if r.Active() || b.HasBreakpoints() || r.Tasks() != 1 {
+		t.Errorf("state left after Release: active %v, tasks %d", r.Active(), r.Tasks())
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	r := NewRegistry()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			task := r.NewTask()
+			for i := 0; i < 500; i++ {
+				bp, err := r.Register(task, watch(testAddr+8*uint64(i%4)), func(*Breakpoint, Hit) {})
+				if err != nil {
+					t.Errorf("Register: %v", err)
+					return
+				}
+				if g%2 == 0 {
+					if w, err := r.RegisterWide(watch(testAddr), nil); err == nil {
+						w.Unregister()
+					}
+				}
+				img := task.Image()
+				img.Fire(DR6Trap0, nil)
+				bp.Disable()
+				_ = task.HasBreakpoints()
+				bp.Unregister()
+			}
+			task.Release()
+		}(g)
+	}
+	wg.Wait()
+	if r.Active() || r.Tasks() != 0 {
+		t.Errorf("state left: active %v, tasks %d", r.Active(), r.Tasks())
+	}
+}
