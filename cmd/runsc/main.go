@@ -1,0 +1,13 @@
+// Binary runsc is gVisor's runsc with the hwbp plugin linked in. It must be
+// built with CGO_ENABLED=0: a cgo build of runsc does not boot a sandbox.
+package main
+
+import (
+	"gvisor.dev/gvisor/runsc/cli/maincli"
+
+	_ "github.com/gvisor-hwbp/hwbp/plugin"
+)
+
+func main() {
+	maincli.Main()
+}

@@ -1,0 +1,157 @@
+// Package sandbox runs commands inside a real gVisor sandbox booted by this
+// repository's runsc, for end-to-end tests.
+//
+// The first call in a test binary builds bin/runsc with "make runsc" (the
+// one build recipe, shared with the Makefile), under a file lock so that test
+// packages running in parallel do not build it at the same time.
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Platforms are the platforms that this machine can run and that hwbp
+// supports; KVM is not among them (see DESIGN.md: the nested hypervisor here
+// cannot run gVisor's KVM platform).
+var Platforms = []string{"systrap", "ptrace"}
+
+// Timeout bounds one sandboxed command.
+const Timeout = 3 * time.Minute
+
+var (
+	buildOnce sync.Once
+	runscPath string
+	buildErr  error
+)
+
+// RepoRoot returns the directory holding go.mod, found from the working
+// directory (a test's package directory).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("sandbox: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// RequireRoot skips t unless it runs as root, which runsc do needs to create
+// the sandbox's namespaces and cgroups.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runsc do creates namespaces and cgroups (run make test as root)")
+	}
+}
+
+// Runsc returns the path of bin/runsc, building it the first time.
+func Runsc(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	buildOnce.Do(func() { runscPath, buildErr = build() })
+	if buildErr != nil {
+		t.Fatalf("building runsc: %v", buildErr)
+	}
+	return runscPath
+}
+
+func build() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	lockPath := filepath.Join(os.TempDir(), "hwbp-runsc-build.lock")
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("locking %s: %w", lockPath, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	cmd := exec.Command("make", "--no-print-directory", "-C", root, "runsc")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make runsc: %w\n%s", err, out)
+	}
+	return filepath.Join(root, "bin", "runsc"), nil
+}
+
+// Result is the outcome of one sandboxed command.
+type Result struct {
+	Stdout, Stderr string
+	// ExitCode is the command's exit status, as runsc do reports it.
+	ExitCode int
+	// LogDir holds runsc's debug logs, one file per runsc process.
+	LogDir string
+}
+
+// BootLog returns the sentry's log ("runsc boot").
+func (r Result) BootLog() (string, error) {
+	matches, err := filepath.Glob(filepath.Join(r.LogDir, "*.boot.txt"))
+	if err != nil || len(matches) == 0 {
+		return "", fmt.Errorf("no boot log in %s (%v)", r.LogDir, err)
+	}
+	var b strings.Builder
+	for _, m := range matches {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			return "", err
+		}
+		b.Write(data)
+	}
+	return b.String(), nil
+}
+
+// Run runs argv inside a new sandbox on platform with "runsc --network=none
+// --platform=P do", with standard input from /dev/null and the host's root
+// file system as the sandbox's. It fails t if runsc itself cannot run the
+// command; a non-zero exit of the command is reported in Result.ExitCode.
+func Run(t testing.TB, platform string, argv ...string) Result {
+	t.Helper()
+	runsc := Runsc(t)
+	logDir := t.TempDir()
+	args := append([]string{
+		"--network=none",
+		"--platform=" + platform,
+		"--debug",
+		"--debug-log=" + logDir + "/",
+		"do",
+	}, argv...)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, runsc, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := Result{Stdout: stdout.String(), Stderr: stderr.String(), LogDir: logDir}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("runsc %s timed out after %v; stderr:\n%s", strings.Join(args, " "), Timeout, res.Stderr)
+	case errors.As(err, &exit):
+		res.ExitCode = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("runsc %s: %v", strings.Join(args, " "), err)
+	}
+	return res
+}
