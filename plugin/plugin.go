@@ -1,18 +1,23 @@
 // Package plugin links hwbp into a runsc binary. A main package imports it
 // for its side effects (see cmd/runsc); its init installs hwbp's hooks into
-// gVisor's registries before runsc parses its flags.
+// gVisor's registries before runsc parses its flags:
 //
-// The same binary runs every runsc subcommand, so init must only register
-// hooks: anything that belongs to the sentry happens when the sentry calls
-// into a hook (for example when it constructs its platform in "runsc boot").
+//   - the guest's ptrace(2) gets the debug registers (sentry/ptrace), and the
+//     clone family passes a thread's DR6/DR7 values on to its children;
+//   - every supported platform is wrapped so that each task's platform
+//     context reports its task's execve and exit, where Linux flushes the
+//     task's breakpoints.
+//
+// The same binary runs every runsc subcommand, so init only registers hooks:
+// anything that belongs to the sentry happens when the sentry calls into a
+// hook (for example when it constructs its platform in "runsc boot").
 package plugin
 
 import (
-	"gvisor.dev/gvisor/pkg/log"
-	"gvisor.dev/gvisor/pkg/sentry/platform"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
 
-	// Register gVisor's platforms first so that ours replace them.
-	_ "gvisor.dev/gvisor/pkg/sentry/platform/platforms"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
 
 // Version identifies this build of the plugin in logs.
@@ -22,25 +27,22 @@ const Version = "0.1.0"
 // the plugin wraps. End-to-end tests look for it in the boot log.
 const StartMessage = "hwbp: plugin " + Version + " active"
 
-// constructor wraps one of gVisor's platform constructors. Everything is
-// delegated; New also announces the plugin in the sentry's log.
-type constructor struct {
-	platform.Constructor
-	name string
-}
+// ReleasedMessage is logged (at debug level) each time the last thread
+// holding ptrace debug-register state goes away, followed by the number of
+// states ever created. Tests use it to prove that nothing leaks.
+const ReleasedMessage = "hwbp: no thread holds debug-register state; created so far:"
 
-// New implements platform.Constructor.New.
-func (c constructor) New(opts platform.Options) (platform.Platform, error) {
-	log.Infof("%s on platform %q", StartMessage, c.name)
-	return c.Constructor.New(opts)
-}
+var (
+	// registry holds every breakpoint event of this sandbox: one sentry
+	// process runs one sandbox.
+	registry = hwbp.NewRegistry()
+
+	// threads is the guest-visible ptrace debug-register state of the
+	// sandbox's threads.
+	threads = ptrace.NewThreads[*kernel.Task](registry)
+)
 
 func init() {
-	for _, name := range []string{"ptrace", "systrap"} {
-		c, err := platform.Lookup(name)
-		if err != nil {
-			panic("hwbp: gVisor has no platform " + name + ": " + err.Error())
-		}
-		platform.Register(name, constructor{Constructor: c, name: name})
-	}
+	installSyscalls()
+	wrapPlatforms()
 }

@@ -1,0 +1,153 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/abi"
+	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/errors/linuxerr"
+	"gvisor.dev/gvisor/pkg/goid"
+	"gvisor.dev/gvisor/pkg/marshal/primitive"
+	"gvisor.dev/gvisor/pkg/sentry/arch"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+
+	// Registers the Linux syscall table that installSyscalls patches.
+	_ "gvisor.dev/gvisor/pkg/sentry/syscalls/linux"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
+)
+
+// x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
+const (
+	sysClone  = 56
+	sysFork   = 57
+	sysVfork  = 58
+	sysPtrace = 101
+	sysClone3 = 435
+)
+
+// installSyscalls wraps the guest's ptrace and clone-family system calls.
+func installSyscalls() {
+	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
+	if !ok {
+		panic("hwbp: gVisor has no linux/amd64 syscall table")
+	}
+	wrap := func(sysno uintptr, hook func(kernel.SyscallFn) kernel.SyscallFn) {
+		sc, ok := table.Table[sysno]
+		if !ok || sc.Fn == nil {
+			panic(fmt.Sprintf("hwbp: gVisor does not implement syscall %d", sysno))
+		}
+		sc.Fn = hook(sc.Fn)
+		table.Table[sysno] = sc
+	}
+	wrap(sysPtrace, ptraceHook)
+	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
+		wrap(sysno, cloneHook)
+	}
+	// Rebuild the table's fast-lookup arrays from Table.
+	table.Init()
+}
+
+// ptraceHook adds the debug registers to PTRACE_PEEKUSR and PTRACE_POKEUSR.
+//
+// gVisor's own implementation runs first for every request: it finds the
+// tracee and makes Linux's checks in Linux's order (ESRCH unless the caller
+// traces a stopped tracee, EIO for an unaligned offset or one past struct
+// user, EFAULT for a bad PEEKUSR buffer), and for the debug-register offsets
+// it then reads 0 or ignores the write. Only if it succeeded does the hook
+// read or write the real register.
+func ptraceHook(orig kernel.SyscallFn) kernel.SyscallFn {
+	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
+		req := args[0].Int64()
+		off := args[2].Uint64()
+		if req != linux.PTRACE_PEEKUSR && req != linux.PTRACE_POKEUSR ||
+			off < ptrace.DebugRegOffset || off > ptrace.DebugRegEnd || off%8 != 0 {
+			return orig(t, sysno, args)
+		}
+		rv, ctl, err := orig(t, sysno, args)
+		if err != nil {
+			return rv, ctl, err
+		}
+		target := t.PIDNamespace().TaskWithID(kernel.ThreadID(args[1].Int()))
+		if target == nil {
+			// The tracee was reaped after the checks passed; Linux
+			// would have found it still there.
+			return 0, nil, linuxerr.ESRCH
+		}
+		n := int(off-ptrace.DebugRegOffset) / 8
+		if req == linux.PTRACE_PEEKUSR {
+			_, err := primitive.CopyUint64Out(t, args[3].Pointer(), threads.Lookup(target).Get(n))
+			return 0, nil, err
+		}
+		if n == 4 || n == 5 {
+			// Linux's ptrace_set_debugreg: "There are no DR4 or DR5
+			// registers". Answered here so as not to create state.
+			return 0, nil, linuxerr.EIO
+		}
+		if err := threads.Get(target).Set(n, args[3].Uint64()); err != nil {
+			return 0, nil, guestError(err)
+		}
+		return 0, nil, nil
+	}
+}
+
+// guestError turns an error of sentry/hwbp or sentry/ptrace into the errno
+// the guest sees.
+func guestError(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return linuxerr.ErrorFromUnix(errno)
+	}
+	// Every error of those packages wraps an errno; this would be a bug.
+	return linuxerr.EINVAL
+}
+
+// cloners maps the goroutine of each task that is inside a clone-family
+// system call while it holds debug-register state to that task, so that the
+// platform context constructor, which the sentry calls for the new task on
+// the same goroutine, can find the new task's creator.
+var (
+	clonersMu sync.Mutex
+	// +checklocks:clonersMu
+	cloners = map[int64]*kernel.Task{}
+	// cloning is len(cloners), for the fast path of every new task.
+	cloning atomic.Int64
+)
+
+// cloneHook lets a thread created by clone, fork, vfork or clone3 inherit
+// its creator's DR6 and DR7 values (see ptrace.Threads.Inherit). Callers
+// with no debug-register state, almost all of them, pay one atomic load.
+func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
+	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
+		if threads.Lookup(t) == nil {
+			return orig(t, sysno, args)
+		}
+		g := goid.Get()
+		clonersMu.Lock()
+		cloners[g] = t
+		cloning.Store(int64(len(cloners)))
+		clonersMu.Unlock()
+		defer func() {
+			clonersMu.Lock()
+			delete(cloners, g)
+			cloning.Store(int64(len(cloners)))
+			clonersMu.Unlock()
+		}()
+		return orig(t, sysno, args)
+	}
+}
+
+// creator returns the task whose clone-family system call is creating a
+// task on the current goroutine, if it has debug-register state.
+func creator() *kernel.Task {
+	if cloning.Load() == 0 {
+		return nil
+	}
+	clonersMu.Lock()
+	defer clonersMu.Unlock()
+	return cloners[goid.Get()]
+}
