@@ -7,7 +7,7 @@
 
 GO ?= go
 PLATFORM ?= systrap
-UNIT_PKGS = ./sentry/... ./plugin/...
+UNIT_PKGS = ./sentry/...
 
 .PHONY: all runsc demo test vet unit e2e bench clean
 
@@ -29,7 +29,7 @@ unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS) ./test/buildfiles/...
 
 e2e: runsc
-	$(GO) test -count=1 -timeout 60m ./test/e2e/...
+	$(GO) test -count=1 -timeout 60m ./test/e2e/... ./test/conformance/...
 
 test: vet unit e2e
 

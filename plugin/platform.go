@@ -88,6 +88,6 @@ func (c *taskContext) Release() {
 
 func forget(t *kernel.Task) {
 	if empty, created := threads.Remove(t); empty {
-		log.Debugf("%s %d", ReleasedMessage, created)
+		log.Infof("%s %d", ReleasedMessage, created)
 	}
 }

@@ -27,9 +27,9 @@ const Version = "0.1.0"
 // the plugin wraps. End-to-end tests look for it in the boot log.
 const StartMessage = "hwbp: plugin " + Version + " active"
 
-// ReleasedMessage is logged (at debug level) each time the last thread
-// holding ptrace debug-register state goes away, followed by the number of
-// states ever created. Tests use it to prove that nothing leaks.
+// ReleasedMessage is logged each time the last thread holding ptrace
+// debug-register state goes away, followed by the number of states ever
+// created. Tests use it to prove that nothing leaks.
 const ReleasedMessage = "hwbp: no thread holds debug-register state; created so far:"
 
 var (

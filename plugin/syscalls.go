@@ -52,20 +52,23 @@ func installSyscalls() {
 	table.Init()
 }
 
-// ptraceHook adds the debug registers to PTRACE_PEEKUSR and PTRACE_POKEUSR.
+// ptraceHook adds the debug registers to PTRACE_PEEKUSR and PTRACE_POKEUSR,
+// and makes POKEUSR of the other non-register fields of struct user fail as
+// on Linux.
 //
 // gVisor's own implementation runs first for every request: it finds the
 // tracee and makes Linux's checks in Linux's order (ESRCH unless the caller
 // traces a stopped tracee, EIO for an unaligned offset or one past struct
-// user, EFAULT for a bad PEEKUSR buffer), and for the debug-register offsets
-// it then reads 0 or ignores the write. Only if it succeeded does the hook
-// read or write the real register.
+// user, EFAULT for a bad PEEKUSR buffer), and past the general registers it
+// then reads 0 or ignores the write. Only if it succeeded does the hook act,
+// through ptrace.Threads.PeekUser and PokeUser, which follow Linux's
+// arch_ptrace: the debug registers, zero for reads of the other fields and
+// EIO for writes to them.
 func ptraceHook(orig kernel.SyscallFn) kernel.SyscallFn {
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
 		req := args[0].Int64()
 		off := args[2].Uint64()
-		if req != linux.PTRACE_PEEKUSR && req != linux.PTRACE_POKEUSR ||
-			off < ptrace.DebugRegOffset || off > ptrace.DebugRegEnd || off%8 != 0 {
+		if req != linux.PTRACE_PEEKUSR && req != linux.PTRACE_POKEUSR || off < ptrace.RegsSize {
 			return orig(t, sysno, args)
 		}
 		rv, ctl, err := orig(t, sysno, args)
@@ -78,17 +81,15 @@ func ptraceHook(orig kernel.SyscallFn) kernel.SyscallFn {
 			// would have found it still there.
 			return 0, nil, linuxerr.ESRCH
 		}
-		n := int(off-ptrace.DebugRegOffset) / 8
 		if req == linux.PTRACE_PEEKUSR {
-			_, err := primitive.CopyUint64Out(t, args[3].Pointer(), threads.Lookup(target).Get(n))
+			v, err := threads.PeekUser(target, off)
+			if err != nil {
+				return 0, nil, guestError(err)
+			}
+			_, err = primitive.CopyUint64Out(t, args[3].Pointer(), v)
 			return 0, nil, err
 		}
-		if n == 4 || n == 5 {
-			// Linux's ptrace_set_debugreg: "There are no DR4 or DR5
-			// registers". Answered here so as not to create state.
-			return 0, nil, linuxerr.EIO
-		}
-		if err := threads.Get(target).Set(n, args[3].Uint64()); err != nil {
+		if err := threads.PokeUser(target, off, args[3].Uint64()); err != nil {
 			return 0, nil, guestError(err)
 		}
 		return 0, nil, nil

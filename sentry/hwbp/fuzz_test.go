@@ -32,7 +32,6 @@ func FuzzValidate(f *testing.F) {
 	})
 }
 
-
 // FuzzDR7 checks that decoding any DR7 slot and encoding the result again
 // gives back the same fields, and that decoding never panics.
 func FuzzDR7(f *testing.F) {

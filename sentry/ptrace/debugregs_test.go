@@ -2,7 +2,6 @@ package ptrace
 
 import (
 	"errors"
-	"fmt"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -189,69 +188,80 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// FuzzDebugRegs feeds arbitrary register writes to one thread and checks
-// that nothing panics and that the invariants hold after every write: a
-// failed write changes nothing, DR7 and DR6 read back what was written last,
-// and the core image arms exactly the slots DR7 enables.
-func FuzzDebugRegs(f *testing.F) {
-	f.Add([]byte{0, 0x10, 0x60, 7, 0x01, 0x00, 0x0d})
-	f.Add([]byte{7, 0x55, 0x55, 0xff, 0xff, 3, 0xf8, 0xff, 0xff, 0x7f})
+// FuzzPokeUser feeds arbitrary (offset, value) writes to one thread through
+// PokeUser and checks after every write that nothing panicked, that errors
+// carry an errno, that a failed write changed no register, that a write to
+// DR0-3, DR6 or DR7 that succeeded reads back, and that the core image arms
+// exactly the slots DR7 enables.
+func FuzzPokeUser(f *testing.F) {
+	f.Add([]byte{0x50, 0x03, 0x00, 0x10, 0x60, 0, 0, 0, 0, 0, 0x88, 0x03, 0x01, 0x00, 0x0d, 0, 0, 0, 0, 0})
+	f.Add([]byte{0x88, 0x03, 0x55, 0x55, 0xff, 0xff, 0, 0, 0, 0, 0x68, 0x03, 0xf8, 0xef, 0xff, 0xff, 0xff, 0x7f, 0, 0})
+	f.Add([]byte{0x51, 0x03, 1, 0, 0, 0, 0, 0, 0, 0, 0xa0, 0x03, 1, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := hwbp.NewRegistry()
 		ts := NewThreads[int](r)
-		d := ts.Get(1)
-		for len(data) >= 2 {
-			n := int(data[0] % 8)
-			var v uint64
-			k := 1 + int(data[1]%8)
-			for i := 0; i < k && 2+i < len(data); i++ {
+		for ; len(data) >= 10; data = data[10:] {
+			off := uint64(data[0]) | uint64(data[1])<<8
+			v := uint64(0)
+			for i := 0; i < 8; i++ {
 				v |= uint64(data[2+i]) << (8 * i)
 			}
-			if data[1]&0x80 != 0 {
-				v |= 0x7fff_0000_0000 // reach the top of the user space
-			}
-			data = data[min(len(data), 2+k):]
-
 			var before [8]uint64
 			for i := range before {
-				before[i] = d.Get(i)
+				before[i] = ts.Lookup(1).Get(i)
 			}
-			err := d.Set(n, v)
+			err := ts.PokeUser(1, off, v)
+			if err != nil && errnoOf(err) == 0 {
+				t.Fatalf("error without errno: %v", err)
+			}
+			aligned := off%8 == 0 && off >= RegsSize && off < UserSize
+			n := int(off-DebugRegOffset) / 8
+			isDR := aligned && off >= DebugRegOffset && off <= DebugRegEnd
+			if got := errnoOf(err); (!aligned || !isDR || n == 4 || n == 5) && got != unix.EIO {
+				t.Fatalf("PokeUser(%d, %#x) = %v, want EIO", off, v, err)
+			}
 			for i := range before {
-				got := d.Get(i)
+				got, perr := ts.PeekUser(1, DebugRegOffset+8*uint64(i))
+				if perr != nil {
+					t.Fatalf("PeekUser DR%d: %v", i, perr)
+				}
 				switch {
-				case err == nil && i == n && n != 4 && n != 5:
+				case err == nil && isDR && i == n:
 					if got != v {
 						t.Fatalf("DR%d = %#x after writing %#x", i, got, v)
 					}
 				case got != before[i]:
-					t.Fatalf("DR%d changed %#x -> %#x by write DR%d %#x (err %v)", i, before[i], got, n, v, err)
+					t.Fatalf("DR%d changed %#x -> %#x by write at %d of %#x (err %v)", i, before[i], got, off, v, err)
 				}
 			}
-			if err != nil && errnoOf(err) == 0 {
-				t.Fatalf("error without errno: %v", err)
-			}
-			img := d.Task().Image()
-			armed := 0
-			dr7 := hwbp.DR7(d.Get(7))
-			for i := 0; i < hwbp.Slots; i++ {
-				if dr7.Enabled(i) {
-					armed++
+			if off < UserSize && off%8 == 0 && off >= RegsSize && !isDR {
+				if got, err := ts.PeekUser(1, off); got != 0 || err != nil {
+					t.Fatalf("PeekUser(%d) = %#x, %v; want 0", off, got, err)
 				}
 			}
-			got := 0
-			for i := 0; i < hwbp.Slots; i++ {
-				if img.Breakpoint(i) != nil {
-					got++
+			if d := ts.Lookup(1); d != nil {
+				img := d.Task().Image()
+				dr7 := hwbp.DR7(d.Get(7))
+				for i := 0; i < hwbp.Slots; i++ {
+					armed := 0
+					if dr7.Enabled(i) {
+						armed = 1
+					}
+					n := 0
+					for s := 0; s < hwbp.Slots; s++ {
+						if bp := img.Breakpoint(s); bp != nil && bp == d.bps[i] {
+							n++
+						}
+					}
+					if n != armed {
+						t.Fatalf("DR7 %#x: slot %d armed %d times in the image", uint64(dr7), i, n)
+					}
 				}
-			}
-			if got != armed {
-				t.Fatalf("DR7 %#x enables %d slots, image arms %d", uint64(dr7), armed, got)
 			}
 		}
 		ts.Remove(1)
 		if r.Tasks() != 0 || r.Active() {
-			t.Fatal(fmt.Sprint("state left after Remove"))
+			t.Fatal("state left after Remove")
 		}
 	})
 }

@@ -1,0 +1,303 @@
+// Package conformance runs the same ptrace debug-register programs on the
+// host kernel and inside sandboxes booted by this repository's runsc, and
+// fails on any difference between their transcripts. The host kernel is the
+// specification.
+package conformance
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gvisor-hwbp/hwbp/test/sandbox"
+)
+
+// driver returns the compiled drdriver.
+func driver(t *testing.T) string {
+	return sandbox.BuildC(t, "testdata/drdriver.c", "-lpthread")
+}
+
+// transcript runs script with drdriver on the host (platform "") or in a
+// sandbox, and returns its transcript.
+func transcript(t *testing.T, platform, script string) string {
+	t.Helper()
+	drv := driver(t)
+	var out string
+	if platform == "" {
+		b, err := exec.Command(drv, script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("drdriver %s on the host: %v\n%s", script, err, b)
+		}
+		out = string(b)
+	} else {
+		res := sandbox.Run(t, platform, drv, script)
+		if res.ExitCode != 0 {
+			t.Fatalf("drdriver %s on %s: exit %d\nstdout:\n%s\nstderr:\n%s", script, platform, res.ExitCode, res.Stdout, res.Stderr)
+		}
+		out = res.Stdout
+	}
+	if !strings.HasSuffix(out, "end\n") {
+		t.Fatalf("transcript of %s on %q is incomplete:\n%s", script, platform, out)
+	}
+	return out
+}
+
+// firstDifference returns the index of the first differing line, or -1.
+func firstDifference(a, b []string) int {
+	for i := 0; i < len(a) || i < len(b); i++ {
+		if i >= len(a) || i >= len(b) || a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// diffReport shows the differing lines of two transcripts (at most max).
+func diffReport(host, got string, max int) string {
+	h, g := strings.Split(host, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < len(h) || i < len(g); i++ {
+		var hl, gl string
+		if i < len(h) {
+			hl = h[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if hl == gl {
+			continue
+		}
+		fmt.Fprintf(&b, "  host:    %s\n  sandbox: %s\n", hl, gl)
+		if shown++; shown == max {
+			b.WriteString("  ...\n")
+			break
+		}
+	}
+	return b.String()
+}
+
+// compare runs script on the host and on every platform and fails t on any
+// difference.
+func compare(t *testing.T, script string) {
+	host := transcript(t, "", script)
+	for _, p := range sandbox.Platforms {
+		t.Run(p, func(t *testing.T) {
+			if got := transcript(t, p, script); got != host {
+				t.Errorf("%s: transcript differs from the host kernel's:\n%s", filepath.Base(script), diffReport(host, got, 10))
+			}
+		})
+	}
+}
+
+// TestHandWrittenScripts runs every testdata/scripts/*.dr.
+func TestHandWrittenScripts(t *testing.T) {
+	sandbox.RequireRoot(t)
+	scripts, err := filepath.Glob("testdata/scripts/*.dr")
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	for _, s := range scripts {
+		abs, err := filepath.Abs(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(strings.TrimSuffix(filepath.Base(s), ".dr"), func(t *testing.T) { compare(t, abs) })
+	}
+}
+
+func writeScript(t *testing.T, name string, lines []string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAllFieldCombinations enables every R/W x LEN combination in every slot
+// with the L, G and L|G enables, at an aligned and at misaligned addresses,
+// and moves enabled slots to addresses of every alignment.
+func TestAllFieldCombinations(t *testing.T) {
+	sandbox.RequireRoot(t)
+	var lines []string
+	for slot := 0; slot < 4; slot++ {
+		for rw := 0; rw < 4; rw++ {
+			for ln := 0; ln < 4; ln++ {
+				for _, en := range []int{1, 2, 3} {
+					for _, addr := range []int{0, 1, 2, 4} {
+						dr7 := uint64(en)<<(2*slot) | uint64(rw|ln<<2)<<(16+4*slot)
+						lines = append(lines,
+							fmt.Sprintf("poke %d buf+%d", slot, 0x100+addr),
+							fmt.Sprintf("poke 7 %#x", dr7),
+							fmt.Sprintf("poke %d buf+%d", slot, 0x208),
+							fmt.Sprintf("poke %d buf+%d", slot, 0x302),
+							fmt.Sprintf("poke %d buf+%d", slot, 0x401),
+							"poke 7 0",
+						)
+					}
+				}
+			}
+		}
+	}
+	compare(t, writeScript(t, "combinations.dr", lines))
+}
+
+// randomOps returns n random requests: writes of interesting and random
+// values to every debug register and to offsets around them, and reads.
+func randomOps(seed int64, n int) []string {
+	rng := rand.New(rand.NewSource(seed))
+	addrs := []string{"buf+0", "buf+1", "buf+2", "buf+3", "buf+4", "buf+6", "buf+8", "buf+0x10", "buf+0x7f8",
+		"0", "0x7fffffffeff8", "0x7fffffffefff", "0x7ffffffff000", "0x7ffffffffff8", "0x800000000000",
+		"0xffff800000000000", "0xffffffff81000000", "~0"}
+	offs := []int{-8, 0, 216, 840, 844, 848, 856, 880, 888, 896, 904, 906, 912, 928}
+	ops := make([]string, 0, n)
+	for len(ops) < n {
+		switch k := rng.Intn(100); {
+		case k < 30:
+			ops = append(ops, fmt.Sprintf("poke %d %s", rng.Intn(4), addrs[rng.Intn(len(addrs))]))
+		case k < 55:
+			var dr7 uint64
+			for slot := 0; slot < 4; slot++ {
+				if rng.Intn(2) == 0 {
+					dr7 |= uint64(1+rng.Intn(3)) << (2 * slot)
+				}
+				dr7 |= uint64(rng.Intn(16)) << (16 + 4*slot)
+			}
+			if rng.Intn(4) == 0 {
+				dr7 |= uint64(rng.Intn(0x100)) << 8 // LE, GE, bit 10, GD, reserved
+			}
+			if rng.Intn(8) == 0 {
+				dr7 |= rng.Uint64() &^ 0xffffffff
+			}
+			ops = append(ops, fmt.Sprintf("poke 7 %#x", dr7))
+		case k < 60:
+			ops = append(ops, fmt.Sprintf("poke 6 %#x", rng.Uint64()>>uint(rng.Intn(64))))
+		case k < 62:
+			ops = append(ops, fmt.Sprintf("poke %d %#x", 4+rng.Intn(2), rng.Uint64()))
+		case k < 65:
+			ops = append(ops, fmt.Sprintf("pokeoff %d %s", offs[rng.Intn(len(offs))], addrs[rng.Intn(len(addrs))]))
+		case k < 68:
+			ops = append(ops, fmt.Sprintf("peekoff %d", offs[rng.Intn(len(offs))]))
+		default:
+			ops = append(ops, fmt.Sprintf("peek %d", rng.Intn(8)))
+		}
+	}
+	return ops
+}
+
+// scriptLine returns the script line number a transcript line starts with.
+func scriptLine(line string) int {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// differs reports whether ops give different transcripts on the host and
+// on platform, and the index of the first op whose line differs.
+func differs(t *testing.T, platform string, ops []string) (bool, int) {
+	script := writeScript(t, "candidate.dr", ops)
+	h := strings.Split(transcript(t, "", script), "\n")
+	g := strings.Split(transcript(t, platform, script), "\n")
+	i := firstDifference(h, g)
+	if i < 0 {
+		return false, -1
+	}
+	line := -1
+	if i < len(h) {
+		line = scriptLine(h[i])
+	}
+	return true, line - 1
+}
+
+// minimize shrinks a failing op sequence: first to the prefix that ends at
+// the first differing op, then by dropping chunks while it still fails, with
+// a bounded number of runs.
+func minimize(t *testing.T, platform string, ops []string, firstBad int) []string {
+	if firstBad >= 0 && firstBad < len(ops) {
+		ops = ops[:firstBad+1]
+	}
+	runs := 0
+	for chunk := len(ops) / 2; chunk >= 1 && runs < 60; chunk /= 2 {
+		for start := 0; start+chunk <= len(ops)-1 && runs < 60; {
+			candidate := append(append([]string{}, ops[:start]...), ops[start+chunk:]...)
+			runs++
+			if bad, _ := differs(t, platform, candidate); bad {
+				ops = candidate
+			} else {
+				start += chunk
+			}
+		}
+	}
+	return ops
+}
+
+// TestRandomSequence runs a seeded random sequence of 20,000 requests. Set
+// HWBP_SEED to run another seed.
+func TestRandomSequence(t *testing.T) {
+	sandbox.RequireRoot(t)
+	seeds := []int64{1, 20261123}
+	if s := os.Getenv("HWBP_SEED"); s != "" {
+		v, err := strconv.ParseInt(s, 0, 64)
+		if err != nil {
+			t.Fatalf("HWBP_SEED: %v", err)
+		}
+		seeds = []int64{v}
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			ops := randomOps(seed, 20000)
+			script := writeScript(t, "random.dr", ops)
+			host := transcript(t, "", script)
+			for _, p := range sandbox.Platforms {
+				t.Run(p, func(t *testing.T) {
+					got := transcript(t, p, script)
+					if got == host {
+						return
+					}
+					i := firstDifference(strings.Split(host, "\n"), strings.Split(got, "\n"))
+					first := scriptLine(strings.Split(host, "\n")[min(i, len(strings.Split(host, "\n"))-1)]) - 1
+					small := minimize(t, p, ops, first)
+					t.Errorf("seed %d: transcript differs from the host kernel's (HWBP_SEED=%d to rerun):\n%s\nminimized failing sequence (%d ops):\n  %s",
+						seed, seed, diffReport(host, got, 5), len(small), strings.Join(small, "\n  "))
+				})
+			}
+		})
+	}
+}
+
+// TestRandomOpsAreDeterministic guards the seed contract: the same seed
+// gives the same sequence, and the generator covers every request kind.
+func TestRandomOpsAreDeterministic(t *testing.T) {
+	a, b := randomOps(7, 2000), randomOps(7, 2000)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatal("randomOps is not deterministic")
+	}
+	kinds := map[string]bool{}
+	for _, op := range a {
+		f := strings.Fields(op)
+		kinds[f[0]+" "+f[1]] = true
+	}
+	var missing []string
+	for _, k := range []string{"poke 0", "poke 3", "poke 4", "poke 5", "poke 6", "poke 7", "peek 7", "pokeoff 848", "peekoff 904"} {
+		if !kinds[k] {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("no %v in 2000 random ops", missing)
+	}
+}

@@ -1,0 +1,350 @@
+/*
+ * drdriver: runs a script of ptrace debug-register requests against a traced
+ * child and prints one canonical line per request, so that the transcripts
+ * of the host kernel and of a sandbox can be compared byte for byte.
+ *
+ * Usage: drdriver SCRIPT. Script lines (# starts a comment):
+ *   poke N VALUE      PTRACE_POKEUSER u_debugreg[N], then read DR N back
+ *   peek N            PTRACE_PEEKUSER u_debugreg[N]
+ *   pokeoff OFF VALUE PTRACE_POKEUSER at a raw offset of struct user
+ *   peekoff OFF       PTRACE_PEEKUSER at a raw offset (values of the
+ *                     general registers, below sizeof(user_regs_struct), are
+ *                     not printed: they differ between runs)
+ *   fork | clone      the target forks a process or creates a thread, seen
+ *                     through PTRACE_O_TRACEFORK/TRACECLONE; the new task
+ *                     becomes the target
+ *   exec              the target calls execve, seen through TRACEEXEC
+ *   cont              the target runs one turn of its loop and stops again
+ *   target main       the first tracee becomes the target again
+ *   running           PEEK and POKE DR7 while the target is not stopped
+ *   untraced          PEEK and POKE DR7 of a child that is not traced
+ * VALUE is a number (strtoull base 0), "buf+N" for an address N bytes into
+ * the tracee's watch buffer, or "~0".
+ *
+ * The tracee maps its control page and watch buffer at fixed addresses, so
+ * that addresses are the same in every run, before and after execve.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CONTROL_ADDR 0x10000000UL
+#define BUF_ADDR (CONTROL_ADDR + 0x1000)
+#define BUF_SIZE 0x1000
+
+enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP };
+
+static volatile long *control = (volatile long *)CONTROL_ADDR;
+
+static void die(const char *what) {
+	fprintf(stderr, "drdriver: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static void map_fixed(void) {
+	void *p = mmap((void *)CONTROL_ADDR, 0x1000 + BUF_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (p != (void *)CONTROL_ADDR)
+		die("mmap");
+}
+
+static void *thread_main(void *arg) {
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+/* The tracee: stop, do what the tracer put in *control, repeat. */
+static void tracee_loop(const char *self) {
+	for (;;) {
+		raise(SIGSTOP);
+		long act = *control;
+		*control = ACT_NONE;
+		switch (act) {
+		case ACT_FORK:
+			fork(); /* parent and child both go on looping */
+			break;
+		case ACT_CLONE: {
+			pthread_t th;
+			pthread_create(&th, NULL, thread_main, NULL);
+			break;
+		}
+		case ACT_EXEC:
+			execl(self, self, "--tracee", (char *)NULL);
+			_exit(3);
+		case ACT_SLEEP: {
+			struct timespec ts = {0, 300 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+			break;
+		}
+		}
+	}
+}
+
+static const char *errname(int e) {
+	switch (e) {
+	case 0: return "OK";
+	case EIO: return "EIO";
+	case EINVAL: return "EINVAL";
+	case ESRCH: return "ESRCH";
+	case EFAULT: return "EFAULT";
+	case EPERM: return "EPERM";
+	case ENOSPC: return "ENOSPC";
+	case EBUSY: return "EBUSY";
+	}
+	static char buf[32];
+	snprintf(buf, sizeof buf, "errno%d", e);
+	return buf;
+}
+
+static void label(char *out, size_t n, unsigned long v) {
+	if (v >= BUF_ADDR && v < BUF_ADDR + BUF_SIZE)
+		snprintf(out, n, "buf+0x%lx", v - BUF_ADDR);
+	else
+		snprintf(out, n, "0x%lx", v);
+}
+
+static unsigned long parse_value(const char *s) {
+	if (strncmp(s, "buf+", 4) == 0)
+		return BUF_ADDR + strtoull(s + 4, NULL, 0);
+	if (strcmp(s, "~0") == 0)
+		return ~0UL;
+	return strtoull(s, NULL, 0);
+}
+
+static unsigned long dr_offset(long n) {
+	return offsetof(struct user, u_debugreg) + 8 * n;
+}
+
+/* peek prints "<result> <errno>" and the value if it succeeded. */
+static void do_peek(pid_t pid, unsigned long off, int show) {
+	errno = 0;
+	long v = ptrace(PTRACE_PEEKUSER, pid, off, 0);
+	int e = errno;
+	char l[64];
+	if (e) {
+		printf("-> -1 %s\n", errname(e));
+		return;
+	}
+	if (!show) {
+		printf("-> OK\n");
+		return;
+	}
+	label(l, sizeof l, (unsigned long)v);
+	printf("-> %s\n", l);
+}
+
+static void do_poke(pid_t pid, unsigned long off, unsigned long v, long readback) {
+	errno = 0;
+	long r = ptrace(PTRACE_POKEUSER, pid, off, v);
+	int e = errno;
+	printf("-> %ld %s", r, errname(r ? e : 0));
+	if (readback >= 0) {
+		errno = 0;
+		long rb = ptrace(PTRACE_PEEKUSER, pid, dr_offset(readback), 0);
+		char l[64];
+		label(l, sizeof l, (unsigned long)rb);
+		if (errno)
+			printf(" ; DR%ld unreadable %s", readback, errname(errno));
+		else
+			printf(" ; DR%ld = %s", readback, l);
+	}
+	printf("\n");
+}
+
+/* wait_stop waits for pid's next stop and describes it. */
+static void wait_stop(pid_t pid, char *desc, size_t n) {
+	int st;
+	if (waitpid(pid, &st, __WALL) != pid)
+		die("waitpid");
+	if (!WIFSTOPPED(st)) {
+		snprintf(desc, n, "not stopped (status 0x%x)", st);
+		return;
+	}
+	switch (st >> 16) {
+	case PTRACE_EVENT_FORK: snprintf(desc, n, "event FORK"); break;
+	case PTRACE_EVENT_CLONE: snprintf(desc, n, "event CLONE"); break;
+	case PTRACE_EVENT_EXEC: snprintf(desc, n, "event EXEC"); break;
+	case 0: snprintf(desc, n, "signal %s", strsignal(WSTOPSIG(st))); break;
+	default: snprintf(desc, n, "event %d", st >> 16); break;
+	}
+}
+
+#define MAX_TASKS 64
+
+/*
+ * A task that reported a ptrace event (or a new task at its first stop) is
+ * not yet at the SIGSTOP of its loop; settled says which ones are.
+ */
+static pid_t tasks[MAX_TASKS];
+static int settled[MAX_TASKS];
+static int ntasks;
+
+static int task_index(pid_t pid) {
+	for (int i = 0; i < ntasks; i++)
+		if (tasks[i] == pid)
+			return i;
+	if (ntasks == MAX_TASKS) {
+		fprintf(stderr, "drdriver: too many tasks\n");
+		exit(2);
+	}
+	tasks[ntasks] = pid;
+	settled[ntasks] = 0;
+	return ntasks++;
+}
+
+/* settle lets pid run until it stops at the SIGSTOP of its loop. */
+static void settle(pid_t pid) {
+	int i = task_index(pid);
+	char desc[128];
+	if (settled[i])
+		return;
+	if (ptrace(PTRACE_CONT, pid, 0, 0) < 0)
+		die("CONT to settle");
+	wait_stop(pid, desc, sizeof desc);
+	if (strcmp(desc, "signal Stopped (signal)") != 0) {
+		fprintf(stderr, "drdriver: settling %d: %s\n", pid, desc);
+		exit(2);
+	}
+	settled[i] = 1;
+}
+
+static void set_action(pid_t pid, long act) {
+	settle(pid);
+	if (ptrace(PTRACE_POKEDATA, pid, CONTROL_ADDR, act) < 0)
+		die("POKEDATA control");
+}
+
+int main(int argc, char **argv) {
+	if (argc == 2 && strcmp(argv[1], "--tracee") == 0) {
+		map_fixed();
+		tracee_loop(argv[0]);
+	}
+	if (argc != 2) {
+		fprintf(stderr, "usage: drdriver SCRIPT\n");
+		return 2;
+	}
+	FILE *script = fopen(argv[1], "r");
+	if (!script)
+		die(argv[1]);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n < 0)
+		die("readlink /proc/self/exe");
+	self[n] = 0;
+
+	pid_t main_pid = fork();
+	if (main_pid == 0) {
+		map_fixed();
+		if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
+			die("TRACEME");
+		tracee_loop(self);
+	}
+	char desc[128];
+	wait_stop(main_pid, desc, sizeof desc);
+	settled[task_index(main_pid)] = 1;
+	if (ptrace(PTRACE_SETOPTIONS, main_pid, 0,
+		   PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL) < 0)
+		die("SETOPTIONS");
+	pid_t target = main_pid;
+
+	char line[512];
+	int lineno = 0;
+	while (fgets(line, sizeof line, script)) {
+		lineno++;
+		char op[32], a[128], b[128];
+		int k = sscanf(line, "%31s %127s %127s", op, a, b);
+		if (k <= 0 || op[0] == '#')
+			continue;
+		if (strcmp(op, "poke") == 0 && k == 3) {
+			long r = strtol(a, NULL, 0);
+			printf("%d poke DR%ld %s ", lineno, r, b);
+			do_poke(target, dr_offset(r), parse_value(b), r);
+		} else if (strcmp(op, "peek") == 0 && k == 2) {
+			long r = strtol(a, NULL, 0);
+			printf("%d peek DR%ld ", lineno, r);
+			do_peek(target, dr_offset(r), 1);
+		} else if (strcmp(op, "pokeoff") == 0 && k == 3) {
+			long off = strtol(a, NULL, 0);
+			printf("%d pokeoff %ld %s ", lineno, off, b);
+			do_poke(target, (unsigned long)off, parse_value(b), -1);
+		} else if (strcmp(op, "peekoff") == 0 && k == 2) {
+			long off = strtol(a, NULL, 0);
+			printf("%d peekoff %ld ", lineno, off);
+			do_peek(target, (unsigned long)off, off < 0 || off >= (long)sizeof(struct user_regs_struct));
+		} else if (strcmp(op, "fork") == 0 || strcmp(op, "clone") == 0 || strcmp(op, "exec") == 0) {
+			long act = op[0] == 'f' ? ACT_FORK : op[0] == 'c' ? ACT_CLONE : ACT_EXEC;
+			set_action(target, act);
+			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
+				die("CONT");
+			wait_stop(target, desc, sizeof desc);
+			settled[task_index(target)] = 0;
+			printf("%d %s -> %s", lineno, op, desc);
+			if (act != ACT_EXEC) {
+				unsigned long child;
+				if (ptrace(PTRACE_GETEVENTMSG, target, 0, &child) < 0)
+					die("GETEVENTMSG");
+				wait_stop((pid_t)child, desc, sizeof desc);
+				printf(", new task stops with %s", desc);
+				task_index((pid_t)child);
+				target = (pid_t)child;
+			}
+			printf("\n");
+		} else if (strcmp(op, "cont") == 0) {
+			settle(target);
+			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
+				die("CONT");
+			wait_stop(target, desc, sizeof desc);
+			printf("%d cont -> %s\n", lineno, desc);
+		} else if (strcmp(op, "target") == 0) {
+			target = main_pid;
+			printf("%d target main\n", lineno);
+		} else if (strcmp(op, "running") == 0) {
+			set_action(target, ACT_SLEEP);
+			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
+				die("CONT");
+			printf("%d running peek DR7 ", lineno);
+			do_peek(target, dr_offset(7), 1);
+			printf("%d running poke DR7 0x1 ", lineno);
+			do_poke(target, dr_offset(7), 1, -1);
+			wait_stop(target, desc, sizeof desc);
+			printf("%d running -> %s\n", lineno, desc);
+		} else if (strcmp(op, "untraced") == 0) {
+			pid_t c = fork();
+			if (c == 0) {
+				pause();
+				_exit(0);
+			}
+			printf("%d untraced peek DR7 ", lineno);
+			do_peek(c, dr_offset(7), 1);
+			printf("%d untraced poke DR7 0x1 ", lineno);
+			do_poke(c, dr_offset(7), 1, -1);
+			kill(c, SIGKILL);
+			waitpid(c, NULL, 0);
+		} else {
+			fprintf(stderr, "drdriver: %s:%d: bad line: %s", argv[1], lineno, line);
+			return 2;
+		}
+	}
+	for (int i = ntasks - 1; i >= 0; i--)
+		kill(tasks[i], SIGKILL);
+	while (waitpid(-1, NULL, __WALL) > 0)
+		;
+	printf("end\n");
+	return 0;
+}

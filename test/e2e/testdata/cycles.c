@@ -1,0 +1,62 @@
+/*
+ * cycles N: N times, trace a child, give it a watchpoint and a DR6 value,
+ * let it fork a grandchild (which inherits the DR6/DR7 values) that exits,
+ * and exec /bin/true, which flushes the child's state before it exits.
+ * Prints the number of cycles done.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+static long untouched[8];
+
+#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
+
+static void check(long r, const char *what) {
+	if (r < 0) {
+		perror(what);
+		exit(1);
+	}
+}
+
+int main(int argc, char **argv) {
+	int n = argc > 1 ? atoi(argv[1]) : 10000;
+	for (int i = 0; i < n; i++) {
+		pid_t c = fork();
+		check(c, "fork");
+		if (c == 0) {
+			ptrace(PTRACE_TRACEME, 0, 0, 0);
+			raise(SIGSTOP);
+			if (fork() == 0)
+				_exit(0);
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(1);
+		}
+		int st;
+		check(waitpid(c, &st, 0), "waitpid");
+		check(ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACEFORK | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL), "SETOPTIONS");
+		check(ptrace(PTRACE_POKEUSER, c, DR(0), (long)&untouched[0]), "POKE DR0");
+		check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
+		check(ptrace(PTRACE_POKEUSER, c, DR(6), 0x5), "POKE DR6");
+		check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
+		/* Resume every stop until the child and the grandchild are gone. */
+		int live = 2;
+		while (live > 0) {
+			pid_t p = waitpid(-1, &st, __WALL);
+			check(p, "waitpid");
+			if (WIFEXITED(st) || WIFSIGNALED(st)) {
+				live--;
+				continue;
+			}
+			int sig = (st >> 16) == 0 && WSTOPSIG(st) != SIGSTOP && WSTOPSIG(st) != SIGTRAP ? WSTOPSIG(st) : 0;
+			check(ptrace(PTRACE_CONT, p, 0, sig), "CONT");
+		}
+	}
+	printf("%d cycles\n", n);
+	return 0;
+}
