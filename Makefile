@@ -9,21 +9,33 @@ GO ?= go
 PLATFORM ?= systrap
 UNIT_PKGS = ./sentry/...
 
-.PHONY: all runsc demo test vet unit e2e bench clean
+.PHONY: all prepare runsc demo test vet unit e2e bench clean
 
 all: runsc
 
-# A cgo build of runsc does not boot a sandbox; go build is incremental, so
-# this target always runs and is cheap when nothing changed.
-runsc:
-	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -o bin/runsc ./cmd/runsc
+# runsc is built from a copy of this module in .build/src whose vendored
+# gVisor gets the files under platform/*/_gvisor/ added (they only add
+# exported accessors to platform packages; no gVisor file is changed or
+# copied here). A cgo build of runsc does not boot a sandbox. go build is
+# incremental, so this target always runs and is cheap when nothing changed.
+# The packages that use those accessors (platform/*, plugin, cmd/runsc) build
+# only there; vet runs there too, over every package.
+BUILD_SRC = .build/src
+
+prepare:
+	@rm -rf $(BUILD_SRC) && mkdir -p bin $(BUILD_SRC)
+	@tar -c --exclude=./.build --exclude=./bin --exclude=./.git --exclude=./vendor . | tar -x -C $(BUILD_SRC)
+	cd $(BUILD_SRC) && $(GO) mod vendor
+	@for d in platform/*/_gvisor; do cp -r $$d/. $(BUILD_SRC)/vendor/gvisor.dev/gvisor/; done
+
+runsc: prepare
+	cd $(BUILD_SRC) && CGO_ENABLED=0 $(GO) build -mod=vendor -o $(CURDIR)/bin/runsc ./cmd/runsc
 
 demo: runsc
 	PLATFORM=$(PLATFORM) ./test/demo/demo.sh
 
-vet:
-	$(GO) vet ./...
+vet: prepare
+	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS) ./test/buildfiles/...
@@ -37,4 +49,4 @@ bench: runsc
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./sentry/hwbp/
 
 clean:
-	rm -rf bin
+	rm -rf bin .build

@@ -1,11 +1,17 @@
 package plugin
 
 import (
+	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
+	"gvisor.dev/gvisor/pkg/hostarch"
+	"gvisor.dev/gvisor/pkg/sentry/arch"
 
 	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
+
+	ptraceplatform "github.com/gvisor-hwbp/hwbp/platform/ptrace"
+	"github.com/gvisor-hwbp/hwbp/plugin/status"
 
 	// Register gVisor's platforms first so that ours replace them.
 	_ "gvisor.dev/gvisor/pkg/sentry/platform/platforms"
@@ -13,6 +19,18 @@ import (
 
 // wrappedPlatforms are the platforms whose tasks hwbp follows.
 var wrappedPlatforms = []string{"ptrace", "systrap"}
+
+// backend switches a task into application code with its debug registers
+// loaded, and turns the debug traps they cause into the guest's.
+type backend interface {
+	Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error)
+}
+
+// backends are the platforms on which breakpoints fire. On the others the
+// guest's debug registers are kept (sentry/ptrace) but never armed.
+var backends = map[string]backend{
+	"ptrace": ptraceplatform.New(threads),
+}
 
 // wrapPlatforms replaces the constructors of wrappedPlatforms with ones that
 // wrap each platform.
@@ -22,7 +40,7 @@ func wrapPlatforms() {
 		if err != nil {
 			panic("hwbp: gVisor has no platform " + name + ": " + err.Error())
 		}
-		platform.Register(name, constructor{Constructor: c, name: name})
+		platform.Register(name, constructor{Constructor: c, name: name, backend: backends[name]})
 	}
 }
 
@@ -31,22 +49,24 @@ func wrapPlatforms() {
 // platform.
 type constructor struct {
 	platform.Constructor
-	name string
+	name    string
+	backend backend // may be nil
 }
 
 // New implements platform.Constructor.New.
 func (c constructor) New(opts platform.Options) (platform.Platform, error) {
-	log.Infof("%s on platform %q", StartMessage, c.name)
+	log.Infof("%s on platform %q", status.StartMessage, c.name)
 	p, err := c.Constructor.New(opts)
 	if err != nil {
 		return nil, err
 	}
-	return taskPlatform{p}, nil
+	return taskPlatform{Platform: p, backend: c.backend}, nil
 }
 
 // taskPlatform gives every task a context that knows its task.
 type taskPlatform struct {
 	platform.Platform
+	backend backend // may be nil
 }
 
 // NewContext implements platform.Platform.NewContext. The sentry calls it
@@ -61,7 +81,7 @@ func (p taskPlatform) NewContext(ctx context.Context) platform.Context {
 	if parent := creator(); parent != nil {
 		threads.Inherit(parent, t)
 	}
-	return &taskContext{Context: pc, task: t}
+	return &taskContext{Context: pc, task: t, backend: p.backend}
 }
 
 // taskContext is a task's platform context, which the sentry tells about the
@@ -69,7 +89,16 @@ func (p taskPlatform) NewContext(ctx context.Context) platform.Context {
 // Linux's per-thread debug-register state is.
 type taskContext struct {
 	platform.Context
-	task *kernel.Task
+	task    *kernel.Task
+	backend backend // may be nil
+}
+
+// Switch implements platform.Context.Switch.
+func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	if c.backend == nil {
+		return c.Context.Switch(ctx, mm, ac, cpu)
+	}
+	return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 }
 
 // PrepareExecve implements platform.Context.PrepareExecve: Linux flushes a
@@ -88,6 +117,6 @@ func (c *taskContext) Release() {
 
 func forget(t *kernel.Task) {
 	if empty, created := threads.Remove(t); empty {
-		log.Infof("%s %d", ReleasedMessage, created)
+		log.Infof("%s %d", status.ReleasedMessage, created)
 	}
 }

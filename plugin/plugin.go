@@ -20,18 +20,6 @@ import (
 	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
 
-// Version identifies this build of the plugin in logs.
-const Version = "0.1.0"
-
-// StartMessage is logged by the sentry when it constructs a platform that
-// the plugin wraps. End-to-end tests look for it in the boot log.
-const StartMessage = "hwbp: plugin " + Version + " active"
-
-// ReleasedMessage is logged each time the last thread holding ptrace
-// debug-register state goes away, followed by the number of states ever
-// created. Tests use it to prove that nothing leaks.
-const ReleasedMessage = "hwbp: no thread holds debug-register state; created so far:"
-
 var (
 	// registry holds every breakpoint event of this sandbox: one sentry
 	// process runs one sandbox.

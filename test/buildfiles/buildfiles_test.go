@@ -62,8 +62,12 @@ func TestBuildFilesListGoFiles(t *testing.T) {
 			return err
 		}
 		if d.IsDir() {
-			switch d.Name() {
-			case ".git", "vendor", "bin", "testdata", ".build":
+			// Like the go tool, skip testdata and names starting with
+			// "." or "_" (platform/*/_gvisor holds files added to
+			// gVisor's packages at build time, not packages of ours).
+			switch name := d.Name(); {
+			case path == root:
+			case name == "vendor", name == "bin", name == "testdata", strings.HasPrefix(name, "."), strings.HasPrefix(name, "_"):
 				return filepath.SkipDir
 			}
 			return nil

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gvisor-hwbp/hwbp/plugin"
+	"github.com/gvisor-hwbp/hwbp/plugin/status"
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 )
 
@@ -24,7 +24,7 @@ func TestSandboxBootsWithPlugin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := plugin.StartMessage + ` on platform "` + p + `"`
+			want := status.StartMessage + ` on platform "` + p + `"`
 			if !strings.Contains(log, want) {
 				t.Errorf("boot log has no %q", want)
 			}

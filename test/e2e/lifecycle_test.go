@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/gvisor-hwbp/hwbp/plugin"
+	"github.com/gvisor-hwbp/hwbp/plugin/status"
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 )
 
@@ -21,7 +21,7 @@ import (
 // hwbp.
 func TestNoStateLeaks(t *testing.T) {
 	prog := sandbox.BuildC(t, "testdata/cycles.c")
-	released := regexp.MustCompile(regexp.QuoteMeta(plugin.ReleasedMessage) + ` (\d+)`)
+	released := regexp.MustCompile(regexp.QuoteMeta(status.ReleasedMessage) + ` (\d+)`)
 	for _, p := range sandbox.Platforms {
 		cycles := 10000
 		if p == "ptrace" {

@@ -1,0 +1,259 @@
+// Package ptrace is hwbp's back end for gVisor's ptrace platform. There a
+// task's code runs in a host "stub thread" that the sentry OS thread running
+// the task traces, so the task's debug registers can be the stub thread's
+// real ones: before each Switch the stub thread is given the task's DR image
+// with host PTRACE_POKEUSER (the host kernel then traps at hardware speed,
+// with Linux's exact semantics), and the host SIGTRAPs those registers cause
+// are turned back into the guest's (sentry/ptrace's Trap).
+//
+// Invariants:
+//   - When no breakpoint is enabled in the sandbox, Switch costs one atomic
+//     load more than the platform's own.
+//   - A stub thread runs a task only with that task's image or with an
+//     image that no longer arms anything the task can see: a stale image
+//     (another task's, or the task's own after its tracer disarmed it) is
+//     cleared before the task runs while any breakpoint is enabled, and
+//     otherwise at its first spurious trap, which the guest never sees.
+package ptrace
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/context"
+	"gvisor.dev/gvisor/pkg/hostarch"
+	"gvisor.dev/gvisor/pkg/log"
+	"gvisor.dev/gvisor/pkg/sentry/arch"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+	"gvisor.dev/gvisor/pkg/sentry/platform"
+	gvptrace "gvisor.dev/gvisor/pkg/sentry/platform/ptrace"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	sentryptrace "github.com/gvisor-hwbp/hwbp/sentry/ptrace"
+)
+
+// Backend loads tasks' debug registers into the ptrace platform's stub
+// threads.
+type Backend struct {
+	threads *sentryptrace.Threads[*kernel.Task]
+
+	mu sync.Mutex
+
+	// stubs is what the debug registers of stub threads hold, for those
+	// that were ever written. A stub thread without an entry has all
+	// debug registers zero, as every new host thread does.
+	//
+	// +checklocks:mu
+	stubs map[gvptrace.StubThread]stubState
+
+	// pruneAt is the size of stubs at which entries of dead stub threads
+	// are dropped.
+	//
+	// +checklocks:mu
+	pruneAt int
+}
+
+// stubState is a stub thread's debug registers and the image they came
+// from.
+type stubState struct {
+	// regs is what the host registers hold.
+	regs hostRegs
+	// task and img are the task whose image is armed, and that image;
+	// task is nil when nothing is armed.
+	task *hwbp.Task
+	img  hwbp.Image
+}
+
+// hostRegs is the contents of a stub thread's DR0-DR3 and DR7.
+type hostRegs struct {
+	addr [hwbp.Slots]uint64
+	dr7  hwbp.DR7
+	// dirty means a write failed halfway: the contents are unknown.
+	dirty bool
+}
+
+// New returns a back end for the tasks in threads.
+func New(threads *sentryptrace.Threads[*kernel.Task]) *Backend {
+	return &Backend{threads: threads, stubs: make(map[gvptrace.StubThread]stubState), pruneAt: 64}
+}
+
+// Switch runs inner.Switch for task t with t's debug registers loaded.
+func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	if b.threads.Registry().Active() {
+		return b.switchLoaded(t, inner, ctx, mm, ac, cpu)
+	}
+	info, at, err := inner.Switch(ctx, mm, ac, cpu)
+	if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
+		return info, at, err
+	}
+	switch info.Code {
+	case sentryptrace.TrapTrace:
+		// A single-step with no image loaded: Linux records it in
+		// DR6 for the tracer.
+		empty := hwbp.Image{}
+		b.threads.Trap(t, &empty, hwbp.DR6Reset|hwbp.DR6BS, uint64(ac.IP()))
+	case sentryptrace.TrapHWBkpt:
+		// Nothing is enabled, so this can only be a stale image left
+		// in a stub thread; the loaded path clears it and retries.
+		return b.switchLoaded(t, inner, ctx, mm, ac, cpu)
+	}
+	return info, at, err
+}
+
+// switchLoaded is Switch with the stub thread's registers set to t's image,
+// on a locked OS thread (the stub thread's tracer).
+func (b *Backend) switchLoaded(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for {
+		stub, st, err := b.load(t, mm)
+		if err != nil {
+			return nil, hostarch.NoAccess, err
+		}
+		info, at, err := inner.Switch(ctx, mm, ac, cpu)
+		if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
+			return info, at, err
+		}
+		if retry := b.trap(t, stub, st, ac, info); !retry {
+			return info, at, err
+		}
+	}
+}
+
+// load gives the current OS thread's stub thread for mm the image of t and
+// returns the stub thread and its new state.
+func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.StubThread, stubState, error) {
+	stub, ok := gvptrace.CurrentStubThread(mm)
+	if !ok {
+		return stub, stubState{}, fmt.Errorf("hwbp: address space of type %T is not the ptrace platform's", mm.AddressSpace())
+	}
+	var task *hwbp.Task
+	if d := b.threads.Lookup(t); d != nil {
+		task = d.Task()
+	}
+	b.mu.Lock()
+	have := b.stubs[stub]
+	b.mu.Unlock()
+	if task != nil && have.task == task && have.img.Generation == task.Generation() {
+		return stub, have, nil // the common case: nothing changed
+	}
+	want := stubState{regs: have.regs}
+	if task != nil {
+		want.img = task.Image()
+		if !want.img.Empty() {
+			want.task = task
+		}
+	}
+	regs, err := writeHostDebugRegs(stub.TID, have.regs, want.img)
+	want.regs = regs
+	b.record(stub, want)
+	if err != nil {
+		return stub, stubState{}, err
+	}
+	return stub, want, nil
+}
+
+// record notes the state of stub.
+func (b *Backend) record(stub gvptrace.StubThread, st stubState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.stubs[stub]; !ok && len(b.stubs) >= b.pruneAt {
+		// Stub threads die with their address space; drop what we
+		// knew of the dead ones.
+		for k := range b.stubs {
+			if k.ID.Value() == nil {
+				delete(b.stubs, k)
+			}
+		}
+		b.pruneAt = 2*len(b.stubs) + 64
+	}
+	b.stubs[stub] = st
+}
+
+// trap turns a host SIGTRAP of the stub thread into the guest's. It reports
+// whether the trap must stay invisible to the guest and the Switch be
+// retried.
+func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
+	if info.Code != sentryptrace.TrapHWBkpt && info.Code != sentryptrace.TrapTrace {
+		return false // int3, a SIGTRAP sent by a process, ...
+	}
+	dr6 := hwbp.DR6Reset | hwbp.DR6BS
+	if info.Code == sentryptrace.TrapHWBkpt || st.regs.dr7 != 0 {
+		v, err := peekUser(stub.TID, sentryptrace.DebugRegOffset+6*8)
+		if err != nil {
+			log.Warningf("hwbp: reading DR6 of stub thread %d: %v", stub.TID, err)
+			return false
+		}
+		dr6 = hwbp.DR6(v)
+		// The host restarts its virtual DR6 at every debug exception;
+		// reset it now too so that nothing stale can be read.
+		if err := pokeUser(stub.TID, sentryptrace.DebugRegOffset+6*8, uint64(hwbp.DR6Reset)); err != nil {
+			log.Warningf("hwbp: resetting DR6 of stub thread %d: %v", stub.TID, err)
+		}
+	}
+	if dr6&(hwbp.DR6BS|hwbp.DR6TrapBits) == 0 {
+		return false // not attributable: pass it on unchanged
+	}
+	if dr6&hwbp.DR6BS == 0 && st.task == nil {
+		// A hit of an image that t does not own (stale, or disarmed
+		// since): load clears it before the retry.
+		return true
+	}
+	sig, ok := b.threads.Trap(t, &st.img, dr6, uint64(ac.IP()))
+	if !ok {
+		return true // only events that do not signal the task fired
+	}
+	info.Code = sig.Code
+	info.SetAddr(sig.Addr)
+	return false
+}
+
+// writeHostDebugRegs moves a stub thread's debug registers from have to the
+// registers of image want, with host ptrace requests in an order the host
+// accepts at every step (disarm, move addresses, arm), and returns what the
+// registers hold afterwards.
+func writeHostDebugRegs(tid int32, have hostRegs, want hwbp.Image) (hostRegs, error) {
+	const dr7Off = sentryptrace.DebugRegOffset + 7*8
+	next := have
+	same := !have.dirty && have.dr7 == want.DR7
+	for i := 0; same && i < hwbp.Slots; i++ {
+		same = !want.DR7.Enabled(i) || have.addr[i] == want.Addr[i]
+	}
+	if same {
+		return have, nil
+	}
+	next.dirty = true
+	if have.dirty || have.dr7 != 0 {
+		if err := pokeUser(tid, dr7Off, 0); err != nil {
+			return next, fmt.Errorf("hwbp: clearing DR7 of stub thread %d: %w", tid, err)
+		}
+		next.dr7 = 0
+	}
+	for i := 0; i < hwbp.Slots; i++ {
+		if want.DR7.Enabled(i) && (have.dirty || have.addr[i] != want.Addr[i]) {
+			if err := pokeUser(tid, sentryptrace.DebugRegOffset+8*uint64(i), want.Addr[i]); err != nil {
+				return next, fmt.Errorf("hwbp: writing DR%d of stub thread %d: %w", i, tid, err)
+			}
+			next.addr[i] = want.Addr[i]
+		}
+	}
+	if want.DR7 != 0 {
+		if err := pokeUser(tid, dr7Off, uint64(want.DR7)); err != nil {
+			return next, fmt.Errorf("hwbp: writing DR7 %#x of stub thread %d: %w", uint64(want.DR7), tid, err)
+		}
+		next.dr7 = want.DR7
+	}
+	next.dirty = false
+	return next, nil
+}
+
+func pokeUser(tid int32, off, v uint64) error {
+	_, _, errno := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_POKEUSR, uintptr(tid), uintptr(off), uintptr(v), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
