@@ -26,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -44,7 +45,18 @@
 #define BUF_ADDR (CONTROL_ADDR + 0x1000)
 #define BUF_SIZE 0x1000
 
-enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP };
+enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP, ACT_ACCESS, ACT_THREAD_WRITE, ACT_SYSCALL_READ };
+
+/* The kinds of ACT_ACCESS, in control[1]; control[2] is the address and
+ * control[3] the size (or the function number for ACCESS_EXEC). */
+enum access { ACCESS_READ, ACCESS_WRITE, ACCESS_EXEC };
+
+/* Functions for execution breakpoints. */
+__attribute__((noinline)) void fn0(void) { __asm__ volatile(""); }
+__attribute__((noinline)) void fn1(void) { __asm__ volatile(""); }
+__attribute__((noinline)) void fn2(void) { __asm__ volatile(""); }
+__attribute__((noinline)) void fn3(void) { __asm__ volatile(""); }
+static void (*const fns[4])(void) = {fn0, fn1, fn2, fn3};
 
 static volatile long *control = (volatile long *)CONTROL_ADDR;
 
@@ -58,6 +70,35 @@ static void map_fixed(void) {
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (p != (void *)CONTROL_ADDR)
 		die("mmap");
+}
+
+static void do_access(long kind, unsigned long addr, long size) {
+	switch (kind) {
+	case ACCESS_READ:
+		switch (size) {
+		case 1: (void)*(volatile uint8_t *)addr; break;
+		case 2: (void)*(volatile uint16_t *)addr; break;
+		case 4: (void)*(volatile uint32_t *)addr; break;
+		default: (void)*(volatile uint64_t *)addr; break;
+		}
+		break;
+	case ACCESS_WRITE:
+		switch (size) {
+		case 1: *(volatile uint8_t *)addr = 1; break;
+		case 2: *(volatile uint16_t *)addr = 1; break;
+		case 4: *(volatile uint32_t *)addr = 1; break;
+		default: *(volatile uint64_t *)addr = 1; break;
+		}
+		break;
+	case ACCESS_EXEC:
+		fns[size & 3]();
+		break;
+	}
+}
+
+static void *writer_main(void *arg) {
+	do_access(ACCESS_WRITE, BUF_ADDR, 8);
+	return arg;
 }
 
 static void *thread_main(void *arg) {
@@ -85,6 +126,25 @@ static void tracee_loop(const char *self) {
 		case ACT_EXEC:
 			execl(self, self, "--tracee", (char *)NULL);
 			_exit(3);
+		case ACT_ACCESS:
+			do_access(control[1], control[2], control[3]);
+			break;
+		case ACT_THREAD_WRITE: {
+			/* Another thread writes the buffer, then this one. */
+			pthread_t th;
+			pthread_create(&th, NULL, writer_main, NULL);
+			pthread_join(th, NULL);
+			do_access(ACCESS_WRITE, BUF_ADDR, 8);
+			break;
+		}
+		case ACT_SYSCALL_READ: {
+			/* The kernel writes the buffer on the task's behalf. */
+			int fd = open("/dev/zero", O_RDONLY);
+			if (read(fd, (void *)BUF_ADDR, 64) != 64)
+				_exit(4);
+			close(fd);
+			break;
+		}
 		case ACT_SLEEP: {
 			struct timespec ts = {0, 300 * 1000 * 1000};
 			nanosleep(&ts, NULL);
@@ -110,14 +170,21 @@ static const char *errname(int e) {
 	return buf;
 }
 
+int main(int argc, char **argv);
+
 static void label(char *out, size_t n, unsigned long v) {
+	unsigned long code = (unsigned long)main;
 	if (v >= BUF_ADDR && v < BUF_ADDR + BUF_SIZE)
 		snprintf(out, n, "buf+0x%lx", v - BUF_ADDR);
+	else if (v - code + (1UL << 20) < (2UL << 20))
+		snprintf(out, n, "main%+ld", (long)(v - code));
 	else
 		snprintf(out, n, "0x%lx", v);
 }
 
 static unsigned long parse_value(const char *s) {
+	if (strncmp(s, "fn", 2) == 0)
+		return (unsigned long)fns[(s[2] - '0') & 3];
 	if (strncmp(s, "buf+", 4) == 0)
 		return BUF_ADDR + strtoull(s + 4, NULL, 0);
 	if (strcmp(s, "~0") == 0)
@@ -185,6 +252,11 @@ static void wait_stop(pid_t pid, char *desc, size_t n) {
 
 #define MAX_TASKS 64
 
+static void poke_control(pid_t pid, int word, long v) {
+	if (ptrace(PTRACE_POKEDATA, pid, CONTROL_ADDR + 8 * word, v) < 0)
+		die("POKEDATA control");
+}
+
 /*
  * A task that reported a ptrace event (or a new task at its first stop) is
  * not yet at the SIGSTOP of its loop; settled says which ones are.
@@ -226,6 +298,49 @@ static void set_action(pid_t pid, long act) {
 	settle(pid);
 	if (ptrace(PTRACE_POKEDATA, pid, CONTROL_ADDR, act) < 0)
 		die("POKEDATA control");
+}
+
+/*
+ * run_target resumes target until it is back at the SIGSTOP of its loop,
+ * resuming every other task that stops meanwhile (threads it creates), and
+ * prints each SIGTRAP with its si_code, si_addr and DR6, and which task took
+ * it.
+ */
+static void run_target(pid_t target) {
+	if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
+		die("CONT");
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, __WALL);
+		if (p < 0)
+			die("waitpid");
+		if (!WIFSTOPPED(st))
+			continue; /* a thread of the target exited */
+		int sig = WSTOPSIG(st);
+		if (st >> 16) {
+			ptrace(PTRACE_CONT, p, 0, 0); /* clone event */
+			continue;
+		}
+		if (sig == SIGSTOP && p == target) {
+			printf(" -> stopped\n");
+			return;
+		}
+		if (sig == SIGTRAP) {
+			siginfo_t si;
+			if (ptrace(PTRACE_GETSIGINFO, p, 0, &si) < 0)
+				die("GETSIGINFO");
+			errno = 0;
+			long dr6 = ptrace(PTRACE_PEEKUSER, p, dr_offset(6), 0);
+			char l[64];
+			label(l, sizeof l, (unsigned long)si.si_addr);
+			printf(" -> %s SIGTRAP code %d addr %s dr6 0x%lx", p == target ? "target" : "other", si.si_code, l, dr6);
+			sig = 0;
+		} else if (sig == SIGSTOP) {
+			sig = 0; /* a new thread's first stop */
+		}
+		if (ptrace(PTRACE_CONT, p, 0, sig) < 0)
+			die("CONT");
+	}
 }
 
 int main(int argc, char **argv) {
@@ -305,6 +420,23 @@ int main(int argc, char **argv) {
 				target = (pid_t)child;
 			}
 			printf("\n");
+		} else if ((strcmp(op, "write") == 0 || strcmp(op, "read") == 0) && k == 3) {
+			set_action(target, ACT_ACCESS);
+			poke_control(target, 1, op[0] == 'w' ? ACCESS_WRITE : ACCESS_READ);
+			poke_control(target, 2, (long)parse_value(a));
+			poke_control(target, 3, strtol(b, NULL, 0));
+			printf("%d %s %s %s", lineno, op, a, b);
+			run_target(target);
+		} else if (strcmp(op, "call") == 0 && k == 2) {
+			set_action(target, ACT_ACCESS);
+			poke_control(target, 1, ACCESS_EXEC);
+			poke_control(target, 3, strtol(a + 2, NULL, 0));
+			printf("%d call %s", lineno, a);
+			run_target(target);
+		} else if (strcmp(op, "threadwrite") == 0 || strcmp(op, "sysread") == 0) {
+			set_action(target, op[0] == 't' ? ACT_THREAD_WRITE : ACT_SYSCALL_READ);
+			printf("%d %s", lineno, op);
+			run_target(target);
 		} else if (strcmp(op, "cont") == 0) {
 			settle(target);
 			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
