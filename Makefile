@@ -48,6 +48,7 @@ test: vet unit e2e
 
 bench: runsc
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./sentry/hwbp/
+	PLATFORM=$(PLATFORM) ./test/bench/bench.sh
 
 clean:
 	rm -rf bin .build

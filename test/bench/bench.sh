@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# make bench: hwbp's end-to-end benchmarks. Every number is a ratio against
+# a baseline measured in the same run (host kernel, stock runsc of the same
+# gVisor version, or the same program without a breakpoint); absolute times
+# on this kind of machine vary too much to mean anything.
+#
+# PLATFORM (default ptrace) is the platform whose hits are measured;
+# the no-breakpoint overhead is measured on ptrace and systrap.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+runsc="$root/bin/runsc"
+platform=${PLATFORM:-ptrace}
+runs=${RUNS:-21}
+
+[ "$(id -u)" = 0 ] || { echo "bench: runsc do needs root" >&2; exit 1; }
+[ -x "$runsc" ] || { echo "bench: $runsc is missing; run make runsc" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+stock="$work/stockrunsc"
+(cd "$root" && CGO_ENABLED=0 go build -o "$stock" ./test/bench/stockrunsc)
+for p in roundtrip singlestep hammer workload loop; do
+	gcc -O1 -g -o "$work/$p" "$here/progs/$p.c" -lpthread
+done
+
+sandbox() { # sandbox RUNSC PLATFORM CMD...: run CMD in a fresh sandbox
+	local r=$1 p=$2
+	shift 2
+	"$r" --network=none --platform="$p" do "$@" </dev/null
+}
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+now() { date +%s.%N; }
+elapsed() { # elapsed CMD...: wall seconds of CMD, its output discarded
+	local a
+	a=$(now)
+	"$@" >/dev/null 2>&1 || true
+	awk -v a="$a" -v b="$(now)" 'BEGIN {printf "%.3f\n", b - a}'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
+verdict() { # verdict RATIO LIMIT
+	if awk -v r="$1" -v l="$2" 'BEGIN {exit !(r <= l)}'; then echo "met (<= $2)"; else echo "NOT MET (> $2)"; fi
+}
+
+echo "== 1. watchpoint hit round trip (PTRACE_CONT -> SIGTRAP -> waitpid), ns per hit, median of 5"
+host=$(for i in 1 2 3 4 5; do "$work/roundtrip" 2000; done | median)
+sb=$(for i in 1 2 3 4 5; do sandbox "$runsc" "$platform" "$work/roundtrip" 2000; done | median)
+r1=$(ratio "$sb" "$host")
+echo "host kernel $host ns, runsc --platform=$platform $sb ns: ratio $r1, target $(verdict "$r1" 2)"
+# The floor: what any trap round trip costs in stock gVisor, whatever
+# caused the trap. A hit cannot be cheaper than that.
+hstep=$(for i in 1 2 3 4 5; do "$work/singlestep" 2000; done | median)
+sstep=$(for i in 1 2 3 4 5; do sandbox "$stock" "$platform" "$work/singlestep" 2000; done | median)
+echo "reference: PTRACE_SINGLESTEP round trip, host $hstep ns, stock runsc --platform=$platform $sstep ns: ratio $(ratio "$sstep" "$hstep");"
+echo "           a hit in the sandbox costs $(ratio "$sb" "$sstep")x a single-step of stock gVisor"
+
+echo
+echo "== 2. gdb, watchpoint on a word that shares its page with a hammered array, median of 3"
+n=3000000000
+with=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex 'watch page.watched' -ex run -ex continue --args "$work/hammer" $n; done | median)
+without=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex run --args "$work/hammer" $n; done | median)
+r2=$(ratio "$with" "$without")
+echo "with the watchpoint ${with}s, without ${without}s: ratio $r2, target $(verdict "$r2" 1.10)"
+
+echo
+echo "== 3. no breakpoint: syscalls, page faults, threads; plugin runsc vs stock runsc, median ms of $runs runs each, interleaved"
+for p in ptrace systrap; do
+	: >"$work/plugin.$p"
+	: >"$work/stock.$p"
+	for i in $(seq "$runs"); do
+		sandbox "$runsc" "$p" "$work/workload" >>"$work/plugin.$p"
+		sandbox "$stock" "$p" "$work/workload" >>"$work/stock.$p"
+	done
+	a=$(median <"$work/plugin.$p")
+	b=$(median <"$work/stock.$p")
+	r3=$(ratio "$a" "$b")
+	echo "--platform=$p: plugin ${a} ms, stock ${b} ms: ratio $r3, target $(verdict "$r3" 1.02)"
+done
+
+echo
+echo "== 4. gdb watch over a loop: hardware watchpoint (plugin runsc) vs software watchpoint (stock runsc)"
+hw_iters=20000
+long_iters=200000000
+sw_iters=${SW_ITERS:-500}
+session() { # session RUNSC [gdb commands...] -- ITERATIONS: wall time of a gdb watch session
+	local r=$1 n=${@: -1}
+	shift
+	elapsed sandbox "$r" "$platform" gdb -nx -batch "${@:1:$#-1}" -ex 'break main' -ex run -ex 'watch target' -ex continue -ex continue --args "$work/loop" "$n"
+}
+hw=$(session "$runsc" $hw_iters)
+hw_long=$(session "$runsc" $long_iters)
+sw=$(session "$stock" -ex 'set can-use-hw-watchpoints 0' $sw_iters)
+echo "hardware: $hw_iters iterations ${hw}s, $long_iters iterations ${hw_long}s; software: $sw_iters iterations ${sw}s"
+awk -v hw="$hw" -v hl="$hw_long" -v sw="$sw" -v hi=$hw_iters -v li=$long_iters -v si="$sw_iters" 'BEGIN {
+	sw_per = (sw - hw) / si        # the short hardware session stands for gdb start-up
+	hw_per = (hl - hw) / (li - hi)
+	printf "whole session over %d iterations: %.0fx (software time extrapolated from %d iterations)\n", hi, (hw + sw_per * hi) / hw, si
+	if (hw_per > 0) printf "per iteration, start-up subtracted: %.3g s software vs %.3g s hardware: %.3gx\n", sw_per, hw_per, sw_per / hw_per
+}'

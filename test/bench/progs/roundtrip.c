@@ -1,0 +1,46 @@
+/* roundtrip N: a tracer sets a write watchpoint on a word its tracee writes
+ * N times, and times PTRACE_CONT -> SIGTRAP -> waitpid. Prints ns per hit. */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+static volatile long word;
+
+int main(int argc, char **argv) {
+	int n = argc > 1 ? atoi(argv[1]) : 2000;
+	pid_t c = fork();
+	if (c == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		raise(SIGSTOP);
+		for (long i = 0; i < n; i++)
+			word = i;
+		_exit(0);
+	}
+	int st;
+	waitpid(c, &st, 0);
+	ptrace(PTRACE_POKEUSER, c, offsetof(struct user, u_debugreg[0]), &word);
+	ptrace(PTRACE_POKEUSER, c, offsetof(struct user, u_debugreg[7]), 0x000d0001UL | 0xaUL << 16);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	int hits = 0;
+	for (;;) {
+		ptrace(PTRACE_CONT, c, 0, 0);
+		waitpid(c, &st, 0);
+		if (!WIFSTOPPED(st))
+			break;
+		hits++;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (hits != n) {
+		fprintf(stderr, "roundtrip: %d hits, want %d\n", hits, n);
+		return 1;
+	}
+	printf("%.0f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n);
+	return 0;
+}
