@@ -83,11 +83,6 @@ func diffReport(host, got string, max int) string {
 	return b.String()
 }
 
-// hitPlatforms are the platforms whose back end delivers hardware
-// breakpoint hits. systrap keeps the guest's debug registers exactly, but
-// arms nothing yet.
-var hitPlatforms = []string{"ptrace"}
-
 // compare runs script on the host and on platforms and fails t on any
 // difference.
 func compare(t *testing.T, script string, platforms []string) {
@@ -116,7 +111,7 @@ func TestHandWrittenScripts(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(s), ".dr")
 		platforms := sandbox.Platforms
 		if strings.HasPrefix(name, "hits-") {
-			platforms = hitPlatforms
+			platforms = sandbox.HitPlatforms
 		}
 		t.Run(name, func(t *testing.T) { compare(t, abs, platforms) })
 	}
@@ -196,7 +191,7 @@ func TestHitCombinations(t *testing.T) {
 			"poke 7 0",
 		)
 	}
-	compare(t, writeScript(t, "hits.dr", lines), hitPlatforms)
+	compare(t, writeScript(t, "hits.dr", lines), sandbox.HitPlatforms)
 }
 
 // randomOps returns n random requests: writes of interesting and random

@@ -16,10 +16,6 @@ import (
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 )
 
-// hitPlatforms are the platforms whose back end delivers hardware
-// breakpoint hits.
-var hitPlatforms = []string{"ptrace"}
-
 // sessions maps each gdb script to the program it debugs.
 var sessions = map[string]string{
 	"watch":   "widths",
@@ -53,7 +49,7 @@ var (
 	// dropped are lines that depend on the environment, not on the
 	// debugging: gVisor does not let gdb disable ASLR, and libthread_db
 	// notices.
-	dropped = regexp.MustCompile(`^(warning: Error disabling address space randomization|\[Thread debugging using libthread_db|Using host libthread_db)`)
+	dropped  = regexp.MustCompile(`^(warning: Error disabling address space randomization|\[Thread debugging using libthread_db|Using host libthread_db)`)
 	rewrites = []struct {
 		re   *regexp.Regexp
 		with string
@@ -105,7 +101,7 @@ func TestSessions(t *testing.T) {
 			if !strings.Contains(host, "exited normally") {
 				t.Fatalf("the host session did not run to its end:\n%s\n%s", host, stderr.String())
 			}
-			for _, p := range hitPlatforms {
+			for _, p := range sandbox.HitPlatforms {
 				t.Run(p, func(t *testing.T) {
 					res := sandbox.Run(t, p, append([]string{gdb}, args...)...)
 					if got := normalize(res.Stdout); got != host {
