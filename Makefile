@@ -36,6 +36,7 @@ demo: runsc
 	PLATFORM=$(PLATFORM) ./test/demo/demo.sh
 
 vet: prepare
+	@out=$$(gofmt -l cmd platform plugin sentry test); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 
 unit:
