@@ -81,7 +81,7 @@ done
 echo
 echo "== 4. gdb watch over a loop: hardware watchpoint (plugin runsc) vs software watchpoint (stock runsc)"
 hw_iters=20000
-long_iters=200000000
+long_iters=6000000000
 sw_iters=${SW_ITERS:-500}
 session() { # session RUNSC [gdb commands...] -- ITERATIONS: wall time of a gdb watch session
 	local r=$1 n=${@: -1}
