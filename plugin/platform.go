@@ -11,6 +11,8 @@ import (
 
 	ptraceplatform "github.com/gvisor-hwbp/hwbp/platform/ptrace"
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 
 	// Register gVisor's platforms first so that ours replace them.
 	_ "gvisor.dev/gvisor/pkg/sentry/platform/platforms"
@@ -94,10 +96,17 @@ type taskContext struct {
 
 // Switch implements platform.Context.Switch.
 func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	if c.backend == nil {
-		return c.Context.Switch(ctx, mm, ac, cpu)
+	if c.backend != nil {
+		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
-	return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
+	info, at, err := c.Context.Switch(ctx, mm, ac, cpu)
+	if err == platform.ErrContextSignal && info.Signo == int32(linux.SIGTRAP) && info.Code == ptrace.TrapTrace {
+		// A single-step, which Linux records in the tracer's view of
+		// DR6 (exc_debug_user) even where no breakpoint can fire.
+		empty := hwbp.Image{}
+		threads.Trap(c.task, &empty, hwbp.DR6Reset|hwbp.DR6BS, uint64(ac.IP()))
+	}
+	return info, at, err
 }
 
 // PrepareExecve implements platform.Context.PrepareExecve: Linux flushes a

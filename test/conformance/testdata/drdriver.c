@@ -15,6 +15,7 @@
  *                     becomes the target
  *   exec              the target calls execve, seen through TRACEEXEC
  *   cont              the target runs one turn of its loop and stops again
+ *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
  *   target main       the first tracee becomes the target again
  *   running           PEEK and POKE DR7 while the target is not stopped
  *   untraced          PEEK and POKE DR7 of a child that is not traced
@@ -437,6 +438,22 @@ int main(int argc, char **argv) {
 			set_action(target, op[0] == 't' ? ACT_THREAD_WRITE : ACT_SYSCALL_READ);
 			printf("%d %s", lineno, op);
 			run_target(target);
+		} else if (strcmp(op, "step") == 0) {
+			/* One PTRACE_SINGLESTEP of the target, from its loop. */
+			settle(target);
+			if (ptrace(PTRACE_SINGLESTEP, target, 0, 0) < 0)
+				die("SINGLESTEP");
+			int st;
+			if (waitpid(target, &st, __WALL) != target)
+				die("waitpid");
+			siginfo_t si;
+			if (ptrace(PTRACE_GETSIGINFO, target, 0, &si) < 0)
+				die("GETSIGINFO");
+			errno = 0;
+			long dr6 = ptrace(PTRACE_PEEKUSER, target, dr_offset(6), 0);
+			printf("%d step -> signal %d code %d dr6 0x%lx\n", lineno, WSTOPSIG(st), si.si_code, dr6);
+			/* The target is inside its loop now, not at its SIGSTOP. */
+			settled[task_index(target)] = 0;
 		} else if (strcmp(op, "cont") == 0) {
 			settle(target);
 			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
