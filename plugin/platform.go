@@ -116,8 +116,18 @@ func (c *taskContext) PrepareExecve() {
 	c.Context.PrepareExecve()
 }
 
+// PrepareExit implements platform.Context.PrepareExit. The sentry calls it
+// when the task exits, before its exit is reported to its parent or tracer
+// (kernel.Task.runExitMain), so that nobody can reap the task and still find
+// its state here; Linux flushes the thread's breakpoints at exit too.
+func (c *taskContext) PrepareExit() {
+	forget(c.task)
+	c.Context.PrepareExit()
+}
+
 // Release implements platform.Context.Release, called when the task's
-// goroutine ends: nothing of the task may remain.
+// goroutine ends, also for tasks that never ran: nothing of the task may
+// remain. For tasks that exited, PrepareExit already forgot it.
 func (c *taskContext) Release() {
 	forget(c.task)
 	c.Context.Release()
