@@ -13,20 +13,11 @@ import (
 // watchpoint and a DR6 value, forks a grandchild that inherits state, execs
 // and exits, and checks in the sentry's log that every debug-register state
 // the plugin created was released.
-//
-// On the ptrace platform the test runs 1,000 cycles: stock gVisor's ptrace
-// platform (same version, no plugin) panics after a few thousand of them
-// with "error initializing first thread: resource temporarily unavailable"
-// (pkg/sentry/platform/ptrace/subprocess.go), so more would test gVisor, not
-// hwbp.
 func TestNoStateLeaks(t *testing.T) {
 	prog := sandbox.BuildC(t, "testdata/cycles.c")
 	released := regexp.MustCompile(regexp.QuoteMeta(status.ReleasedMessage) + ` (\d+)`)
+	const cycles = 10000
 	for _, p := range sandbox.Platforms {
-		cycles := 10000
-		if p == "ptrace" {
-			cycles = 1000
-		}
 		t.Run(p, func(t *testing.T) {
 			res := sandbox.Run(t, p, prog, strconv.Itoa(cycles))
 			if res.ExitCode != 0 || res.Stdout != strconv.Itoa(cycles)+" cycles\n" {

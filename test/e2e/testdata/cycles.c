@@ -44,14 +44,34 @@ int main(int argc, char **argv) {
 		check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
 		check(ptrace(PTRACE_POKEUSER, c, DR(6), 0x5), "POKE DR6");
 		check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
-		/* Resume every stop until the child and the grandchild are gone. */
-		int live = 2;
-		while (live > 0) {
+		/*
+		 * Resume every stop until the child and the grandchild are both
+		 * gone. Exits are matched by pid: inside a sandbox this program is
+		 * PID 1, so an orphaned grandchild is reparented to it and its exit
+		 * is reported twice, once to the tracer and once to the parent.
+		 */
+		pid_t gc = 0, exited[8];
+		int nexited = 0;
+		for (;;) {
+			int child_done = 0, gc_done = 0;
+			for (int j = 0; j < nexited; j++) {
+				child_done |= exited[j] == c;
+				gc_done |= gc != 0 && exited[j] == gc;
+			}
+			if (child_done && gc_done)
+				break;
 			pid_t p = waitpid(-1, &st, __WALL);
 			check(p, "waitpid");
 			if (WIFEXITED(st) || WIFSIGNALED(st)) {
-				live--;
+				/* The grandchild may exit before its FORK event is seen. */
+				if (nexited < 8)
+					exited[nexited++] = p;
 				continue;
+			}
+			if (p == c && (st >> 16) == PTRACE_EVENT_FORK) {
+				unsigned long msg;
+				check(ptrace(PTRACE_GETEVENTMSG, c, 0, &msg), "GETEVENTMSG");
+				gc = (pid_t)msg;
 			}
 			int sig = (st >> 16) == 0 && WSTOPSIG(st) != SIGSTOP && WSTOPSIG(st) != SIGTRAP ? WSTOPSIG(st) : 0;
 			check(ptrace(PTRACE_CONT, p, 0, sig), "CONT");
