@@ -11,7 +11,6 @@ import (
 
 	ptraceplatform "github.com/gvisor-hwbp/hwbp/platform/ptrace"
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
-	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 
 	// Register gVisor's platforms first so that ours replace them.
@@ -101,10 +100,9 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 	}
 	info, at, err := c.Context.Switch(ctx, mm, ac, cpu)
 	if err == platform.ErrContextSignal && info.Signo == int32(linux.SIGTRAP) && info.Code == ptrace.TrapTrace {
-		// A single-step, which Linux records in the tracer's view of
-		// DR6 (exc_debug_user) even where no breakpoint can fire.
-		empty := hwbp.Image{}
-		threads.Trap(c.task, &empty, hwbp.DR6Reset|hwbp.DR6BS, uint64(ac.IP()))
+		// Even where no breakpoint can fire, a single-step shows in
+		// the tracer's view of DR6.
+		threads.SingleStep(c.task, uint64(ac.IP()))
 	}
 	return info, at, err
 }

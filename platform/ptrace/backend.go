@@ -91,10 +91,7 @@ func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Con
 	}
 	switch info.Code {
 	case sentryptrace.TrapTrace:
-		// A single-step with no image loaded: Linux records it in
-		// DR6 for the tracer.
-		empty := hwbp.Image{}
-		b.threads.Trap(t, &empty, hwbp.DR6Reset|hwbp.DR6BS, uint64(ac.IP()))
+		b.threads.SingleStep(t, uint64(ac.IP()))
 	case sentryptrace.TrapHWBkpt:
 		// Nothing is enabled, so this can only be a stale image left
 		// in a stub thread; the loaded path clears it and retries.

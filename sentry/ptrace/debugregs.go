@@ -69,7 +69,7 @@ func (d *DebugRegs) Task() *hwbp.Task {
 // ptrace_get_debugreg).
 func (d *DebugRegs) Get(n int) uint64 {
 	if d == nil {
-		return (*DebugRegs)(nil).fresh(n)
+		return fresh(n)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -89,7 +89,7 @@ func (d *DebugRegs) Get(n int) uint64 {
 
 // fresh returns what register n reads as on a thread that never had any
 // debug register state.
-func (*DebugRegs) fresh(n int) uint64 {
+func fresh(n int) uint64 {
 	if n == 6 {
 		return uint64(hwbp.DR6Reset)
 	}

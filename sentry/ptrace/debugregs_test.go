@@ -137,6 +137,15 @@ func TestTrap(t *testing.T) {
 	}
 }
 
+func TestSingleStepShowsInDR6(t *testing.T) {
+	ts := NewThreads[int](hwbp.NewRegistry())
+	ts.SingleStep(1, 0x401000)
+	run(t, ts.Lookup(1), []step{peek(6, 0xffff4ff0)})
+	run(t, ts.Get(1), []step{poke(6, 0x5, 0)})
+	ts.SingleStep(1, 0x401001)
+	run(t, ts.Lookup(1), []step{peek(6, 0xffff4ff0)})
+}
+
 func TestTrapCountsHits(t *testing.T) {
 	r := hwbp.NewRegistry()
 	ts := NewThreads[int](r)

@@ -129,3 +129,12 @@ func (ts *Threads[K]) Trap(k K, img *hwbp.Image, dr6 hwbp.DR6, ip uint64) (Signa
 	}
 	return d.trap(img, dr6, ip)
 }
+
+// SingleStep records a single-step trap that thread k took with no debug
+// register image loaded: Linux's exc_debug_user restarts the tracer's view
+// of DR6 from the real DR6's BS bit on every debug exception, breakpoints or
+// not. The SIGTRAP itself (TRAP_TRACE) is the platform's.
+func (ts *Threads[K]) SingleStep(k K, ip uint64) {
+	empty := hwbp.Image{}
+	ts.Trap(k, &empty, hwbp.DR6Reset|hwbp.DR6BS, ip)
+}
