@@ -5,11 +5,14 @@ import (
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/hostarch"
 	"gvisor.dev/gvisor/pkg/log"
+	"gvisor.dev/gvisor/pkg/seccomp"
+	"gvisor.dev/gvisor/pkg/seccomp/precompiledseccomp"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 
 	ptraceplatform "github.com/gvisor-hwbp/hwbp/platform/ptrace"
+	systrapplatform "github.com/gvisor-hwbp/hwbp/platform/systrap"
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
 	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 
@@ -26,10 +29,23 @@ type backend interface {
 	Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error)
 }
 
+// forgetter is a backend that keeps per-task state beyond a Switch.
+type forgetter interface {
+	// Forget drops what the back end holds for t, at its exec or exit.
+	Forget(t *kernel.Task)
+}
+
+// seccompExtender is a backend that makes host system calls from the
+// sentry that the platform's own seccomp rules do not allow.
+type seccompExtender interface {
+	SeccompRules() seccomp.SyscallRules
+}
+
 // backends are the platforms on which breakpoints fire. On the others the
 // guest's debug registers are kept (sentry/ptrace) but never armed.
 var backends = map[string]backend{
-	"ptrace": ptraceplatform.New(threads),
+	"ptrace":  ptraceplatform.New(threads),
+	"systrap": systrapplatform.New(threads),
 }
 
 // wrapPlatforms replaces the constructors of wrappedPlatforms with ones that
@@ -61,6 +77,33 @@ func (c constructor) New(opts platform.Options) (platform.Platform, error) {
 		return nil, err
 	}
 	return taskPlatform{Platform: p, backend: c.backend}, nil
+}
+
+// SeccompInfo implements platform.Platform.SeccompInfo: the platform's rules
+// plus the back end's.
+func (p taskPlatform) SeccompInfo() platform.SeccompInfo {
+	inner := p.Platform.SeccompInfo()
+	if e, ok := p.backend.(seccompExtender); ok {
+		return seccompInfo{SeccompInfo: inner, extra: e.SeccompRules()}
+	}
+	return inner
+}
+
+// seccompInfo is a platform's seccomp information with more rules.
+type seccompInfo struct {
+	platform.SeccompInfo
+	extra seccomp.SyscallRules
+}
+
+// ConfigKey implements platform.SeccompInfo.ConfigKey. The rules differ from
+// the platform's, so no program precompiled for it may be used.
+func (s seccompInfo) ConfigKey() string {
+	return s.SeccompInfo.ConfigKey() + "+hwbp"
+}
+
+// SyscallFilters implements platform.SeccompInfo.SyscallFilters.
+func (s seccompInfo) SyscallFilters(vars precompiledseccomp.Values) seccomp.SyscallRules {
+	return s.SeccompInfo.SyscallFilters(vars).Merge(s.extra)
 }
 
 // taskPlatform gives every task a context that knows its task.
@@ -110,7 +153,7 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 // PrepareExecve implements platform.Context.PrepareExecve: Linux flushes a
 // thread's breakpoints and debug-register values at exec (flush_thread).
 func (c *taskContext) PrepareExecve() {
-	forget(c.task)
+	c.forget()
 	c.Context.PrepareExecve()
 }
 
@@ -119,7 +162,7 @@ func (c *taskContext) PrepareExecve() {
 // (kernel.Task.runExitMain), so that nobody can reap the task and still find
 // its state here; Linux flushes the thread's breakpoints at exit too.
 func (c *taskContext) PrepareExit() {
-	forget(c.task)
+	c.forget()
 	c.Context.PrepareExit()
 }
 
@@ -127,12 +170,15 @@ func (c *taskContext) PrepareExit() {
 // goroutine ends, also for tasks that never ran: nothing of the task may
 // remain. For tasks that exited, PrepareExit already forgot it.
 func (c *taskContext) Release() {
-	forget(c.task)
+	c.forget()
 	c.Context.Release()
 }
 
-func forget(t *kernel.Task) {
-	if empty, created := threads.Remove(t); empty {
+func (c *taskContext) forget() {
+	if f, ok := c.backend.(forgetter); ok {
+		f.Forget(c.task)
+	}
+	if empty, created := threads.Remove(c.task); empty {
 		log.Infof("%s %d", status.ReleasedMessage, created)
 	}
 }

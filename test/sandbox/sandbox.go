@@ -29,7 +29,7 @@ var Platforms = []string{"systrap", "ptrace"}
 // HitPlatforms are the platforms whose back end delivers hardware
 // breakpoint hits. On the others the guest's debug registers read and
 // write exactly as on Linux but arm nothing yet.
-var HitPlatforms = []string{"ptrace"}
+var HitPlatforms = []string{"ptrace", "systrap"}
 
 // Timeout bounds one sandboxed command.
 const Timeout = 10 * time.Minute

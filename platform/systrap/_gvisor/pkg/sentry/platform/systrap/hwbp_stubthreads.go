@@ -1,0 +1,61 @@
+// This file is hwbp's addition to gVisor's systrap platform package, added to
+// a vendored copy of gVisor at build time (see the hwbp Makefile). It only
+// adds an exported accessor; it changes no existing code. Proposed upstream
+// shape: a platform-neutral hook for per-thread debug registers.
+
+package systrap
+
+import (
+	"weak"
+
+	"gvisor.dev/gvisor/pkg/sentry/platform"
+)
+
+// StubProcess identifies the host process that runs application code for an
+// address space. Equal values denote the same process; a process is reused
+// for other address spaces once its own is released.
+type StubProcess = weak.Pointer[subprocess]
+
+// StubThreads calls f with the host threads of mm's stub process: nursery is
+// the thread that clones every new stub thread (so host perf events that it
+// carries with inherit set are inherited by each stub thread created later),
+// and tids are the stub threads that run application code. No stub thread is
+// being cloned while f runs. ok is false if mm's address space does not
+// belong to this platform.
+//
+// f must not block: it runs with the process's thread-creation lock held.
+func StubThreads(mm platform.MemoryManager, f func(p StubProcess, nursery int32, tids []int32)) (ok bool) {
+	s, ok := mm.AddressSpace().(*subprocess)
+	if !ok {
+		return false
+	}
+	s.syscallThreadMu.Lock()
+	defer s.syscallThreadMu.Unlock()
+	var nursery int32
+	if s.syscallThread != nil {
+		nursery = s.syscallThread.thread.tid
+	}
+	var buf [16]int32
+	tids := buf[:0]
+	s.sysmsgThreadsMu.RLock()
+	for _, t := range s.sysmsgThreads {
+		tids = append(tids, t.thread.tid)
+	}
+	s.sysmsgThreadsMu.RUnlock()
+	f(weak.Make(s), nursery, tids)
+	return true
+}
+
+// CurrentStubProcess returns mm's stub process, or ok false if mm's address
+// space does not belong to this platform.
+func CurrentStubProcess(mm platform.MemoryManager) (p StubProcess, ok bool) {
+	s, ok := mm.AddressSpace().(*subprocess)
+	if !ok {
+		return StubProcess{}, false
+	}
+	return weak.Make(s), true
+}
+
+// MaxStubUserAddress is the end of the application's part of every stub
+// process's address space; the stub's own code and data lie above it.
+func MaxStubUserAddress() uintptr { return maxStubUserAddress }

@@ -1,0 +1,547 @@
+// Package systrap is hwbp's back end for gVisor's systrap platform. There an
+// address space is a host "stub process" whose threads take task contexts
+// from a shared queue and run them, so the sentry does not know in advance
+// which host thread will run a task and cannot program that thread's debug
+// registers before a Switch. Instead every stub thread of the process
+// carries host perf breakpoint events (PERF_TYPE_BREAKPOINT, Linux 5.13+)
+// for the breakpoints of all the process's tasks: each hit makes the host
+// send the stub thread a SIGTRAP (sigtrap, with sig_data naming the event)
+// that the stub reports as the context's fault, and Switch turns it into the
+// guest's debug trap if the task that ran owns the breakpoint, and resumes
+// the task invisibly otherwise.
+//
+// Events are opened on the stub threads that exist, and on the thread that
+// clones new ones with inherit set, so a stub thread created later carries
+// them from its first instruction. A process holds at most hwbp.Slots
+// events per thread, the host's debug registers: its tasks' breakpoints are
+// merged into at most that many distinct entries (address, type, length).
+//
+// Invariants:
+//   - When no breakpoint is enabled in the sandbox, Switch costs one atomic
+//     load more than the platform's own, and no stub process carries an
+//     event once each of its tasks has switched (or exited) since.
+//   - A task never sees a hit on a breakpoint it does not own.
+//   - No event covers an address at or above the stub's own region
+//     (MaxStubUserAddress): the guest cannot trap the stub's code.
+package systrap
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/context"
+	"gvisor.dev/gvisor/pkg/hostarch"
+	"gvisor.dev/gvisor/pkg/log"
+	"gvisor.dev/gvisor/pkg/seccomp"
+	"gvisor.dev/gvisor/pkg/sentry/arch"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+	"gvisor.dev/gvisor/pkg/sentry/platform"
+	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	sentryptrace "github.com/gvisor-hwbp/hwbp/sentry/ptrace"
+)
+
+// Backend arms tasks' breakpoints on the systrap platform's stub threads.
+type Backend struct {
+	threads *sentryptrace.Threads[*kernel.Task]
+
+	// warnOnce limits the warning about a host that refuses perf events.
+	warnOnce sync.Once
+
+	// mu guards the maps below. It is never held while a space's mu is
+	// taken; the reverse order is allowed.
+	mu sync.Mutex
+
+	// spaces are the stub processes whose tasks have had breakpoints.
+	//
+	// +checklocks:mu
+	spaces map[gvsystrap.StubProcess]*space
+
+	// memberOf is the space each task with breakpoints is a member of.
+	//
+	// +checklocks:mu
+	memberOf map[*kernel.Task]*space
+}
+
+// space is one stub process's breakpoints and the host events that arm them.
+type space struct {
+	mu sync.Mutex
+
+	// members are the tasks of the process with a non-empty image, and
+	// that image.
+	//
+	// +checklocks:mu
+	members map[*kernel.Task]member
+
+	// armed is the entry that the events at each position hold, valid
+	// where used is set.
+	//
+	// +checklocks:mu
+	armed [hwbp.Slots]entry
+	// +checklocks:mu
+	used [hwbp.Slots]bool
+
+	// dropped is how many distinct breakpoints did not fit.
+	//
+	// +checklocks:mu
+	dropped int
+
+	// open is whether the events exist.
+	//
+	// +checklocks:mu
+	open bool
+
+	// nursery are the events, by position, on the thread that clones new
+	// stub threads; they are inherited by those threads.
+	//
+	// +checklocks:mu
+	nursery [hwbp.Slots]int
+
+	// own are the events of each stub thread that existed before nursery
+	// was opened, by host TID; a nil value marks a thread that inherited
+	// nursery's.
+	//
+	// +checklocks:mu
+	own map[int32]*[hwbp.Slots]int
+}
+
+// member is a task of a space and the image its breakpoints are armed from.
+type member struct {
+	task *hwbp.Task
+	img  hwbp.Image
+}
+
+// New returns a back end for the tasks in threads.
+func New(threads *sentryptrace.Threads[*kernel.Task]) *Backend {
+	return &Backend{
+		threads:  threads,
+		spaces:   make(map[gvsystrap.StubProcess]*space),
+		memberOf: make(map[*kernel.Task]*space),
+	}
+}
+
+// SeccompRules returns the host system calls that the back end makes from
+// the sentry, beyond what the platform itself needs.
+func (b *Backend) SeccompRules() seccomp.SyscallRules {
+	return seccomp.MakeSyscallRules(map[uintptr]seccomp.SyscallRule{
+		unix.SYS_PERF_EVENT_OPEN: seccomp.PerArg{
+			seccomp.AnyValue{},
+			seccomp.AnyValue{},
+			seccomp.EqualTo(^uintptr(0)),
+			seccomp.EqualTo(^uintptr(0)),
+			seccomp.EqualTo(unix.PERF_FLAG_FD_CLOEXEC),
+		},
+		unix.SYS_IOCTL: seccomp.Or{
+			seccomp.PerArg{seccomp.NonNegativeFD{}, seccomp.EqualTo(unix.PERF_EVENT_IOC_ENABLE), seccomp.EqualTo(0)},
+			seccomp.PerArg{seccomp.NonNegativeFD{}, seccomp.EqualTo(unix.PERF_EVENT_IOC_DISABLE), seccomp.EqualTo(0)},
+			seccomp.PerArg{seccomp.NonNegativeFD{}, seccomp.EqualTo(unix.PERF_EVENT_IOC_MODIFY_ATTRIBUTES)},
+		},
+		unix.SYS_CLOSE: seccomp.MatchAll{},
+	})
+}
+
+// Switch runs inner.Switch for task t with the breakpoints of t's stub
+// process armed.
+func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	if b.threads.Registry().Active() {
+		return b.switchArmed(t, inner, ctx, mm, ac, cpu)
+	}
+	info, at, err := inner.Switch(ctx, mm, ac, cpu)
+	if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
+		return info, at, err
+	}
+	switch info.Code {
+	case sentryptrace.TrapTrace:
+		b.threads.SingleStep(t, uint64(ac.IP()))
+	case trapPerf:
+		// Nothing is enabled, so this is an event left armed since:
+		// the armed path drops it and resumes the task.
+		if b.trap(t, nil, hwbp.Image{}, ac, info) {
+			return b.switchArmed(t, inner, ctx, mm, ac, cpu)
+		}
+	}
+	return info, at, err
+}
+
+// switchArmed is Switch while breakpoints may be armed.
+func (b *Backend) switchArmed(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	for {
+		sp, img := b.arm(t, mm)
+		info, at, err := inner.Switch(ctx, mm, ac, cpu)
+		if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
+			return info, at, err
+		}
+		switch info.Code {
+		case sentryptrace.TrapTrace:
+			b.threads.SingleStep(t, uint64(ac.IP()))
+		case trapPerf:
+			if b.trap(t, sp, img, ac, info) {
+				continue
+			}
+		}
+		return info, at, err
+	}
+}
+
+// arm brings the events of t's stub process up to date with its tasks'
+// breakpoints, t's current ones included, and returns the process's space
+// (nil if it has never had breakpoints) and t's image.
+func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) (*space, hwbp.Image) {
+	var task *hwbp.Task
+	if d := b.threads.Lookup(t); d != nil {
+		task = d.Task()
+	}
+	p, ok := gvsystrap.CurrentStubProcess(mm)
+	if !ok {
+		return nil, hwbp.Image{}
+	}
+	b.mu.Lock()
+	sp := b.spaces[p]
+	prev := b.memberOf[t]
+	var dead []*space
+	if sp == nil && task != nil && task.HasBreakpoints() {
+		sp = &space{members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int)}
+		dead = b.pruneLocked()
+		b.spaces[p] = sp
+	}
+	b.mu.Unlock()
+	for _, d := range dead {
+		d.mu.Lock()
+		d.closeAll()
+		d.mu.Unlock()
+	}
+	if prev != nil && prev != sp {
+		b.leave(t, prev) // t's address space changed
+	}
+	if sp == nil {
+		return nil, hwbp.Image{}
+	}
+
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	changed := false
+	if m, ok := sp.members[t]; task != nil && (!ok || m.img.Generation != task.Generation()) || task == nil && ok {
+		changed = true
+		b.setMember(sp, t, task)
+	}
+	for k, m := range sp.members {
+		if k != t && m.img.Generation != m.task.Generation() {
+			changed = true
+			b.setMember(sp, k, m.task)
+		}
+	}
+	if changed || sp.open {
+		gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, nursery int32, tids []int32) {
+			b.apply(sp, nursery, tids)
+		})
+	}
+	return sp, sp.members[t].img
+}
+
+// setMember records task's current image as k's in sp.
+//
+// +checklocks:sp.mu
+func (b *Backend) setMember(sp *space, k *kernel.Task, task *hwbp.Task) {
+	var img hwbp.Image
+	if task != nil {
+		img = task.Image()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if img.Empty() {
+		delete(sp.members, k)
+		if b.memberOf[k] == sp {
+			delete(b.memberOf, k)
+		}
+		return
+	}
+	sp.members[k] = member{task: task, img: img}
+	b.memberOf[k] = sp
+}
+
+// pruneLocked drops the spaces of stub processes that no longer exist and
+// returns them, for the caller to close once b.mu is released.
+//
+// +checklocks:b.mu
+func (b *Backend) pruneLocked() (dead []*space) {
+	for p, sp := range b.spaces {
+		if p.Value() == nil {
+			delete(b.spaces, p)
+			dead = append(dead, sp)
+		}
+	}
+	return dead
+}
+
+// Forget drops t's breakpoints from its stub process, at t's exec or exit.
+func (b *Backend) Forget(t *kernel.Task) {
+	b.mu.Lock()
+	sp := b.memberOf[t]
+	delete(b.memberOf, t)
+	b.mu.Unlock()
+	if sp != nil {
+		b.leave(t, sp)
+	}
+}
+
+// leave removes t from sp and disarms what only t needed.
+func (b *Backend) leave(t *kernel.Task, sp *space) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if _, ok := sp.members[t]; !ok {
+		return
+	}
+	delete(sp.members, t)
+	// No stub thread can have appeared that the events do not cover
+	// (they are inherited), so the known threads are enough.
+	b.apply(sp, 0, nil)
+}
+
+// want returns the distinct entries of sp's members by position: an entry
+// that is armed keeps its position, so that a hit reported after another
+// task's change is still attributed; new entries take free positions.
+//
+// +checklocks:sp.mu
+func (sp *space) want() (want [hwbp.Slots]entry, use [hwbp.Slots]bool, dropped int) {
+	limit := uint64(gvsystrap.MaxStubUserAddress())
+	var entries []entry
+	for _, m := range sp.members {
+		for slot := 0; slot < hwbp.Slots; slot++ {
+			if !m.img.DR7.Enabled(slot) {
+				continue
+			}
+			e := entryOf(&m.img, slot)
+			if e.addr >= limit || limit-e.addr < 8 {
+				// The guest's address space ends below the
+				// stub: nothing of the guest's can be there.
+				continue
+			}
+			if !slices.Contains(entries, e) {
+				entries = append(entries, e)
+			}
+		}
+	}
+	// Sort so that which entries are dropped, if any, does not depend on
+	// map order.
+	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.key(), b.key()) })
+	for pos := range sp.armed {
+		if sp.used[pos] && slices.Contains(entries, sp.armed[pos]) {
+			want[pos], use[pos] = sp.armed[pos], true
+		}
+	}
+	for _, e := range entries {
+		if placed(want, use, e) {
+			continue
+		}
+		free := slices.Index(use[:], false)
+		if free < 0 {
+			dropped++
+			continue
+		}
+		want[free], use[free] = e, true
+	}
+	return want, use, dropped
+}
+
+// placed reports whether e is at a used position of want.
+func placed(want [hwbp.Slots]entry, use [hwbp.Slots]bool, e entry) bool {
+	for pos := range want {
+		if use[pos] && want[pos] == e {
+			return true
+		}
+	}
+	return false
+}
+
+// apply makes sp's events hold sp.want(), on the stub threads tids (plus
+// those already known) of a process whose thread-cloning thread is nursery.
+// Host failures are logged: the breakpoints concerned then do not fire.
+//
+// +checklocks:sp.mu
+func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
+	want, use, dropped := sp.want()
+	if dropped > sp.dropped {
+		log.Warningf("hwbp: the tasks of one address space use more distinct breakpoints than the host's %d debug registers; %d do not fire", hwbp.Slots, dropped)
+	}
+	sp.dropped = dropped
+	if !slices.Contains(use[:], true) {
+		sp.closeAll()
+		return
+	}
+	if !sp.open {
+		if nursery == 0 {
+			return // no threads to look at; the next Switch opens them
+		}
+		sp.armed, sp.used = want, use
+		sp.open = true
+		for i := range sp.nursery {
+			sp.nursery[i] = -1
+		}
+		for _, tid := range tids {
+			b.openOwn(sp, tid)
+		}
+		// Threads cloned from now on inherit these.
+		if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+			b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
+		}
+		return
+	}
+	for pos := range want {
+		if want[pos] == sp.armed[pos] && use[pos] == sp.used[pos] {
+			continue
+		}
+		e := want[pos]
+		if !use[pos] {
+			e = sp.armed[pos]
+		}
+		sp.forEachFD(pos, func(fd int, inherit bool) {
+			// The events inherited from the nursery's take the
+			// change too.
+			a := e.attr(pos, inherit)
+			if err := perfModify(fd, &a); err != nil {
+				b.warn(err)
+			}
+			if err := perfEnable(fd, use[pos]); err != nil {
+				b.warn(err)
+			}
+		})
+		sp.armed[pos], sp.used[pos] = e, use[pos]
+	}
+	for _, tid := range tids {
+		if _, ok := sp.own[tid]; !ok {
+			b.openOwn(sp, tid)
+		}
+	}
+}
+
+// openOwn opens events at every position on stub thread tid, or records
+// that it inherited the nursery's: a thread that carries them has no debug
+// register left, so the host refuses the first event with ENOSPC.
+//
+// +checklocks:sp.mu
+func (b *Backend) openOwn(sp *space, tid int32) {
+	fds := new([hwbp.Slots]int)
+	for i := range fds {
+		fds[i] = -1
+	}
+	err := sp.openSet(fds, tid, false)
+	switch {
+	case err == nil:
+		sp.own[tid] = fds
+	case errors.Is(err, unix.ENOSPC) && fds[0] == -1:
+		sp.own[tid] = nil
+	default:
+		b.warn(fmt.Errorf("opening the events of stub thread %d: %w", tid, err))
+		sp.own[tid] = fds // what could be opened
+	}
+}
+
+// openSet opens the events of every position on thread tid into fds. Unused
+// positions get a disabled event, so that each thread always holds all its
+// debug registers and later changes are in-place modifications.
+//
+// +checklocks:sp.mu
+func (sp *space) openSet(fds *[hwbp.Slots]int, tid int32, inherit bool) error {
+	for pos := range fds {
+		e := sp.armed[pos]
+		if !sp.used[pos] {
+			e = entry{rw: 1} // any valid breakpoint: it stays disabled
+		}
+		a := e.attr(pos, inherit)
+		fd, err := perfOpen(&a, tid)
+		if err != nil {
+			return err
+		}
+		fds[pos] = fd
+		if sp.used[pos] {
+			if err := perfEnable(fd, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// forEachFD calls f with every event fd at pos, and whether it is the
+// nursery's.
+//
+// +checklocks:sp.mu
+func (sp *space) forEachFD(pos int, f func(fd int, inherit bool)) {
+	if sp.nursery[pos] >= 0 {
+		f(sp.nursery[pos], true)
+	}
+	for _, fds := range sp.own {
+		if fds != nil && fds[pos] >= 0 {
+			f(fds[pos], false)
+		}
+	}
+}
+
+// closeAll closes every event of sp; closing the nursery's removes the
+// inherited ones too.
+//
+// +checklocks:sp.mu
+func (sp *space) closeAll() {
+	if !sp.open {
+		return
+	}
+	for pos := range sp.nursery {
+		sp.forEachFD(pos, func(fd int, _ bool) { unix.Close(fd) })
+	}
+	clear(sp.own)
+	sp.used = [hwbp.Slots]bool{}
+	sp.open = false
+}
+
+// warn logs a host failure to arm breakpoints, the first time.
+func (b *Backend) warn(err error) {
+	b.warnOnce.Do(func() {
+		log.Warningf("hwbp: host perf breakpoint events failed, breakpoints may not fire (needs Linux 5.13+ and perf_event_paranoid <= 2): %v", err)
+	})
+}
+
+// trap turns a TRAP_PERF SIGTRAP of one of sp's events into t's debug trap,
+// given t's image img. It reports whether the trap must stay invisible and
+// the Switch be retried: the hit was on a breakpoint that t does not own.
+func (b *Backend) trap(t *kernel.Task, sp *space, img hwbp.Image, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
+	data, flags := sigPerfData(info.Fields[:])
+	if data&^0xff != sigDataMagic || data&0xff >= hwbp.Slots {
+		return false // not one of ours: the guest sees it as it is
+	}
+	if flags&trapPerfFlagAsync != 0 || sp == nil {
+		return true // not a synchronous report of a hit on t's
+	}
+	pos := int(data & 0xff)
+	sp.mu.Lock()
+	e, used := sp.armed[pos], sp.used[pos]
+	sp.mu.Unlock()
+	// The event reports its breakpoint address in si_addr; it differs
+	// from what the position holds now if it was moved since the hit.
+	if !used || e.addr != info.Addr() {
+		return true
+	}
+	dr6 := hwbp.DR6Reset
+	for slot := 0; slot < hwbp.Slots; slot++ {
+		if img.DR7.Enabled(slot) && entryOf(&img, slot) == e {
+			dr6 |= hwbp.DR6Trap0 << slot
+		}
+	}
+	if dr6.Hits() == 0 {
+		return true // another task's breakpoint
+	}
+	sig, ok := b.threads.Trap(t, &img, dr6, uint64(ac.IP()))
+	if !ok {
+		return true // only events that do not signal the task fired
+	}
+	// Linux's exc_debug_user sends a plain fault siginfo: no perf data.
+	info.Fields = [len(info.Fields)]byte{}
+	info.Code = sig.Code
+	info.SetAddr(sig.Addr)
+	return false
+}
