@@ -17,9 +17,11 @@
 // merged into at most that many distinct entries (address, type, length).
 //
 // Invariants:
-//   - When no breakpoint is enabled in the sandbox, Switch costs one atomic
-//     load more than the platform's own, and no stub process carries an
-//     event once each of its tasks has switched (or exited) since.
+//   - When no breakpoint is enabled in the sandbox and no stub process
+//     carries an event, Switch costs one atomic load more than the
+//     platform's own. While a process carries events, the registry is
+//     retained (hwbp.Registry.Retain), so that the first Switch of any of
+//     its tasks after the last breakpoint went closes them.
 //   - A task never sees a hit on a breakpoint it does not own.
 //   - No event covers an address at or above the stub's own region
 //     (MaxStubUserAddress): the guest cannot trap the stub's code.
@@ -31,6 +33,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -43,6 +46,7 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
 
+	"github.com/gvisor-hwbp/hwbp/plugin/status"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 	sentryptrace "github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
@@ -50,6 +54,9 @@ import (
 // Backend arms tasks' breakpoints on the systrap platform's stub threads.
 type Backend struct {
 	threads *sentryptrace.Threads[*kernel.Task]
+
+	// opened counts the spaces whose events are open.
+	opened atomic.Int64
 
 	// warnOnce limits the warning about a host that refuses perf events.
 	warnOnce sync.Once
@@ -71,6 +78,12 @@ type Backend struct {
 
 // space is one stub process's breakpoints and the host events that arm them.
 type space struct {
+	// r is retained while the space's events are open.
+	r *hwbp.Registry
+
+	// opened counts the spaces of the back end whose events are open.
+	opened *atomic.Int64
+
 	mu sync.Mutex
 
 	// members are the tasks of the process with a non-empty image, and
@@ -160,8 +173,9 @@ func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Con
 	case sentryptrace.TrapTrace:
 		b.threads.SingleStep(t, uint64(ac.IP()))
 	case trapPerf:
-		// Nothing is enabled, so this is an event left armed since:
-		// the armed path drops it and resumes the task.
+		// Nothing is enabled and no event is open any more, so
+		// this hit came before its event was closed: it is stale,
+		// and the armed path resumes the task.
 		if b.trap(t, nil, hwbp.Image{}, ac, info) {
 			return b.switchArmed(t, inner, ctx, mm, ac, cpu)
 		}
@@ -206,7 +220,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) (*space, hwbp.I
 	prev := b.memberOf[t]
 	var dead []*space
 	if sp == nil && task != nil && task.HasBreakpoints() {
-		sp = &space{members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int)}
+		sp = &space{r: b.threads.Registry(), opened: &b.opened, members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int)}
 		dead = b.pruneLocked()
 		b.spaces[p] = sp
 	}
@@ -380,6 +394,8 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 		}
 		sp.armed, sp.used = want, use
 		sp.open = true
+		sp.r.Retain()
+		log.Infof("%s %d", status.EventsOpenedMessage, sp.opened.Add(1))
 		for i := range sp.nursery {
 			sp.nursery[i] = -1
 		}
@@ -497,6 +513,8 @@ func (sp *space) closeAll() {
 	clear(sp.own)
 	sp.used = [hwbp.Slots]bool{}
 	sp.open = false
+	sp.r.Unretain()
+	log.Infof("%s %d", status.EventsClosedMessage, sp.opened.Add(-1))
 }
 
 // warn logs a host failure to arm breakpoints, the first time.

@@ -14,3 +14,12 @@ const StartMessage = "hwbp: plugin " + Version + " active"
 // debug-register state goes away, followed by the number of states ever
 // created, so that tests can prove that nothing leaks.
 const ReleasedMessage = "hwbp: no thread holds debug-register state; created so far:"
+
+// EventsOpenedMessage is logged when the systrap back end opens host perf
+// breakpoint events on a stub process, and EventsClosedMessage when it
+// closes them; both are followed by the number of stub processes that
+// carry events afterwards, so that tests can prove that none are left.
+const (
+	EventsOpenedMessage = "hwbp: opened host breakpoint events on a stub process; processes with events:"
+	EventsClosedMessage = "hwbp: closed host breakpoint events of a stub process; processes with events:"
+)

@@ -26,9 +26,9 @@ type Hit struct {
 // Registry holds every breakpoint event of one sandbox and enforces the slot
 // constraints between them. Its zero value is not usable; use NewRegistry.
 type Registry struct {
-	// active counts enabled events, task-bound and sandbox-wide. It is the
-	// single atomic load of the platforms' hot path: zero means that no
-	// task can have anything armed.
+	// active counts enabled events, task-bound and sandbox-wide, plus the
+	// back ends' retains. It is the single atomic load of the platforms'
+	// hot path: zero means that no task can have anything armed.
 	active atomic.Int64
 
 	// wideEnabled counts enabled sandbox-wide events.
@@ -67,10 +67,25 @@ func NewRegistry() *Registry {
 	return &Registry{}
 }
 
-// Active reports whether any enabled breakpoint exists in the sandbox. It is
-// one atomic load.
+// Active reports whether any enabled breakpoint exists in the sandbox, or a
+// back end still holds something armed on the host (Retain). It is one
+// atomic load.
 func (r *Registry) Active() bool {
 	return r.active.Load() != 0
+}
+
+// Retain makes Active report true until the matching Unretain. A back end
+// retains the registry while the host still arms breakpoints for it (debug
+// registers of a host thread, perf events) that no enabled event may need
+// any more: tasks then keep taking its loaded path, which disarms them, and
+// the hot path is back to one atomic load once nothing is left on the host.
+func (r *Registry) Retain() { r.active.Add(1) }
+
+// Unretain undoes one Retain.
+func (r *Registry) Unretain() {
+	if r.active.Add(-1) < 0 {
+		panic("hwbp: Unretain without Retain")
+	}
 }
 
 // Tasks returns the number of tasks created by NewTask and not yet released.

@@ -265,3 +265,35 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("state left: active %v, tasks %d", r.Active(), r.Tasks())
 	}
 }
+
+// TestRetain checks that a back end's retain keeps the hot path's Active
+// true without giving any task a breakpoint, and that it balances.
+func TestRetain(t *testing.T) {
+	r := NewRegistry()
+	task := r.NewTask()
+	r.Retain()
+	if !r.Active() {
+		t.Errorf("Active() = false while retained")
+	}
+	if task.HasBreakpoints() {
+		t.Errorf("HasBreakpoints() = true for a task without events while retained")
+	}
+	bp, err := r.Register(task, Attr{Addr: 0x1000, Len: 4, Type: TypeW}, nil)
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	bp.Unregister()
+	if !r.Active() {
+		t.Errorf("Active() = false after the last event went while retained")
+	}
+	r.Unretain()
+	if r.Active() {
+		t.Errorf("Active() = true after Unretain")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("Unretain without Retain did not panic")
+		}
+	}()
+	r.Unretain()
+}

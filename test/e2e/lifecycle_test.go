@@ -12,10 +12,14 @@ import (
 // TestNoStateLeaks runs 10,000 cycles in which a traced child gets a
 // watchpoint and a DR6 value, forks a grandchild that inherits state, execs
 // and exits, and checks in the sentry's log that every debug-register state
-// the plugin created was released.
+// the plugin created was released and, where the back end arms breakpoints
+// with host perf events (systrap), that every stub process that got events
+// had them closed.
 func TestNoStateLeaks(t *testing.T) {
 	prog := sandbox.BuildC(t, "testdata/cycles.c")
 	released := regexp.MustCompile(regexp.QuoteMeta(status.ReleasedMessage) + ` (\d+)`)
+	opened := regexp.MustCompile(regexp.QuoteMeta(status.EventsOpenedMessage) + ` (\d+)`)
+	closed := regexp.MustCompile(regexp.QuoteMeta(status.EventsClosedMessage) + ` (\d+)`)
 	const cycles = 10000
 	for _, p := range sandbox.Platforms {
 		t.Run(p, func(t *testing.T) {
@@ -36,6 +40,18 @@ func TestNoStateLeaks(t *testing.T) {
 			// says how many had been created when nothing was left.
 			if got := all[len(all)-1][1]; got != strconv.Itoa(2*cycles) {
 				t.Fatalf("last report: all released after %s states were created, want %d", got, 2*cycles)
+			}
+			if p != "systrap" {
+				return
+			}
+			// The child runs with its watchpoint armed in every cycle:
+			// its stub process gets events, closed at its exec.
+			o, c := opened.FindAllStringSubmatch(log, -1), closed.FindAllStringSubmatch(log, -1)
+			if len(o) != cycles || len(c) != cycles {
+				t.Fatalf("host events opened %d times and closed %d times, want %d each", len(o), len(c), cycles)
+			}
+			if left := c[len(c)-1][1]; left != "0" {
+				t.Fatalf("after the last close, %s stub processes still carry events", left)
 			}
 		})
 	}
