@@ -100,6 +100,17 @@ type space struct {
 	// +checklocks:mu
 	used [hwbp.Slots]bool
 
+	// running counts the tasks between arm and the end of their trap
+	// handling: while none is, no event can fire unseen, and the events
+	// of stub threads can be replaced (adopt).
+	running atomic.Int32
+
+	// epoch counts arms: a task that finds it unchanged at its trap knows
+	// that no other task ran in the process since its own arm.
+	//
+	// +checklocks:mu
+	epoch uint64
+
 	// dropped is how many distinct breakpoints did not fit.
 	//
 	// +checklocks:mu
@@ -122,6 +133,16 @@ type space struct {
 	//
 	// +checklocks:mu
 	own map[int32]*[hwbp.Slots]int
+
+	// ownCounts are the counts of each own thread's events as last read,
+	// and nurseryCounts those of the nursery's events, which sum the
+	// counts of every thread that inherited them: comparing them with new
+	// counts tells which events fired in a trap (see hits).
+	//
+	// +checklocks:mu
+	ownCounts map[int32]*[hwbp.Slots]uint64
+	// +checklocks:mu
+	nurseryCounts [hwbp.Slots]uint64
 }
 
 // member is a task of a space and the image its breakpoints are armed from.
@@ -176,7 +197,7 @@ func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Con
 		// Nothing is enabled and no event is open any more, so
 		// this hit came before its event was closed: it is stale,
 		// and the armed path resumes the task.
-		if b.trap(t, nil, hwbp.Image{}, ac, info) {
+		if b.trap(t, run{}, inner, ac, info) {
 			return b.switchArmed(t, inner, ctx, mm, ac, cpu)
 		}
 	}
@@ -186,41 +207,54 @@ func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Con
 // switchArmed is Switch while breakpoints may be armed.
 func (b *Backend) switchArmed(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	for {
-		sp, img := b.arm(t, mm)
+		r := b.arm(t, mm) // r.sp.running is incremented
 		info, at, err := inner.Switch(ctx, mm, ac, cpu)
-		if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
-			return info, at, err
-		}
-		switch info.Code {
-		case sentryptrace.TrapTrace:
-			b.threads.SingleStep(t, uint64(ac.IP()))
-		case trapPerf:
-			if b.trap(t, sp, img, ac, info) {
-				continue
+		retry := false
+		if err == platform.ErrContextSignal && info.Signo == int32(linux.SIGTRAP) {
+			switch info.Code {
+			case sentryptrace.TrapTrace:
+				b.step(t, r, inner, ac, info)
+			case trapPerf:
+				retry = b.trap(t, r, inner, ac, info)
 			}
 		}
-		return info, at, err
+		if r.sp != nil {
+			r.sp.running.Add(-1)
+		}
+		if !retry {
+			return info, at, err
+		}
 	}
 }
 
+// run is what a task runs with between arm and the end of its trap handling.
+type run struct {
+	// sp is the space of the task's stub process, nil if it never had
+	// breakpoints.
+	sp *space
+	// img is the task's image as armed.
+	img hwbp.Image
+	// epoch is sp.epoch after arm.
+	epoch uint64
+}
+
 // arm brings the events of t's stub process up to date with its tasks'
-// breakpoints, t's current ones included, and returns the process's space
-// (nil if it has never had breakpoints) and t's image.
-func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) (*space, hwbp.Image) {
+// breakpoints, t's current ones included, and returns what t runs with.
+func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	var task *hwbp.Task
 	if d := b.threads.Lookup(t); d != nil {
 		task = d.Task()
 	}
 	p, ok := gvsystrap.CurrentStubProcess(mm)
 	if !ok {
-		return nil, hwbp.Image{}
+		return run{}
 	}
 	b.mu.Lock()
 	sp := b.spaces[p]
 	prev := b.memberOf[t]
 	var dead []*space
 	if sp == nil && task != nil && task.HasBreakpoints() {
-		sp = &space{r: b.threads.Registry(), opened: &b.opened, members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int)}
+		sp = &space{r: b.threads.Registry(), opened: &b.opened, members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int), ownCounts: make(map[int32]*[hwbp.Slots]uint64)}
 		dead = b.pruneLocked()
 		b.spaces[p] = sp
 	}
@@ -234,11 +268,13 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) (*space, hwbp.I
 		b.leave(t, prev) // t's address space changed
 	}
 	if sp == nil {
-		return nil, hwbp.Image{}
+		return run{}
 	}
 
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
+	sp.running.Add(1)
+	sp.epoch++
 	changed := false
 	if m, ok := sp.members[t]; task != nil && (!ok || m.img.Generation != task.Generation()) || task == nil && ok {
 		changed = true
@@ -255,7 +291,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) (*space, hwbp.I
 			b.apply(sp, nursery, tids)
 		})
 	}
-	return sp, sp.members[t].img
+	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}
 }
 
 // setMember records task's current image as k's in sp.
@@ -434,6 +470,46 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 			b.openOwn(sp, tid)
 		}
 	}
+	if nursery != 0 && sp.running.Load() == 1 {
+		// Only the caller's task is between arm and its trap
+		// handling, and it is not running: no event can fire now.
+		b.adopt(sp, nursery)
+	}
+}
+
+// adopt gives each stub thread that inherited the nursery's events events of
+// its own, whose counts tell which ones fired on that thread alone (see
+// hits): closing the nursery's events removes the inherited ones, and new
+// nursery events are opened for the threads cloned later.
+//
+// Precondition: no event of sp can fire (no task of its process runs) and no
+// stub thread is being cloned.
+//
+// +checklocks:sp.mu
+func (b *Backend) adopt(sp *space, nursery int32) {
+	var inherited []int32
+	for tid, fds := range sp.own {
+		if fds == nil {
+			inherited = append(inherited, tid)
+		}
+	}
+	if len(inherited) == 0 {
+		return
+	}
+	for pos, fd := range sp.nursery {
+		if fd >= 0 {
+			unix.Close(fd)
+			sp.nursery[pos] = -1
+		}
+	}
+	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	for _, tid := range inherited {
+		delete(sp.own, tid)
+		b.openOwn(sp, tid)
+	}
+	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
+	}
 }
 
 // openOwn opens events at every position on stub thread tid, or records
@@ -450,11 +526,13 @@ func (b *Backend) openOwn(sp *space, tid int32) {
 	switch {
 	case err == nil:
 		sp.own[tid] = fds
+		sp.ownCounts[tid] = new([hwbp.Slots]uint64)
 	case errors.Is(err, unix.ENOSPC) && fds[0] == -1:
 		sp.own[tid] = nil
 	default:
 		b.warn(fmt.Errorf("opening the events of stub thread %d: %w", tid, err))
 		sp.own[tid] = fds // what could be opened
+		sp.ownCounts[tid] = new([hwbp.Slots]uint64)
 	}
 }
 
@@ -511,6 +589,8 @@ func (sp *space) closeAll() {
 		sp.forEachFD(pos, func(fd int, _ bool) { unix.Close(fd) })
 	}
 	clear(sp.own)
+	clear(sp.ownCounts)
+	sp.nurseryCounts = [hwbp.Slots]uint64{}
 	sp.used = [hwbp.Slots]bool{}
 	sp.open = false
 	sp.r.Unretain()
@@ -524,36 +604,35 @@ func (b *Backend) warn(err error) {
 	})
 }
 
-// trap turns a TRAP_PERF SIGTRAP of one of sp's events into t's debug trap,
-// given t's image img. It reports whether the trap must stay invisible and
-// the Switch be retried: the hit was on a breakpoint that t does not own.
-func (b *Backend) trap(t *kernel.Task, sp *space, img hwbp.Image, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
+// trap turns a TRAP_PERF SIGTRAP of one of the events of r.sp into t's debug
+// trap, given t's platform context inner. It reports whether the trap must
+// stay invisible and the Switch be retried: the hit was on a breakpoint that
+// t does not own.
+func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
 	data, flags := sigPerfData(info.Fields[:])
 	if data&^0xff != sigDataMagic || data&0xff >= hwbp.Slots {
 		return false // not one of ours: the guest sees it as it is
 	}
+	sp := r.sp
 	if flags&trapPerfFlagAsync != 0 || sp == nil {
 		return true // not a synchronous report of a hit on t's
 	}
 	pos := int(data & 0xff)
 	sp.mu.Lock()
+	hit := sp.hits(inner, r.epoch)
 	e, used := sp.armed[pos], sp.used[pos]
+	dr6 := sp.dr6(&r.img, hit)
 	sp.mu.Unlock()
-	// The event reports its breakpoint address in si_addr; it differs
-	// from what the position holds now if it was moved since the hit.
-	if !used || e.addr != info.Addr() {
-		return true
-	}
-	dr6 := hwbp.DR6Reset
-	for slot := 0; slot < hwbp.Slots; slot++ {
-		if img.DR7.Enabled(slot) && entryOf(&img, slot) == e {
-			dr6 |= hwbp.DR6Trap0 << slot
-		}
+	// The signalling event fired even if its count was not readable. It
+	// reports its breakpoint address in si_addr, which differs from what
+	// the position holds now if it was moved since the hit.
+	if used && e.addr == info.Addr() {
+		dr6 |= slotsOf(&r.img, e)
 	}
 	if dr6.Hits() == 0 {
-		return true // another task's breakpoint
+		return true // another task's breakpoint, or a stale one
 	}
-	sig, ok := b.threads.Trap(t, &img, dr6, uint64(ac.IP()))
+	sig, ok := b.threads.Trap(t, &r.img, dr6, uint64(ac.IP()))
 	if !ok {
 		return true // only events that do not signal the task fired
 	}
@@ -562,4 +641,106 @@ func (b *Backend) trap(t *kernel.Task, sp *space, img hwbp.Image, ac *arch.Conte
 	info.Code = sig.Code
 	info.SetAddr(sig.Addr)
 	return false
+}
+
+// step handles a single-step trap (TRAP_TRACE) of t. A breakpoint that the
+// same instruction hit shows in DR6 beside BS, as on Linux, where one debug
+// exception reports both; the host's SIGTRAP for the hit is merged into the
+// single-step's, so only the events' counts tell.
+func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) {
+	var dr6 hwbp.DR6
+	if r.sp != nil {
+		r.sp.mu.Lock()
+		dr6 = r.sp.dr6(&r.img, r.sp.hits(inner, r.epoch))
+		r.sp.mu.Unlock()
+	}
+	if dr6.Hits() == 0 {
+		b.threads.SingleStep(t, uint64(ac.IP()))
+		return
+	}
+	if sig, ok := b.threads.Trap(t, &r.img, dr6|hwbp.DR6BS, uint64(ac.IP())); ok {
+		info.Code = sig.Code
+		info.SetAddr(sig.Addr)
+	}
+}
+
+// hits returns the positions whose events fired in the debug exception that
+// the stub thread which ran inner just reported. The host sends one SIGTRAP
+// per exception however many events fired (a second one is merged into the
+// pending first), so the events' counts are compared with those last read.
+// That is exact only if no other task of the process ran since the caller's
+// arm (epoch): the stub thread may have run another task's context, and
+// taken another exception, before the caller got here. Otherwise, and for a
+// thread whose counts are not its own alone (it inherited the nursery's
+// events and is not the only one that did), hits returns no position and the
+// caller relies on the signal's. The counts are read in every case, so that
+// the next comparison starts from them.
+//
+// +checklocks:sp.mu
+func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]bool) {
+	if !sp.open {
+		return hit
+	}
+	tid, ok := gvsystrap.ContextStubThread(inner)
+	if !ok {
+		return hit
+	}
+	fds, last := sp.own[tid], sp.ownCounts[tid]
+	if fds == nil {
+		inherited := 0
+		for _, f := range sp.own {
+			if f == nil {
+				inherited++
+			}
+		}
+		if _, known := sp.own[tid]; !known {
+			// Born after the nursery's events were opened, and
+			// not yet seen by arm.
+			inherited++
+		}
+		if inherited != 1 {
+			return hit
+		}
+		fds, last = &sp.nursery, &sp.nurseryCounts
+	}
+	alone := epoch == sp.epoch && sp.running.Load() == 1
+	for pos, fd := range fds {
+		if fd < 0 || !sp.used[pos] {
+			continue
+		}
+		n, err := perfCount(fd)
+		if err != nil {
+			continue
+		}
+		if n != last[pos] {
+			hit[pos] = alone
+			last[pos] = n
+		}
+	}
+	return hit
+}
+
+// dr6 returns the DR6 B bits of img's slots that hold the entries at the
+// positions in hit.
+//
+// +checklocks:sp.mu
+func (sp *space) dr6(img *hwbp.Image, hit [hwbp.Slots]bool) hwbp.DR6 {
+	dr6 := hwbp.DR6Reset
+	for pos := range hit {
+		if hit[pos] && sp.used[pos] {
+			dr6 |= slotsOf(img, sp.armed[pos])
+		}
+	}
+	return dr6
+}
+
+// slotsOf returns the DR6 B bits of img's enabled slots that hold e.
+func slotsOf(img *hwbp.Image, e entry) hwbp.DR6 {
+	var bits hwbp.DR6
+	for slot := 0; slot < hwbp.Slots; slot++ {
+		if img.DR7.Enabled(slot) && entryOf(img, slot) == e {
+			bits |= hwbp.DR6Trap0 << slot
+		}
+	}
+	return bits
 }

@@ -120,6 +120,20 @@ func perfEnable(fd int, enable bool) error {
 	return nil
 }
 
+// perfCount reads the count of event fd (and of the events inherited from
+// it): how many times its breakpoint was hit.
+func perfCount(fd int) (uint64, error) {
+	var b [8]byte
+	n, err := unix.Read(fd, b[:])
+	if err != nil {
+		return 0, err
+	}
+	if n != len(b) {
+		return 0, fmt.Errorf("short read of perf event count: %d bytes", n)
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
 // sigPerfData returns si_perf_data and si_perf_flags of a TRAP_PERF
 // siginfo: they follow si_addr (8 bytes) in the fault union, whose fields
 // start 16 bytes into siginfo_t; linux.SignalInfo.Fields starts there too.

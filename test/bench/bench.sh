@@ -4,14 +4,15 @@
 # gVisor version, or the same program without a breakpoint); absolute times
 # on this kind of machine vary too much to mean anything.
 #
-# PLATFORM (default ptrace) is the platform whose hits are measured;
-# the no-breakpoint overhead is measured on ptrace and systrap.
+# PLATFORMS (default "systrap ptrace") are the platforms whose hits are
+# measured; the no-breakpoint overhead is measured on both. RUNS (default 21)
+# is the number of runs of the no-breakpoint workload per runsc and platform.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 runsc="$root/bin/runsc"
-platform=${PLATFORM:-ptrace}
+platforms=${PLATFORMS:-systrap ptrace}
 runs=${RUNS:-21}
 
 [ "$(id -u)" = 0 ] || { echo "bench: runsc do needs root" >&2; exit 1; }
@@ -43,25 +44,39 @@ verdict() { # verdict RATIO LIMIT
 	if awk -v r="$1" -v l="$2" 'BEGIN {exit !(r <= l)}'; then echo "met (<= $2)"; else echo "NOT MET (> $2)"; fi
 }
 
-echo "== 1. watchpoint hit round trip (PTRACE_CONT -> SIGTRAP -> waitpid), ns per hit, median of 5"
-host=$(for i in 1 2 3 4 5; do "$work/roundtrip" 2000; done | median)
-sb=$(for i in 1 2 3 4 5; do sandbox "$runsc" "$platform" "$work/roundtrip" 2000; done | median)
-r1=$(ratio "$sb" "$host")
-echo "host kernel $host ns, runsc --platform=$platform $sb ns: ratio $r1, target $(verdict "$r1" 2)"
-# The floor: what any trap round trip costs in stock gVisor, whatever
-# caused the trap. A hit cannot be cheaper than that.
-hstep=$(for i in 1 2 3 4 5; do "$work/singlestep" 2000; done | median)
-sstep=$(for i in 1 2 3 4 5; do sandbox "$stock" "$platform" "$work/singlestep" 2000; done | median)
-echo "reference: PTRACE_SINGLESTEP round trip, host $hstep ns, stock runsc --platform=$platform $sstep ns: ratio $(ratio "$sstep" "$hstep");"
-echo "           a hit in the sandbox costs $(ratio "$sb" "$sstep")x a single-step of stock gVisor"
+echo "== 1. watchpoint hit round trip (PTRACE_CONT -> SIGTRAP -> waitpid), ns per hit, median of 9, host and sandbox interleaved"
+for platform in $platforms; do
+	: >"$work/rt.host"
+	: >"$work/rt.sb"
+	: >"$work/ss.host"
+	: >"$work/ss.sb"
+	for i in $(seq 9); do
+		"$work/roundtrip" 2000 >>"$work/rt.host"
+		sandbox "$runsc" "$platform" "$work/roundtrip" 2000 >>"$work/rt.sb"
+		"$work/singlestep" 2000 >>"$work/ss.host"
+		sandbox "$stock" "$platform" "$work/singlestep" 2000 >>"$work/ss.sb"
+	done
+	host=$(median <"$work/rt.host")
+	sb=$(median <"$work/rt.sb")
+	r1=$(ratio "$sb" "$host")
+	echo "--platform=$platform: host kernel $host ns, runsc $sb ns: ratio $r1, target $(verdict "$r1" 2)"
+	# The floor: what any trap round trip costs in stock gVisor, whatever
+	# caused the trap. A hit cannot be cheaper than that.
+	hstep=$(median <"$work/ss.host")
+	sstep=$(median <"$work/ss.sb")
+	echo "    reference: PTRACE_SINGLESTEP round trip, host $hstep ns, stock runsc $sstep ns: ratio $(ratio "$sstep" "$hstep");"
+	echo "    a hit in the sandbox costs $(ratio "$sb" "$sstep")x a single-step of stock gVisor"
+done
 
 echo
 echo "== 2. gdb, watchpoint on a word that shares its page with a hammered array, median of 3"
 n=3000000000
-with=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex 'watch page.watched' -ex run -ex continue --args "$work/hammer" $n; done | median)
-without=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex run --args "$work/hammer" $n; done | median)
-r2=$(ratio "$with" "$without")
-echo "with the watchpoint ${with}s, without ${without}s: ratio $r2, target $(verdict "$r2" 1.10)"
+for platform in $platforms; do
+	with=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex 'watch page.watched' -ex run -ex continue --args "$work/hammer" $n; done | median)
+	without=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex run --args "$work/hammer" $n; done | median)
+	r2=$(ratio "$with" "$without")
+	echo "--platform=$platform: with the watchpoint ${with}s, without ${without}s: ratio $r2, target $(verdict "$r2" 1.10)"
+done
 
 echo
 echo "== 3. no breakpoint: syscalls, page faults, threads; plugin runsc vs stock runsc, median ms of $runs runs each, interleaved"
@@ -88,13 +103,16 @@ session() { # session RUNSC [gdb commands...] -- ITERATIONS: wall time of a gdb 
 	shift
 	elapsed sandbox "$r" "$platform" gdb -nx -batch "${@:1:$#-1}" -ex 'break main' -ex run -ex 'watch target' -ex continue -ex continue --args "$work/loop" "$n"
 }
-hw=$(session "$runsc" $hw_iters)
-hw_long=$(session "$runsc" $long_iters)
-sw=$(session "$stock" -ex 'set can-use-hw-watchpoints 0' $sw_iters)
-echo "hardware: $hw_iters iterations ${hw}s, $long_iters iterations ${hw_long}s; software: $sw_iters iterations ${sw}s"
-awk -v hw="$hw" -v hl="$hw_long" -v sw="$sw" -v hi=$hw_iters -v li=$long_iters -v si="$sw_iters" 'BEGIN {
-	sw_per = (sw - hw) / si        # the short hardware session stands for gdb start-up
-	hw_per = (hl - hw) / (li - hi)
-	printf "whole session over %d iterations: %.0fx (software time extrapolated from %d iterations)\n", hi, (hw + sw_per * hi) / hw, si
-	if (hw_per > 0) printf "per iteration, start-up subtracted: %.3g s software vs %.3g s hardware: %.3gx\n", sw_per, hw_per, sw_per / hw_per
-}'
+for platform in $platforms; do
+	echo "--platform=$platform:"
+	hw=$(session "$runsc" $hw_iters)
+	hw_long=$(session "$runsc" $long_iters)
+	sw=$(session "$stock" -ex 'set can-use-hw-watchpoints 0' $sw_iters)
+	echo "hardware: $hw_iters iterations ${hw}s, $long_iters iterations ${hw_long}s; software: $sw_iters iterations ${sw}s"
+	awk -v hw="$hw" -v hl="$hw_long" -v sw="$sw" -v hi=$hw_iters -v li=$long_iters -v si="$sw_iters" 'BEGIN {
+		sw_per = (sw - hw) / si        # the short hardware session stands for gdb start-up
+		hw_per = (hl - hw) / (li - hi)
+		printf "whole session over %d iterations: %.0fx (software time extrapolated from %d iterations)\n", hi, (hw + sw_per * hi) / hw, si
+		if (hw_per > 0) printf "per iteration, start-up subtracted: %.3g s software vs %.3g s hardware: %.3gx\n", sw_per, hw_per, sw_per / hw_per
+	}'
+done

@@ -346,3 +346,24 @@ func TestRandomOpsAreDeterministic(t *testing.T) {
 		t.Fatalf("no %v in 2000 random ops", missing)
 	}
 }
+
+// TestConcurrentThreadHits runs testdata/mthits.c, in which armed and
+// unarmed threads write a watched word at the same time (so that, on
+// systrap, one stub thread runs several of them in turn and new stub
+// threads are created while the watchpoints are armed), on the host and in
+// the sandbox, and compares the per-thread trap counts and DR6 checks.
+func TestConcurrentThreadHits(t *testing.T) {
+	prog := sandbox.BuildC(t, "testdata/mthits.c", "-lpthread")
+	want, err := exec.Command(prog).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mthits on the host: %v\n%s", err, want)
+	}
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			res := sandbox.Run(t, p, prog)
+			if res.ExitCode != 0 || res.Stdout != string(want) {
+				t.Fatalf("exit %d; sandbox:\n%s\nhost:\n%s\nstderr:\n%s", res.ExitCode, res.Stdout, want, res.Stderr)
+			}
+		})
+	}
+}

@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 runsc="$root/bin/runsc"
-platform=${PLATFORM:-ptrace}
+platform=${PLATFORM:-systrap}
 
 for tool in gcc gdb; do
 	command -v "$tool" >/dev/null || { echo "demo: $tool is missing (apt-get install $tool)" >&2; exit 1; }

@@ -16,6 +16,10 @@
  *   exec              the target calls execve, seen through TRACEEXEC
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
+ *   stepwrite A N     the target writes N bytes at A, single-stepped from its
+ *                     stop until a step reports a breakpoint in DR6; prints
+ *                     that step's si_code and DR6 (the number of steps is
+ *                     not printed: it depends on the C library)
  *   target main       the first tracee becomes the target again
  *   running           PEEK and POKE DR7 while the target is not stopped
  *   untraced          PEEK and POKE DR7 of a child that is not traced
@@ -109,8 +113,13 @@ static void *thread_main(void *arg) {
 	return NULL;
 }
 
+int main(int argc, char **argv);
+
 /* The tracee: stop, do what the tracer put in *control, repeat. */
 static void tracee_loop(const char *self) {
+	/* Where this image's main is, for the tracer's labels: after execve
+	 * the image is loaded at another random base. */
+	control[7] = (long)main;
 	for (;;) {
 		raise(SIGSTOP);
 		long act = *control;
@@ -171,10 +180,12 @@ static const char *errname(int e) {
 	return buf;
 }
 
-int main(int argc, char **argv);
+/* The address of main in the image of the task whose addresses are being
+ * labelled (control[7] of the tracee), or 0 for the tracer's own. */
+static unsigned long label_main;
 
 static void label(char *out, size_t n, unsigned long v) {
-	unsigned long code = (unsigned long)main;
+	unsigned long code = label_main ? label_main : (unsigned long)main;
 	if (v >= BUF_ADDR && v < BUF_ADDR + BUF_SIZE)
 		snprintf(out, n, "buf+0x%lx", v - BUF_ADDR);
 	else if (v - code + (1UL << 20) < (2UL << 20))
@@ -333,7 +344,11 @@ static void run_target(pid_t target) {
 			errno = 0;
 			long dr6 = ptrace(PTRACE_PEEKUSER, p, dr_offset(6), 0);
 			char l[64];
+			errno = 0;
+			long m = ptrace(PTRACE_PEEKDATA, p, CONTROL_ADDR + 7 * sizeof(long), 0);
+			label_main = errno == 0 ? (unsigned long)m : 0;
 			label(l, sizeof l, (unsigned long)si.si_addr);
+			label_main = 0;
 			printf(" -> %s SIGTRAP code %d addr %s dr6 0x%lx", p == target ? "target" : "other", si.si_code, l, dr6);
 			sig = 0;
 		} else if (sig == SIGSTOP) {
@@ -453,6 +468,30 @@ int main(int argc, char **argv) {
 			long dr6 = ptrace(PTRACE_PEEKUSER, target, dr_offset(6), 0);
 			printf("%d step -> signal %d code %d dr6 0x%lx\n", lineno, WSTOPSIG(st), si.si_code, dr6);
 			/* The target is inside its loop now, not at its SIGSTOP. */
+			settled[task_index(target)] = 0;
+		} else if (strcmp(op, "stepwrite") == 0 && k == 3) {
+			set_action(target, ACT_ACCESS);
+			poke_control(target, 1, ACCESS_WRITE);
+			poke_control(target, 2, (long)parse_value(a));
+			poke_control(target, 3, strtol(b, NULL, 0));
+			printf("%d stepwrite %s %s", lineno, a, b);
+			int st = 0;
+			siginfo_t si = {0};
+			long dr6 = 0;
+			for (int n = 0; n < 100000; n++) {
+				if (ptrace(PTRACE_SINGLESTEP, target, 0, 0) < 0)
+					die("SINGLESTEP");
+				if (waitpid(target, &st, __WALL) != target)
+					die("waitpid");
+				if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP)
+					break;
+				if (ptrace(PTRACE_GETSIGINFO, target, 0, &si) < 0)
+					die("GETSIGINFO");
+				dr6 = ptrace(PTRACE_PEEKUSER, target, dr_offset(6), 0);
+				if (dr6 & 0xf)
+					break;
+			}
+			printf(" -> signal %d code %d dr6 0x%lx\n", WIFSTOPPED(st) ? WSTOPSIG(st) : -1, si.si_code, dr6);
 			settled[task_index(target)] = 0;
 		} else if (strcmp(op, "cont") == 0) {
 			settle(target);

@@ -6,6 +6,7 @@
 package systrap
 
 import (
+	"sync/atomic"
 	"weak"
 
 	"gvisor.dev/gvisor/pkg/sentry/platform"
@@ -59,3 +60,28 @@ func CurrentStubProcess(mm platform.MemoryManager) (p StubProcess, ok bool) {
 // MaxStubUserAddress is the end of the application's part of every stub
 // process's address space; the stub's own code and data lie above it.
 func MaxStubUserAddress() uintptr { return maxStubUserAddress }
+
+// ContextStubThread returns the host TID of the stub thread that ran c, a
+// context of this platform, in its last Switch. The stub records that thread
+// in memory that the application can write too, so the answer is a hint: it
+// names one of the stub threads of c's process, or ok is false.
+func ContextStubThread(c platform.Context) (tid int32, ok bool) {
+	pc, ok := c.(*platformContext)
+	if !ok || pc.sharedContext == nil {
+		return 0, false
+	}
+	s := pc.sharedContext.subprocess
+	// Between Switches no thread works on the context; the one that
+	// ran it last is recorded apart.
+	id := pc.sharedContext.threadID()
+	if id == invalidThreadID {
+		id = atomic.LoadUint32(&pc.sharedContext.shared.LastThreadID)
+	}
+	s.sysmsgThreadsMu.RLock()
+	defer s.sysmsgThreadsMu.RUnlock()
+	t, ok := s.sysmsgThreads[id]
+	if !ok {
+		return 0, false
+	}
+	return t.thread.tid, true
+}
