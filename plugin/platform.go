@@ -35,6 +35,12 @@ type forgetter interface {
 	Forget(t *kernel.Task)
 }
 
+// addressLimiter is a backend that must know where the application's
+// address space ends.
+type addressLimiter interface {
+	SetMaxUserAddress(hostarch.Addr)
+}
+
 // seccompExtender is a backend that makes host system calls from the
 // sentry that the platform's own seccomp rules do not allow.
 type seccompExtender interface {
@@ -75,6 +81,10 @@ func (c constructor) New(opts platform.Options) (platform.Platform, error) {
 	p, err := c.Constructor.New(opts)
 	if err != nil {
 		return nil, err
+	}
+	if l, ok := c.backend.(addressLimiter); ok {
+		l.SetMaxUserAddress(p.MaxUserAddress())
+		log.Infof("hwbp: breakpoints at or above %#x (the platform's stub) are never armed", uint64(p.MaxUserAddress()))
 	}
 	return taskPlatform{Platform: p, backend: c.backend}, nil
 }

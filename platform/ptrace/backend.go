@@ -9,6 +9,9 @@
 // Invariants:
 //   - When no breakpoint is enabled in the sandbox, Switch costs one atomic
 //     load more than the platform's own.
+//   - No host debug register holds an address at or above the end of the
+//     application's address space, where the stub's code is
+//     (SetMaxUserAddress).
 //   - A stub thread runs a task only with that task's image or with an
 //     image that no longer arms anything the task can see: a stale image
 //     (another task's, or the task's own after its tracer disarmed it) is
@@ -20,6 +23,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -49,6 +53,9 @@ type Backend struct {
 	// +checklocks:mu
 	stubs map[gvptrace.StubThread]stubState
 
+	// maxUser is the end of the application's address space.
+	maxUser atomic.Uint64
+
 	// pruneAt is the size of stubs at which entries of dead stub threads
 	// are dropped.
 	//
@@ -77,7 +84,16 @@ type hostRegs struct {
 
 // New returns a back end for the tasks in threads.
 func New(threads *sentryptrace.Threads[*kernel.Task]) *Backend {
-	return &Backend{threads: threads, stubs: make(map[gvptrace.StubThread]stubState), pruneAt: 64}
+	b := &Backend{threads: threads, stubs: make(map[gvptrace.StubThread]stubState), pruneAt: 64}
+	b.maxUser.Store(^uint64(0))
+	return b
+}
+
+// SetMaxUserAddress tells the back end where the platform's application
+// address space ends (platform.Platform.MaxUserAddress): breakpoints at or
+// above it, where the stub's code is, are not armed (hwbp.Image.Below).
+func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
+	b.maxUser.Store(uint64(a))
 }
 
 // Switch runs inner.Switch for task t with t's debug registers loaded.
@@ -139,7 +155,7 @@ func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.Stub
 	}
 	want := stubState{regs: have.regs}
 	if task != nil {
-		want.img = task.Image()
+		want.img = task.Image().Below(b.maxUser.Load())
 		if !want.img.Empty() {
 			want.task = task
 		}

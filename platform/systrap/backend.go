@@ -23,8 +23,9 @@
 //     retained (hwbp.Registry.Retain), so that the first Switch of any of
 //     its tasks after the last breakpoint went closes them.
 //   - A task never sees a hit on a breakpoint it does not own.
-//   - No event covers an address at or above the stub's own region
-//     (MaxStubUserAddress): the guest cannot trap the stub's code.
+//   - No event covers an address at or above the end of the application's
+//     address space, where the stub's code and data are
+//     (SetMaxUserAddress): the guest cannot trap the stub.
 package systrap
 
 import (
@@ -58,6 +59,9 @@ type Backend struct {
 	// opened counts the spaces whose events are open.
 	opened atomic.Int64
 
+	// maxUser is the end of the application's address space.
+	maxUser atomic.Uint64
+
 	// warnOnce limits the warning about a host that refuses perf events.
 	warnOnce sync.Once
 
@@ -83,6 +87,9 @@ type space struct {
 
 	// opened counts the spaces of the back end whose events are open.
 	opened *atomic.Int64
+
+	// maxUser is the end of the application's address space.
+	maxUser uint64
 
 	mu sync.Mutex
 
@@ -153,11 +160,20 @@ type member struct {
 
 // New returns a back end for the tasks in threads.
 func New(threads *sentryptrace.Threads[*kernel.Task]) *Backend {
-	return &Backend{
+	b := &Backend{
 		threads:  threads,
 		spaces:   make(map[gvsystrap.StubProcess]*space),
 		memberOf: make(map[*kernel.Task]*space),
 	}
+	b.maxUser.Store(^uint64(0))
+	return b
+}
+
+// SetMaxUserAddress tells the back end where the platform's application
+// address space ends (platform.Platform.MaxUserAddress): breakpoints at or
+// above it are not armed (hwbp.Image.Below).
+func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
+	b.maxUser.Store(uint64(a))
 }
 
 // SeccompRules returns the host system calls that the back end makes from
@@ -254,7 +270,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	prev := b.memberOf[t]
 	var dead []*space
 	if sp == nil && task != nil && task.HasBreakpoints() {
-		sp = &space{r: b.threads.Registry(), opened: &b.opened, members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int), ownCounts: make(map[int32]*[hwbp.Slots]uint64)}
+		sp = &space{r: b.threads.Registry(), opened: &b.opened, maxUser: b.maxUser.Load(), members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int), ownCounts: make(map[int32]*[hwbp.Slots]uint64)}
 		dead = b.pruneLocked()
 		b.spaces[p] = sp
 	}
@@ -359,19 +375,14 @@ func (b *Backend) leave(t *kernel.Task, sp *space) {
 //
 // +checklocks:sp.mu
 func (sp *space) want() (want [hwbp.Slots]entry, use [hwbp.Slots]bool, dropped int) {
-	limit := uint64(gvsystrap.MaxStubUserAddress())
 	var entries []entry
 	for _, m := range sp.members {
+		img := m.img.Below(sp.maxUser)
 		for slot := 0; slot < hwbp.Slots; slot++ {
-			if !m.img.DR7.Enabled(slot) {
+			if !img.DR7.Enabled(slot) {
 				continue
 			}
-			e := entryOf(&m.img, slot)
-			if e.addr >= limit || limit-e.addr < 8 {
-				// The guest's address space ends below the
-				// stub: nothing of the guest's can be there.
-				continue
-			}
+			e := entryOf(&img, slot)
 			if !slices.Contains(entries, e) {
 				entries = append(entries, e)
 			}

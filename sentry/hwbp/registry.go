@@ -422,6 +422,35 @@ type Image struct {
 // Empty reports whether the image arms no slot.
 func (img Image) Empty() bool { return img.DR7 == 0 }
 
+// Below returns img without the slots whose range does not end at or below
+// limit: a platform's application address space ends below the host
+// address space its stub uses (platform.Platform.MaxUserAddress), and
+// Linux's own limit (TASK_SIZE, which Attr.Validate applies) lets a guest
+// name addresses of the stub. Arming those on the host would trap the
+// stub's code or data, so back ends arm only img.Below(limit); nothing of
+// the guest's can be there anyway. Execution breakpoints cover one byte.
+func (img Image) Below(limit uint64) Image {
+	for slot := 0; slot < Slots; slot++ {
+		if !img.DR7.Enabled(slot) {
+			continue
+		}
+		n := uint64(1)
+		if img.DR7.RW(slot) != RWExecute {
+			n = [4]uint64{1, 2, 8, 4}[img.DR7.Len(slot)]
+		}
+		if a := img.Addr[slot]; a < limit && limit-a >= n {
+			continue
+		}
+		img.DR7 &^= SlotMask(slot)
+		img.Addr[slot] = 0
+		img.bps[slot] = nil
+	}
+	if img.DR7&^(DR7LocalSlowdown|DR7GlobalSlowdown) == 0 {
+		img.DR7 = 0
+	}
+	return img
+}
+
 // Breakpoint returns the event loaded in slot, or nil.
 func (img *Image) Breakpoint(slot int) *Breakpoint {
 	if slot < 0 || slot >= Slots {

@@ -297,3 +297,51 @@ func TestRetain(t *testing.T) {
 	}()
 	r.Unretain()
 }
+
+// TestImageBelow checks that Image.Below keeps exactly the slots whose whole
+// range lies below the limit.
+func TestImageBelow(t *testing.T) {
+	const limit = 0x7f0000000000
+	tests := []struct {
+		name string
+		addr uint64
+		rw   uint8
+		ln   uint8
+		keep bool
+	}{
+		{name: "data range ending at the limit is kept", addr: limit - 8, rw: RWWrite, ln: Len8, keep: true},
+		{name: "data range crossing the limit is dropped", addr: limit - 4, rw: RWAccess, ln: Len8, keep: false},
+		{name: "data at the limit is dropped", addr: limit, rw: RWWrite, ln: Len1, keep: false},
+		{name: "execution just below the limit is kept", addr: limit - 1, rw: RWExecute, ln: Len1, keep: true},
+		{name: "execution at the limit is dropped", addr: limit, rw: RWExecute, ln: Len1, keep: false},
+		{name: "address far above the limit is dropped", addr: ^uint64(0) &^ 7, rw: RWWrite, ln: Len8, keep: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var img Image
+			img.Addr[1] = tc.addr
+			img.DR7 = EncodeSlot(1, tc.rw, tc.ln) | DR7GlobalSlowdown
+			// Slot 3 is always kept.
+			img.Addr[3] = 0x1000
+			img.DR7 |= EncodeSlot(3, RWWrite, Len4)
+			got := img.Below(limit)
+			if got.DR7.Enabled(1) != tc.keep {
+				t.Errorf("slot 1 enabled = %t, want %t (DR7 %#x)", got.DR7.Enabled(1), tc.keep, uint64(got.DR7))
+			}
+			if !got.DR7.Enabled(3) || got.Addr[3] != 0x1000 {
+				t.Errorf("slot 3 lost: DR7 %#x addr %#x", uint64(got.DR7), got.Addr[3])
+			}
+			if !tc.keep && (got.DR7&SlotMask(1) != 0 || got.Addr[1] != 0) {
+				t.Errorf("slot 1 not cleared: DR7 %#x addr %#x", uint64(got.DR7), got.Addr[1])
+			}
+		})
+	}
+	t.Run("an image with nothing left is empty", func(t *testing.T) {
+		var img Image
+		img.Addr[0] = limit
+		img.DR7 = EncodeSlot(0, RWWrite, Len1) | DR7GlobalSlowdown
+		if got := img.Below(limit); !got.Empty() {
+			t.Errorf("Below = DR7 %#x, want empty", uint64(got.DR7))
+		}
+	})
+}

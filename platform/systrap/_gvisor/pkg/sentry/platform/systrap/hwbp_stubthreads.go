@@ -57,10 +57,6 @@ func CurrentStubProcess(mm platform.MemoryManager) (p StubProcess, ok bool) {
 	return weak.Make(s), true
 }
 
-// MaxStubUserAddress is the end of the application's part of every stub
-// process's address space; the stub's own code and data lie above it.
-func MaxStubUserAddress() uintptr { return maxStubUserAddress }
-
 // ContextStubThread returns the host TID of the stub thread that ran c, a
 // context of this platform, in its last Switch. The stub records that thread
 // in memory that the application can write too, so the answer is a hint: it
