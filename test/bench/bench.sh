@@ -22,7 +22,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 stock="$work/stockrunsc"
 (cd "$root" && CGO_ENABLED=0 go build -o "$stock" ./test/bench/stockrunsc)
-for p in roundtrip singlestep hammer workload loop; do
+for p in roundtrip singlestep hammer workload loop mechanisms; do
 	gcc -O1 -g -o "$work/$p" "$here/progs/$p.c" -lpthread
 done
 
@@ -118,4 +118,11 @@ for platform in $platforms; do
 		printf "whole session over %d iterations: %.0fx (software time extrapolated from %d iterations)\n", hi, (hw + sw_per * hi) / hw, si
 		if (hw_per > 0) printf "per iteration, start-up subtracted: %.3g s software vs %.3g s hardware: %.3gx\n", sw_per, hw_per, sw_per / hw_per
 	}'
+done
+
+echo
+echo "== 5. how a systrap stub thread could be armed, host kernel, us per operation, median of 5 (see progs/mechanisms.c)"
+for i in 1 2 3 4 5; do "$work/mechanisms"; done >"$work/mech"
+for k in perf-open perf-modify perf-hit step-signal ptrace-arm page-protect; do
+	printf '%-13s %s\n' "$k" "$(awk -v k="$k" '$1 == k {print $2}' "$work/mech" | median)"
 done
