@@ -23,10 +23,20 @@ import (
 // wrappedPlatforms are the platforms whose tasks hwbp follows.
 var wrappedPlatforms = []string{"ptrace", "systrap"}
 
-// backend switches a task into application code with its debug registers
-// loaded, and turns the debug traps they cause into the guest's.
+// backend arms tasks' breakpoints on the host while any may be enabled, and
+// turns the debug traps they cause into the guest's. taskContext.Switch
+// calls it only then: with no breakpoint enabled anywhere (and nothing left
+// armed on the host, which a back end keeps visible with
+// hwbp.Registry.Retain), Switch costs one atomic load.
 type backend interface {
+	// Switch runs inner.Switch for task t with t's breakpoints armed.
 	Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error)
+
+	// Stale reports whether a SIGTRAP that a Switch made without the
+	// back end returned comes from host state armed before the last
+	// breakpoint went. Such a trap is not the guest's: the task is
+	// resumed through Switch, which disarms what is left.
+	Stale(info *linux.SignalInfo) bool
 }
 
 // forgetter is a backend that keeps per-task state beyond a Switch.
@@ -148,14 +158,20 @@ type taskContext struct {
 
 // Switch implements platform.Context.Switch.
 func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	if c.backend != nil {
+	if c.backend != nil && threads.Registry().Active() {
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
 	info, at, err := c.Context.Switch(ctx, mm, ac, cpu)
-	if err == platform.ErrContextSignal && info.Signo == int32(linux.SIGTRAP) && info.Code == ptrace.TrapTrace {
+	if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
+		return info, at, err
+	}
+	switch {
+	case info.Code == ptrace.TrapTrace:
 		// Even where no breakpoint can fire, a single-step shows in
 		// the tracer's view of DR6.
 		threads.SingleStep(c.task, uint64(ac.IP()))
+	case c.backend != nil && c.backend.Stale(info):
+		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
 	return info, at, err
 }

@@ -7,8 +7,9 @@
 // are turned back into the guest's (sentry/ptrace's Trap).
 //
 // Invariants:
-//   - When no breakpoint is enabled in the sandbox, Switch costs one atomic
-//     load more than the platform's own.
+//   - Switch is called only while a breakpoint may be enabled in the
+//     sandbox; otherwise the plugin's Switch costs one atomic load more
+//     than the platform's own.
 //   - No host debug register holds an address at or above the end of the
 //     application's address space, where the stub's code is
 //     (SetMaxUserAddress).
@@ -96,29 +97,15 @@ func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
 	b.maxUser.Store(uint64(a))
 }
 
-// Switch runs inner.Switch for task t with t's debug registers loaded.
-func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	if b.threads.Registry().Active() {
-		return b.switchLoaded(t, inner, ctx, mm, ac, cpu)
-	}
-	info, at, err := inner.Switch(ctx, mm, ac, cpu)
-	if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
-		return info, at, err
-	}
-	switch info.Code {
-	case sentryptrace.TrapTrace:
-		b.threads.SingleStep(t, uint64(ac.IP()))
-	case sentryptrace.TrapHWBkpt:
-		// Nothing is enabled, so this can only be a stale image left
-		// in a stub thread; the loaded path clears it and retries.
-		return b.switchLoaded(t, inner, ctx, mm, ac, cpu)
-	}
-	return info, at, err
+// Stale implements the plugin's backend.Stale: with nothing enabled, a
+// TRAP_HWBKPT can only come from an image left in a stub thread.
+func (b *Backend) Stale(info *linux.SignalInfo) bool {
+	return info.Code == sentryptrace.TrapHWBkpt
 }
 
-// switchLoaded is Switch with the stub thread's registers set to t's image,
-// on a locked OS thread (the stub thread's tracer).
-func (b *Backend) switchLoaded(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+// Switch runs inner.Switch for task t with the stub thread's registers set
+// to t's image, on a locked OS thread (the stub thread's tracer).
+func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	for {

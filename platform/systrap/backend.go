@@ -17,11 +17,12 @@
 // merged into at most that many distinct entries (address, type, length).
 //
 // Invariants:
-//   - When no breakpoint is enabled in the sandbox and no stub process
-//     carries an event, Switch costs one atomic load more than the
-//     platform's own. While a process carries events, the registry is
-//     retained (hwbp.Registry.Retain), so that the first Switch of any of
-//     its tasks after the last breakpoint went closes them.
+//   - Switch is called only while a breakpoint may be enabled or a stub
+//     process carries events; otherwise the plugin's Switch costs one
+//     atomic load more than the platform's own. While a process carries
+//     events, the registry is retained (hwbp.Registry.Retain), so that the
+//     first Switch of any of its tasks after the last breakpoint went
+//     closes them.
 //   - A task never sees a hit on a breakpoint it does not own.
 //   - No event covers an address at or above the end of the application's
 //     address space, where the stub's code and data are
@@ -196,32 +197,20 @@ func (b *Backend) SeccompRules() seccomp.SyscallRules {
 	})
 }
 
+// Stale implements the plugin's backend.Stale: with nothing enabled and no
+// event open any more (the registry is retained while any is), a TRAP_PERF of
+// ours is a hit that came before its event was closed.
+func (b *Backend) Stale(info *linux.SignalInfo) bool {
+	if info.Code != trapPerf {
+		return false
+	}
+	data, _ := sigPerfData(info.Fields[:])
+	return data&^0xff == sigDataMagic
+}
+
 // Switch runs inner.Switch for task t with the breakpoints of t's stub
 // process armed.
 func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	if b.threads.Registry().Active() {
-		return b.switchArmed(t, inner, ctx, mm, ac, cpu)
-	}
-	info, at, err := inner.Switch(ctx, mm, ac, cpu)
-	if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
-		return info, at, err
-	}
-	switch info.Code {
-	case sentryptrace.TrapTrace:
-		b.threads.SingleStep(t, uint64(ac.IP()))
-	case trapPerf:
-		// Nothing is enabled and no event is open any more, so
-		// this hit came before its event was closed: it is stale,
-		// and the armed path resumes the task.
-		if b.trap(t, run{}, inner, ac, info) {
-			return b.switchArmed(t, inner, ctx, mm, ac, cpu)
-		}
-	}
-	return info, at, err
-}
-
-// switchArmed is Switch while breakpoints may be armed.
-func (b *Backend) switchArmed(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	for {
 		r := b.arm(t, mm) // r.sp.running is incremented
 		info, at, err := inner.Switch(ctx, mm, ac, cpu)
