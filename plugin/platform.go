@@ -45,6 +45,18 @@ type forgetter interface {
 	Forget(t *kernel.Task)
 }
 
+// refresher is a backend that holds tasks' breakpoints beyond their own
+// Switch and can bring them up to date at once when a tracer changes them.
+type refresher interface {
+	// Refresh takes t's current breakpoints into account, from t's
+	// tracer's goroutine while t is stopped.
+	Refresh(t *kernel.Task)
+}
+
+// current is the back end of the sandbox's platform, set when the platform
+// is constructed, before any task runs; nil if its platform has none.
+var current backend
+
 // addressLimiter is a backend that must know where the application's
 // address space ends.
 type addressLimiter interface {
@@ -92,6 +104,7 @@ func (c constructor) New(opts platform.Options) (platform.Platform, error) {
 	if err != nil {
 		return nil, err
 	}
+	current = c.backend
 	if l, ok := c.backend.(addressLimiter); ok {
 		l.SetMaxUserAddress(p.MaxUserAddress())
 		log.Infof("hwbp: breakpoints at or above %#x (the platform's stub) are never armed", uint64(p.MaxUserAddress()))

@@ -89,7 +89,13 @@ func ptraceHook(orig kernel.SyscallFn) kernel.SyscallFn {
 			_, err = primitive.CopyUint64Out(t, args[3].Pointer(), v)
 			return 0, nil, err
 		}
-		if err := threads.PokeUser(target, off, args[3].Uint64()); err != nil {
+		err = threads.PokeUser(target, off, args[3].Uint64())
+		// Even a failed DR7 write can leave breakpoints changed (Linux's
+		// ptrace_write_dr7 restores the old DR7, not the old events).
+		if r, ok := current.(refresher); ok {
+			r.Refresh(target)
+		}
+		if err != nil {
 			return 0, nil, guestError(err)
 		}
 		return 0, nil, nil

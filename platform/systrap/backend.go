@@ -334,6 +334,33 @@ func (b *Backend) pruneLocked() (dead []*space) {
 	return dead
 }
 
+// Refresh implements the plugin's refresher: t's tracer changed t's
+// breakpoints while t is stopped. If t's process carries events for t, they
+// are brought up to date now, so that disarming closes them without waiting
+// for a task of the process to run (meanwhile the registry stays retained
+// and every task of the sandbox takes the armed path). New breakpoints are
+// armed at t's next Switch, which also finds the process's threads.
+func (b *Backend) Refresh(t *kernel.Task) {
+	b.mu.Lock()
+	sp := b.memberOf[t]
+	b.mu.Unlock()
+	if sp == nil {
+		return
+	}
+	var task *hwbp.Task
+	if d := b.threads.Lookup(t); d != nil {
+		task = d.Task()
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	m, ok := sp.members[t]
+	if !ok || task != nil && m.img.Generation == task.Generation() {
+		return
+	}
+	b.setMember(sp, t, task)
+	b.apply(sp, 0, nil)
+}
+
 // Forget drops t's breakpoints from its stub process, at t's exec or exit.
 func (b *Backend) Forget(t *kernel.Task) {
 	b.mu.Lock()

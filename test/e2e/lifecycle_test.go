@@ -56,3 +56,28 @@ func TestNoStateLeaks(t *testing.T) {
 		})
 	}
 }
+
+// TestDisarmClosesEventsAtOnce checks on systrap that a tracer disarming a
+// stopped tracee closes the host events of the tracee's stub process at
+// once (testdata/disarm.c): when a second tracee's events are opened, the
+// first is still stopped and no process but the second carries events.
+func TestDisarmClosesEventsAtOnce(t *testing.T) {
+	prog := sandbox.BuildC(t, "testdata/disarm.c")
+	opened := regexp.MustCompile(regexp.QuoteMeta(status.EventsOpenedMessage) + ` (\d+)`)
+	res := sandbox.Run(t, "systrap", prog)
+	want := "A hit\nB hit while A stays stopped, disarmed\n"
+	if res.ExitCode != 0 || res.Stdout != want {
+		t.Fatalf("exit %d, stdout %q, want %q; stderr:\n%s", res.ExitCode, res.Stdout, want, res.Stderr)
+	}
+	log, err := res.BootLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := opened.FindAllStringSubmatch(log, -1)
+	if len(o) != 2 {
+		t.Fatalf("host events opened %d times, want 2 (once per tracee)", len(o))
+	}
+	if o[1][1] != "1" {
+		t.Fatalf("when the second tracee's events were opened, %s processes carried events, want 1", o[1][1])
+	}
+}

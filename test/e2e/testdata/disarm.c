@@ -1,0 +1,64 @@
+/*
+ * disarm: a traced child A hits a watchpoint and stays stopped; its tracer
+ * disarms it (DR7 = 0) and, with A still stopped, arms a second traced child
+ * B and lets it hit too. On systrap each child's stub process gets host perf
+ * events while armed; A's must be closed by the disarm itself, not when A
+ * next runs, so the sentry's log shows one process with events when B's are
+ * opened. Prints what the children did.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile long word;
+
+#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
+
+static void check(long r, const char *what) {
+	if (r < 0) {
+		perror(what);
+		exit(1);
+	}
+}
+
+/* child forks a traced child that writes word in a loop, arms it and
+ * returns it stopped at its first hit. */
+static pid_t child(void) {
+	pid_t c = fork();
+	check(c, "fork");
+	if (c == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		raise(SIGSTOP);
+		for (long i = 0;; i++)
+			word = i;
+	}
+	int st;
+	check(waitpid(c, &st, 0), "waitpid");
+	check(ptrace(PTRACE_POKEUSER, c, DR(0), (long)&word), "POKE DR0");
+	check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
+	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
+	check(waitpid(c, &st, 0), "waitpid");
+	if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+		fprintf(stderr, "disarm: child status %#x, want a SIGTRAP stop\n", st);
+		exit(1);
+	}
+	return c;
+}
+
+int main(void) {
+	pid_t a = child();
+	printf("A hit\n");
+	check(ptrace(PTRACE_POKEUSER, a, DR(7), 0), "POKE DR7 of A");
+	pid_t b = child();
+	printf("B hit while A stays stopped, disarmed\n");
+	kill(a, SIGKILL);
+	kill(b, SIGKILL);
+	waitpid(a, NULL, 0);
+	waitpid(b, NULL, 0);
+	return 0;
+}
