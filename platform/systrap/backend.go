@@ -14,7 +14,8 @@
 // clones new ones with inherit set, so a stub thread created later carries
 // them from its first instruction. A process holds at most hwbp.Slots
 // events per thread, the host's debug registers: its tasks' breakpoints are
-// merged into at most that many distinct entries (address, type, length).
+// merged into distinct entries (address, type, length), and if there are
+// more than that, the entries of the tasks that run at the moment are armed.
 //
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled or a stub
@@ -157,6 +158,9 @@ type space struct {
 type member struct {
 	task *hwbp.Task
 	img  hwbp.Image
+	// running is whether the task is between its arm and the end of its
+	// trap handling.
+	running bool
 }
 
 // New returns a back end for the tasks in threads.
@@ -224,7 +228,7 @@ func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Con
 			}
 		}
 		if r.sp != nil {
-			r.sp.running.Add(-1)
+			r.sp.done(t)
 		}
 		if !retry {
 			return info, at, err
@@ -291,6 +295,10 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 			b.setMember(sp, k, m.task)
 		}
 	}
+	if m, ok := sp.members[t]; ok {
+		m.running = true
+		sp.members[t] = m
+	}
 	if changed || sp.open {
 		gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, nursery int32, tids []int32) {
 			b.apply(sp, nursery, tids)
@@ -316,7 +324,7 @@ func (b *Backend) setMember(sp *space, k *kernel.Task, task *hwbp.Task) {
 		}
 		return
 	}
-	sp.members[k] = member{task: task, img: img}
+	sp.members[k] = member{task: task, img: img, running: sp.members[k].running}
 	b.memberOf[k] = sp
 }
 
@@ -387,32 +395,25 @@ func (b *Backend) leave(t *kernel.Task, sp *space) {
 
 // want returns the distinct entries of sp's members by position: an entry
 // that is armed keeps its position, so that a hit reported after another
-// task's change is still attributed; new entries take free positions.
+// task's change is still attributed; new entries take free positions. If
+// the members have more distinct breakpoints than the host has debug
+// registers, those of the members that run now come first (a task is armed
+// before it runs, so the others need theirs only when they run again), and
+// dropped counts those of them that do not fit.
 //
 // +checklocks:sp.mu
 func (sp *space) want() (want [hwbp.Slots]entry, use [hwbp.Slots]bool, dropped int) {
-	var entries []entry
-	for _, m := range sp.members {
-		img := m.img.Below(sp.maxUser)
-		for slot := 0; slot < hwbp.Slots; slot++ {
-			if !img.DR7.Enabled(slot) {
-				continue
-			}
-			e := entryOf(&img, slot)
-			if !slices.Contains(entries, e) {
-				entries = append(entries, e)
-			}
-		}
+	all := sp.entries(func(member) bool { return true })
+	need := all
+	if len(all) > hwbp.Slots {
+		need = sp.entries(func(m member) bool { return m.running })
 	}
-	// Sort so that which entries are dropped, if any, does not depend on
-	// map order.
-	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.key(), b.key()) })
 	for pos := range sp.armed {
-		if sp.used[pos] && slices.Contains(entries, sp.armed[pos]) {
+		if sp.used[pos] && slices.Contains(need, sp.armed[pos]) {
 			want[pos], use[pos] = sp.armed[pos], true
 		}
 	}
-	for _, e := range entries {
+	for _, e := range need {
 		if placed(want, use, e) {
 			continue
 		}
@@ -423,7 +424,51 @@ func (sp *space) want() (want [hwbp.Slots]entry, use [hwbp.Slots]bool, dropped i
 		}
 		want[free], use[free] = e, true
 	}
+	// Entries armed already that still serve a member stay, rather than
+	// be moved back when it runs again.
+	for pos := range sp.armed {
+		if !use[pos] && sp.used[pos] && slices.Contains(all, sp.armed[pos]) && !placed(want, use, sp.armed[pos]) {
+			want[pos], use[pos] = sp.armed[pos], true
+		}
+	}
 	return want, use, dropped
+}
+
+// entries returns the distinct entries of the members for which pick is
+// true, sorted, so that which entries are dropped, if any, does not depend
+// on map order. Nothing at or above the end of the application's address
+// space is included (hwbp.Image.Below).
+//
+// +checklocks:sp.mu
+func (sp *space) entries(pick func(member) bool) []entry {
+	var entries []entry
+	for _, m := range sp.members {
+		if !pick(m) {
+			continue
+		}
+		img := m.img.Below(sp.maxUser)
+		for slot := 0; slot < hwbp.Slots; slot++ {
+			if !img.DR7.Enabled(slot) {
+				continue
+			}
+			if e := entryOf(&img, slot); !slices.Contains(entries, e) {
+				entries = append(entries, e)
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.key(), b.key()) })
+	return entries
+}
+
+// done ends t's run: from now on its breakpoints need not be armed.
+func (sp *space) done(t *kernel.Task) {
+	sp.mu.Lock()
+	if m, ok := sp.members[t]; ok {
+		m.running = false
+		sp.members[t] = m
+	}
+	sp.mu.Unlock()
+	sp.running.Add(-1)
 }
 
 // placed reports whether e is at a used position of want.
@@ -444,7 +489,7 @@ func placed(want [hwbp.Slots]entry, use [hwbp.Slots]bool, e entry) bool {
 func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 	want, use, dropped := sp.want()
 	if dropped > sp.dropped {
-		log.Warningf("hwbp: the tasks of one address space use more distinct breakpoints than the host's %d debug registers; %d do not fire", hwbp.Slots, dropped)
+		log.Warningf("hwbp: the tasks of one address space that run at the same time use more distinct breakpoints than the host's %d debug registers; %d do not fire while they do", hwbp.Slots, dropped)
 	}
 	sp.dropped = dropped
 	if !slices.Contains(use[:], true) {

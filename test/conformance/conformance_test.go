@@ -347,16 +347,31 @@ func TestRandomOpsAreDeterministic(t *testing.T) {
 	}
 }
 
+// TestPerThreadBreakpoints runs testdata/perthread.c, whose two threads
+// have four distinct watchpoints each in one address space (more than one
+// host thread's debug registers hold: on systrap every stub thread of the
+// process may run either thread), on the host and in the sandbox, and
+// compares which B bits each trap showed.
+func TestPerThreadBreakpoints(t *testing.T) {
+	compareProgram(t, "testdata/perthread.c")
+}
+
 // TestConcurrentThreadHits runs testdata/mthits.c, in which armed and
 // unarmed threads write a watched word at the same time (so that, on
 // systrap, one stub thread runs several of them in turn and new stub
 // threads are created while the watchpoints are armed), on the host and in
 // the sandbox, and compares the per-thread trap counts and DR6 checks.
 func TestConcurrentThreadHits(t *testing.T) {
-	prog := sandbox.BuildC(t, "testdata/mthits.c", "-lpthread")
+	compareProgram(t, "testdata/mthits.c")
+}
+
+// compareProgram builds the C program src, runs it on the host and in the
+// sandbox on every platform that delivers hits, and compares the outputs.
+func compareProgram(t *testing.T, src string) {
+	prog := sandbox.BuildC(t, src, "-lpthread")
 	want, err := exec.Command(prog).CombinedOutput()
 	if err != nil {
-		t.Fatalf("mthits on the host: %v\n%s", err, want)
+		t.Fatalf("%s on the host: %v\n%s", src, err, want)
 	}
 	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {

@@ -1,0 +1,100 @@
+/*
+ * perthread: each thread has its own four debug registers. The main thread
+ * of a traced child watches words 0-3, and a thread it creates (while the
+ * main thread waits for it) words 4-7: eight distinct watchpoints in one
+ * address space, more than one host thread's registers hold. Each thread
+ * writes all eight words in turn. Prints, per thread, the DR6 B bits of each
+ * trap it took, in order.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile long words[8];
+
+#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
+
+static void write_all(void) {
+	for (int i = 0; i < 8; i++)
+		words[i] = i;
+}
+
+static void *thread_main(void *arg) {
+	raise(SIGUSR2); /* the tracer arms this thread here */
+	write_all();
+	return arg;
+}
+
+static void die(const char *what) {
+	perror(what);
+	exit(2);
+}
+
+/* arm gives thread p write watchpoints on words first..first+3. */
+static void arm(pid_t p, int first) {
+	for (int i = 0; i < 4; i++)
+		if (ptrace(PTRACE_POKEUSER, p, DR(i), &words[first + i]) < 0)
+			die("POKEUSER DR0-3");
+	if (ptrace(PTRACE_POKEUSER, p, DR(7), 0xddddUL << 16 | 0x55) < 0)
+		die("POKEUSER DR7");
+}
+
+int main(void) {
+	pid_t c = fork();
+	if (c < 0)
+		die("fork");
+	if (c == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		raise(SIGSTOP);
+		pthread_t th;
+		pthread_create(&th, NULL, thread_main, NULL);
+		pthread_join(th, NULL);
+		write_all();
+		_exit(0);
+	}
+	int st;
+	if (waitpid(c, &st, 0) != c)
+		die("waitpid");
+	if (ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACECLONE) < 0)
+		die("SETOPTIONS");
+	arm(c, 0);
+	if (ptrace(PTRACE_CONT, c, 0, 0) < 0)
+		die("CONT");
+	char seen[2][128] = {"", ""};
+	for (;;) {
+		pid_t p = waitpid(-1, &st, __WALL);
+		if (p < 0)
+			die("waitpid");
+		if (!WIFSTOPPED(st)) {
+			if (p == c)
+				break;
+			continue;
+		}
+		int sig = WSTOPSIG(st);
+		if (st >> 16 || sig == SIGSTOP) {
+			sig = 0; /* clone event, new thread's first stop */
+		} else if (sig == SIGUSR2) {
+			arm(p, 4);
+			sig = 0;
+		} else if (sig == SIGTRAP) {
+			long dr6 = ptrace(PTRACE_PEEKUSER, p, DR(6), 0);
+			char b[16];
+			snprintf(b, sizeof b, " %lx", dr6 & 0xf);
+			strncat(seen[p != c], b, sizeof seen[0] - strlen(seen[p != c]) - 1);
+			sig = 0;
+		}
+		if (ptrace(PTRACE_CONT, p, 0, sig) < 0)
+			die("CONT");
+	}
+	printf("thread's traps, DR6 B bits:%s\n", seen[1]);
+	printf("main thread's traps, DR6 B bits:%s\n", seen[0]);
+	return 0;
+}
