@@ -17,13 +17,16 @@
 // merged into distinct entries (address, type, length), and if there are
 // more than that, the entries of the tasks that run at the moment are armed.
 //
+// One debug exception makes one SIGTRAP however many events fired, so the
+// guest's DR6 B bits come from the events' counts (see space.hits).
+//
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled or a stub
 //     process carries events; otherwise the plugin's Switch costs one
 //     atomic load more than the platform's own. While a process carries
-//     events, the registry is retained (hwbp.Registry.Retain), so that the
-//     first Switch of any of its tasks after the last breakpoint went
-//     closes them.
+//     events, the registry is retained (hwbp.Registry.Retain); they are
+//     closed when a tracer disarms the last breakpoint (Refresh), or at the
+//     first Switch of any of the process's tasks after it went.
 //   - A task never sees a hit on a breakpoint it does not own.
 //   - No event covers an address at or above the end of the application's
 //     address space, where the stub's code and data are
