@@ -109,11 +109,17 @@ func TestHandWrittenScripts(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := strings.TrimSuffix(filepath.Base(s), ".dr")
+		hits := strings.HasPrefix(name, "hits-")
 		platforms := sandbox.Platforms
-		if strings.HasPrefix(name, "hits-") {
+		if hits {
 			platforms = sandbox.HitPlatforms
 		}
-		t.Run(name, func(t *testing.T) { compare(t, abs, platforms) })
+		t.Run(name, func(t *testing.T) {
+			if hits {
+				sandbox.RequireHostHits(t)
+			}
+			compare(t, abs, platforms)
+		})
 	}
 }
 
@@ -160,6 +166,7 @@ func TestAllFieldCombinations(t *testing.T) {
 // outside it; then an execution breakpoint in every slot.
 func TestHitCombinations(t *testing.T) {
 	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
 	var lines []string
 	const base = 0x200
 	for slot := 0; slot < 4; slot++ {
@@ -368,6 +375,8 @@ func TestConcurrentThreadHits(t *testing.T) {
 // compareProgram builds the C program src, runs it on the host and in the
 // sandbox on every platform that delivers hits, and compares the outputs.
 func compareProgram(t *testing.T, src string) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
 	prog := sandbox.BuildC(t, src, "-lpthread")
 	want, err := exec.Command(prog).CombinedOutput()
 	if err != nil {

@@ -62,6 +62,8 @@ func TestNoStateLeaks(t *testing.T) {
 // once (testdata/disarm.c): when a second tracee's events are opened, the
 // first is still stopped and no process but the second carries events.
 func TestDisarmClosesEventsAtOnce(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
 	prog := sandbox.BuildC(t, "testdata/disarm.c")
 	opened := regexp.MustCompile(regexp.QuoteMeta(status.EventsOpenedMessage) + ` (\d+)`)
 	res := sandbox.Run(t, "systrap", prog)

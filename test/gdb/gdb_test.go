@@ -75,8 +75,11 @@ func normalize(out string) string {
 	return b.String()
 }
 
+// TestSessions runs each testdata/*.gdb script with gdb on the host and
+// inside the sandbox, and compares what gdb printed.
 func TestSessions(t *testing.T) {
 	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
 	gdb, err := exec.LookPath("gdb")
 	if err != nil {
 		t.Fatalf("gdb is needed (apt-get install gdb): %v", err)

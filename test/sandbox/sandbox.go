@@ -31,6 +31,56 @@ var Platforms = []string{"systrap", "ptrace"}
 // write exactly as on Linux but arm nothing yet.
 var HitPlatforms = []string{"ptrace", "systrap"}
 
+// RequireHostHits skips t when the host kernel on this machine does not
+// deliver hardware watchpoint hits at all (test/hostcheck/hostbp.c decides,
+// once per test binary). The ptrace and systrap back ends arm the host's
+// debug registers, and hit tests compare the sandbox with the host kernel:
+// on a CPU or hypervisor that never raises a debug exception both sides
+// would agree on "no trap" and the comparison would prove nothing.
+func RequireHostHits(t testing.TB) {
+	t.Helper()
+	hostHitsOnce.Do(func() { hostHitsSkip, hostHitsErr = probeHostHits() })
+	if hostHitsErr != nil {
+		t.Fatalf("probing the host's debug registers: %v", hostHitsErr)
+	}
+	if hostHitsSkip != "" {
+		t.Skip(hostHitsSkip)
+	}
+}
+
+var (
+	hostHitsOnce sync.Once
+	// hostHitsSkip is the probe's message when the host delivers no hits.
+	hostHitsSkip string
+	hostHitsErr  error
+)
+
+func probeHostHits() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "hwbp-hostbp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "hostbp")
+	if b, err := exec.Command("gcc", "-O1", "-Wall", "-Werror", "-o", bin, filepath.Join(root, "test/hostcheck/hostbp.c")).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("gcc hostbp.c: %w\n%s", err, b)
+	}
+	out, err := exec.Command(bin).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return "", nil
+	case errors.As(err, &exit) && exit.ExitCode() == 1:
+		return strings.TrimSpace(string(out)) + "; hits cannot be compared here", nil
+	default:
+		return "", fmt.Errorf("hostbp: %w\n%s", err, out)
+	}
+}
+
 // Timeout bounds one sandboxed command.
 const Timeout = 10 * time.Minute
 

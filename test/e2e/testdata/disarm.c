@@ -34,8 +34,11 @@ static pid_t child(void) {
 	if (c == 0) {
 		ptrace(PTRACE_TRACEME, 0, 0, 0);
 		raise(SIGSTOP);
-		for (long i = 0;; i++)
+		/* Bounded, so that a missed hit ends in a clear failure
+		 * below instead of a hang. */
+		for (long i = 0; i < 100000000; i++)
 			word = i;
+		_exit(0);
 	}
 	int st;
 	check(waitpid(c, &st, 0), "waitpid");
