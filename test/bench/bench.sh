@@ -12,11 +12,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 runsc="$root/bin/runsc"
+hostbp="$root/bin/hostbp"
 platforms=${PLATFORMS:-systrap ptrace}
 runs=${RUNS:-21}
 
 [ "$(id -u)" = 0 ] || { echo "bench: runsc do needs root" >&2; exit 1; }
 [ -x "$runsc" ] || { echo "bench: $runsc is missing; run make runsc" >&2; exit 1; }
+[ -x "$hostbp" ] || { echo "bench: $hostbp is missing; run make bin/hostbp" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -29,9 +31,8 @@ done
 # Sections 1, 2, 4 and 5 time hardware breakpoint hits, which need a host
 # kernel that delivers them (test/hostcheck/hostbp.c); where it does not,
 # they are skipped with the reason and the run ends with a failure status.
-gcc -O1 -o "$work/hostbp" "$root/test/hostcheck/hostbp.c"
 hits=yes
-"$work/hostbp" >"$work/hostbp.txt" 2>&1 || hits=no
+"$hostbp" >"$work/hostbp.txt" 2>&1 || hits=no
 needs_hits() {
 	[ "$hits" = yes ] && return 0
 	echo "skipped: $(cat "$work/hostbp.txt")"

@@ -7,6 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 runsc="$root/bin/runsc"
+hostbp="$root/bin/hostbp"
 platform=${PLATFORM:-systrap}
 
 for tool in gcc gdb; do
@@ -17,13 +18,13 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 [ -x "$runsc" ] || { echo "demo: $runsc is missing; run make runsc" >&2; exit 1; }
+[ -x "$hostbp" ] || { echo "demo: $hostbp is missing; run make bin/hostbp" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 gcc -g -O0 -o "$work/counter" "$here/counter.c"
-gcc -O1 -o "$work/hostbp" "$root/test/hostcheck/hostbp.c"
 host_hits=yes
-"$work/hostbp" >"$work/hostbp.txt" 2>&1 || host_hits=no
+"$hostbp" >"$work/hostbp.txt" 2>&1 || host_hits=no
 cat "$work/hostbp.txt"
 echo
 

@@ -39,7 +39,12 @@ var HitPlatforms = []string{"ptrace", "systrap"}
 // would agree on "no trap" and the comparison would prove nothing.
 func RequireHostHits(t testing.TB) {
 	t.Helper()
-	hostHitsOnce.Do(func() { hostHitsSkip, hostHitsErr = probeHostHits() })
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := BuildC(t, filepath.Join(root, "test/hostcheck/hostbp.c"))
+	hostHitsOnce.Do(func() { hostHitsSkip, hostHitsErr = runHostProbe(probe) })
 	if hostHitsErr != nil {
 		t.Fatalf("probing the host's debug registers: %v", hostHitsErr)
 	}
@@ -55,21 +60,11 @@ var (
 	hostHitsErr  error
 )
 
-func probeHostHits() (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	dir, err := os.MkdirTemp("", "hwbp-hostbp-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "hostbp")
-	if b, err := exec.Command("gcc", "-O1", "-Wall", "-Werror", "-o", bin, filepath.Join(root, "test/hostcheck/hostbp.c")).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("gcc hostbp.c: %w\n%s", err, b)
-	}
-	out, err := exec.Command(bin).CombinedOutput()
+// runHostProbe runs the compiled hostbp.c: exit status 0 means the host
+// delivers hits, 1 that it does not (its output says so), anything else
+// that the probe itself failed.
+func runHostProbe(probe string) (string, error) {
+	out, err := exec.Command(probe).CombinedOutput()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
