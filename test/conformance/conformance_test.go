@@ -118,9 +118,26 @@ func TestHandWrittenScripts(t *testing.T) {
 			if hits {
 				sandbox.RequireHostHits(t)
 			}
+			if why, ok := emulationLimits[name]; ok {
+				sandbox.SkipUnderEmulation(t, why)
+			}
 			compare(t, abs, platforms)
 		})
 	}
+}
+
+// emulationLimits are the scripts that the test VM (test/vm) cannot run,
+// and why: QEMU emulates debug registers, but not all of them.
+var emulationLimits = map[string]string{
+	// Measured 2026-11-25, same set-up: one write hitting DR0, DR1 and
+	// DR2 shows DR6 0xffff0ff1 in the guest kernel, where a CPU sets a B
+	// bit for every register that matched (Intel SDM vol. 3, 18.2.3).
+	"hits-coincident": "QEMU's TCG sets one B bit per debug exception, so the guest kernel is no oracle for coincident hits",
+	// Measured 2026-11-25, QEMU 10.0.2 (TCG, -cpu max) with Debian's
+	// 6.1 kernel as the guest: the guest kernel itself stalls (RCU
+	// stall on the CPU running the tracee) at the first PTRACE_SINGLESTEP
+	// onto a write to a watched word, before the sandbox is ever started.
+	"hits-stepwrite": "QEMU's TCG locks up the guest kernel on a single-step onto a watched write",
 }
 
 func writeScript(t *testing.T, name string, lines []string) string {
