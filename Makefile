@@ -2,7 +2,7 @@
 #
 #   make runsc   build bin/runsc (gVisor's runsc with the plugin linked in)
 #   make demo    gdb inside the sandbox with a hardware watchpoint
-#   make test    vet, BUILD.bazel check, unit tests (-race), end-to-end tests
+#   make test    vet (with checklocks), BUILD.bazel check, unit tests (-race), end-to-end tests
 #   make bench   benchmarks, with ratios against baselines of the same run
 #                (PLATFORMS="systrap ptrace" by default, RUNS=21)
 
@@ -36,9 +36,13 @@ runsc: prepare
 demo: runsc bin/hostbp
 	PLATFORM=$(PLATFORM) ./test/demo/demo.sh
 
+# vet also runs gVisor's checklocks analyzer (tools/checklocks) over every
+# package: the +checklocks annotations are checked, and any finding fails.
 vet: prepare
-	@out=$$(gofmt -l cmd platform plugin sentry test); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	@out=$$(gofmt -l cmd platform plugin sentry test tools); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
+	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
+	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...
 
 unit:
 	$(GO) test -race -count=1 $(UNIT_PKGS) ./test/buildfiles/...

@@ -61,8 +61,10 @@ import (
 type Backend struct {
 	threads *sentryptrace.Threads[*kernel.Task]
 
-	// opened counts the spaces whose events are open.
-	opened atomic.Int64
+	// opened counts the spaces whose events are open; they update it
+	// through space.opened. Its only use here, taking its address, happens
+	// under mu, which checklocks' lock inference would take for a guard.
+	opened atomic.Int64 // +checklocksignore
 
 	// maxUser is the end of the application's address space.
 	maxUser atomic.Uint64
@@ -87,14 +89,17 @@ type Backend struct {
 
 // space is one stub process's breakpoints and the host events that arm them.
 type space struct {
+	// r, opened and maxUser are immutable. They are only used under mu,
+	// which checklocks' lock inference would take for a guard.
+
 	// r is retained while the space's events are open.
-	r *hwbp.Registry
+	r *hwbp.Registry // +checklocksignore
 
 	// opened counts the spaces of the back end whose events are open.
-	opened *atomic.Int64
+	opened *atomic.Int64 // +checklocksignore
 
 	// maxUser is the end of the application's address space.
-	maxUser uint64
+	maxUser uint64 // +checklocksignore
 
 	mu sync.Mutex
 
@@ -304,7 +309,9 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	}
 	if changed || sp.open {
 		gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, nursery int32, tids []int32) {
-			b.apply(sp, nursery, tids)
+			// StubThreads calls this before it returns, with sp.mu
+			// still held; checklocks cannot tell.
+			b.apply(sp, nursery, tids) // +checklocksignore
 		})
 	}
 	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}

@@ -105,18 +105,23 @@ type Task struct {
 	// enabled counts the task's enabled task-bound events.
 	enabled atomic.Int64
 
+	// The fields below are guarded by r.mu, and checklocks enforces it.
+	// Their trailing +checklocksignore only silences its lock inference,
+	// which matches a guard by the mutex's own name ("mu") and so takes
+	// r.mu for a different, unannotated lock.
+
 	// bps holds the task-bound events in registration order; n of them
 	// are set.
 	//
 	// +checklocks:r.mu
-	bps [Slots]*Breakpoint
+	bps [Slots]*Breakpoint // +checklocksignore
 	// +checklocks:r.mu
-	n int
+	n int // +checklocksignore
 
 	// released is set by Release; a released task accepts no events.
 	//
 	// +checklocks:r.mu
-	released bool
+	released bool // +checklocksignore
 }
 
 // NewTask returns the state of a new thread, which has no breakpoints: Linux
@@ -128,7 +133,10 @@ func (r *Registry) NewTask() *Task {
 	return &Task{r: r}
 }
 
-// Breakpoint is one breakpoint event.
+// Breakpoint is one breakpoint event. A task-bound event's task belongs to
+// the event's registry, so both paths name the same mutex.
+//
+// +checklocksalias:r.mu=task.r.mu
 type Breakpoint struct {
 	r *Registry
 
@@ -146,11 +154,14 @@ type Breakpoint struct {
 	// Fire can drop hits that raced with a disable or unregister.
 	armed atomic.Bool
 
-	// +checklocks:r.mu
-	attr Attr
+	// attr and registered are guarded by r.mu; the trailing
+	// +checklocksignore is for checklocks' lock inference, as in Task.
 
 	// +checklocks:r.mu
-	registered bool
+	attr Attr // +checklocksignore
+
+	// +checklocks:r.mu
+	registered bool // +checklocksignore
 }
 
 // Register creates an event bound to t, with Linux's checks in Linux's order
@@ -161,6 +172,9 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 	if t == nil || t.r != r {
 		return nil, fmt.Errorf("hwbp: task of another registry: %w", unix.EINVAL)
 	}
+	// The same registry, reached through t: checklocks then sees that
+	// r.mu guards t's fields too.
+	r = t.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if t.released {
@@ -375,7 +389,9 @@ func (t *Task) Release() {
 		return
 	}
 	for t.n > 0 {
-		t.bps[t.n-1].unregisterLocked()
+		// Every event of t is in t.r, whose mu is held; checklocks
+		// cannot tell that of an element of t.bps.
+		t.bps[t.n-1].unregisterLocked() // +checklocksignore
 	}
 	t.released = true
 	r.tasks--
@@ -467,26 +483,34 @@ func (t *Task) Image() Image {
 	defer r.mu.Unlock()
 	img := Image{Generation: t.Generation()}
 	slot := 0
-	place := func(bp *Breakpoint) {
-		if bp.attr.Disabled {
-			return
-		}
-		rw, ln, _ := bp.attr.Fields() // validated: always ok
-		img.Addr[slot] = bp.attr.Addr
-		img.DR7 |= EncodeSlot(slot, rw, ln)
-		img.bps[slot] = bp
-		slot++
-	}
+	// The events of t and the sandbox-wide ones are all in t.r, whose mu
+	// is held; checklocks cannot tell that of an element of t.bps or
+	// r.wide.
 	for _, bp := range t.bps[:t.n] {
-		place(bp)
+		slot = img.place(slot, bp) // +checklocksignore
 	}
 	for _, bp := range r.wide {
-		place(bp)
+		slot = img.place(slot, bp) // +checklocksignore
 	}
 	if slot > 0 {
 		img.DR7 |= DR7GlobalSlowdown
 	}
 	return img
+}
+
+// place puts bp in slot of img unless bp is disabled, and returns the next
+// free slot.
+//
+// +checklocks:bp.r.mu
+func (img *Image) place(slot int, bp *Breakpoint) int {
+	if bp.attr.Disabled {
+		return slot
+	}
+	rw, ln, _ := bp.attr.Fields() // validated: always ok
+	img.Addr[slot] = bp.attr.Addr
+	img.DR7 |= EncodeSlot(slot, rw, ln)
+	img.bps[slot] = bp
+	return slot + 1
 }
 
 // Fire delivers a debug exception whose DR6 is dr6 to the events of img

@@ -25,7 +25,9 @@ const (
 // DebugRegs is the ptrace view of one thread's debug registers. The zero
 // value is not usable; Threads creates them.
 type DebugRegs struct {
-	r *hwbp.Registry
+	// r is immutable. Every use of it happens to be under mu, which
+	// checklocks' lock inference would take for a guard.
+	r *hwbp.Registry // +checklocksignore
 
 	mu sync.Mutex
 

@@ -251,6 +251,9 @@ func FuzzPokeUser(f *testing.F) {
 			if d := ts.Lookup(1); d != nil {
 				img := d.Task().Image()
 				dr7 := hwbp.DR7(d.Get(7))
+				d.mu.Lock()
+				bps := d.bps
+				d.mu.Unlock()
 				for i := 0; i < hwbp.Slots; i++ {
 					armed := 0
 					if dr7.Enabled(i) {
@@ -258,7 +261,7 @@ func FuzzPokeUser(f *testing.F) {
 					}
 					n := 0
 					for s := 0; s < hwbp.Slots; s++ {
-						if bp := img.Breakpoint(s); bp != nil && bp == d.bps[i] {
+						if bp := img.Breakpoint(s); bp != nil && bp == bps[i] {
 							n++
 						}
 					}
