@@ -20,9 +20,6 @@ import (
 	_ "gvisor.dev/gvisor/pkg/sentry/platform/platforms"
 )
 
-// wrappedPlatforms are the platforms whose tasks hwbp follows.
-var wrappedPlatforms = []string{"ptrace", "systrap"}
-
 // backend arms tasks' breakpoints on the host while any may be enabled, and
 // turns the debug traps they cause into the guest's. taskContext.Switch
 // calls it only then: with no breakpoint enabled anywhere (and nothing left
@@ -76,13 +73,16 @@ var backends = map[string]backend{
 	"systrap": systrapplatform.New(threads),
 }
 
-// wrapPlatforms replaces the constructors of wrappedPlatforms with ones that
-// wrap each platform.
+// wrapPlatforms replaces the constructor of every registered platform with
+// one that wraps the platform, also of those without a back end (kvm): the
+// guest's debug-register state lives in the sentry whatever the platform,
+// and only the wrapper's task contexts see the execve and exit at which
+// Linux flushes and frees it.
 func wrapPlatforms() {
-	for _, name := range wrappedPlatforms {
+	for _, name := range platform.List() {
 		c, err := platform.Lookup(name)
 		if err != nil {
-			panic("hwbp: gVisor has no platform " + name + ": " + err.Error())
+			panic("hwbp: platform " + name + " is listed but cannot be looked up: " + err.Error())
 		}
 		platform.Register(name, constructor{Constructor: c, name: name, backend: backends[name]})
 	}
