@@ -16,6 +16,17 @@
  *   exec              the target calls execve, seen through TRACEEXEC
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
+ *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
+ *                     nosys, kill), single-stepped from its stop until it is
+ *                     at the case's first instruction (the number of steps is
+ *                     not printed: it depends on the C library)
+ *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
+ *                     prints the stop's signal, si_code, si_addr (for si_code
+ *                     TRAP_*), the instruction pointer and DR6
+ *   contsig SIG       PTRACE_CONT the target with signal SIG; prints the next
+ *                     stop as stepi does
+ *   syscall           PTRACE_SYSCALL the target; prints the next stop as
+ *                     stepi does
  *   stepwrite A N     the target writes N bytes at A, single-stepped from its
  *                     stop until a step reports a breakpoint in DR6; prints
  *                     that step's si_code and DR6 (the number of steps is
@@ -41,6 +52,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,7 +62,7 @@
 #define BUF_ADDR (CONTROL_ADDR + 0x1000)
 #define BUF_SIZE 0x1000
 
-enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP, ACT_ACCESS, ACT_THREAD_WRITE, ACT_SYSCALL_READ };
+enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP, ACT_ACCESS, ACT_THREAD_WRITE, ACT_SYSCALL_READ, ACT_CASE };
 
 /* The kinds of ACT_ACCESS, in control[1]; control[2] is the address and
  * control[3] the size (or the function number for ACCESS_EXEC). */
@@ -64,6 +76,70 @@ __attribute__((noinline)) void fn3(void) { __asm__ volatile(""); }
 static void (*const fns[4])(void) = {fn0, fn1, fn2, fn3};
 
 static volatile long *control = (volatile long *)CONTROL_ADDR;
+
+/*
+ * Code cases for stepping over system call instructions, at labels that the
+ * tracer names in its transcript (code_label). Each case is called and
+ * returns.
+ *   getpid: a system call that changes nothing but rax.
+ *   nosys: a system call number no kernel implements (ENOSYS).
+ *   kill: the task sends itself SIGUSR1, whose handler (sc_handler, with
+ *     sc_restorer as its SA_RESTORER) stops the task with SIGSTOP and
+ *     returns through rt_sigreturn, a system call that changes rip.
+ */
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_handler[], sc_restorer[], sc_end[];
+__asm__(".text\n"
+	"sc_getpid:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"	syscall\n"
+	"	nop\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_nosys:\n"
+	"	mov $100000, %eax\n"
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_kill:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"	syscall\n"
+	"	mov %eax, %edi\n"
+	"	mov $10, %esi\n" /* SIGUSR1 */
+	"	mov $62, %eax\n" /* kill */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_handler:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"	syscall\n"
+	"	mov %eax, %edi\n"
+	"	mov $19, %esi\n" /* SIGSTOP */
+	"	mov $62, %eax\n" /* kill */
+	"	syscall\n"
+	"	ret\n"
+	"sc_restorer:\n"
+	"	mov $15, %eax\n" /* rt_sigreturn */
+	"	syscall\n"
+	"sc_end:\n"
+	"	nop\n");
+
+static const struct {
+	const char *name;
+	char *addr;
+} code_cases[] = {
+	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill},
+	{"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
+};
+#define NCASES 3 /* the first NCASES entries are cases for goto */
+
+/* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
+struct ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	unsigned long mask;
+};
+#define KSA_RESTORER 0x04000000
 
 static void die(const char *what) {
 	fprintf(stderr, "drdriver: %s: %s\n", what, strerror(errno));
@@ -120,6 +196,9 @@ static void tracee_loop(const char *self) {
 	/* Where this image's main is, for the tracer's labels: after execve
 	 * the image is loaded at another random base. */
 	control[7] = (long)main;
+	struct ksigaction ksa = {sc_handler, KSA_RESTORER, sc_restorer, 0};
+	if (syscall(SYS_rt_sigaction, SIGUSR1, &ksa, NULL, 8) < 0)
+		die("rt_sigaction");
 	for (;;) {
 		raise(SIGSTOP);
 		long act = *control;
@@ -155,6 +234,9 @@ static void tracee_loop(const char *self) {
 			close(fd);
 			break;
 		}
+		case ACT_CASE:
+			((void (*)(void))code_cases[control[1]].addr)();
+			break;
 		case ACT_SLEEP: {
 			struct timespec ts = {0, 300 * 1000 * 1000};
 			nanosleep(&ts, NULL);
@@ -192,6 +274,22 @@ static void label(char *out, size_t n, unsigned long v) {
 		snprintf(out, n, "main%+ld", (long)(v - code));
 	else
 		snprintf(out, n, "0x%lx", v);
+}
+
+/* code_label names v relative to the code case it is in, in the image of
+ * the tracee whose main is at m. */
+static void code_label(char *out, size_t n, unsigned long v, unsigned long m) {
+	for (int i = 0; i + 1 < (int)(sizeof code_cases / sizeof code_cases[0]); i++) {
+		unsigned long lo = m + (code_cases[i].addr - (char *)main);
+		unsigned long hi = m + (code_cases[i + 1].addr - (char *)main);
+		if (v >= lo && v < hi) {
+			snprintf(out, n, "%s+%lu", code_cases[i].name, v - lo);
+			return;
+		}
+	}
+	label_main = m;
+	label(out, n, v);
+	label_main = 0;
 }
 
 static unsigned long parse_value(const char *s) {
@@ -359,6 +457,47 @@ static void run_target(pid_t target) {
 	}
 }
 
+/* tracee_main returns where main is in pid's image (control[7]). */
+static unsigned long tracee_main(pid_t pid) {
+	errno = 0;
+	long m = ptrace(PTRACE_PEEKDATA, pid, CONTROL_ADDR + 7 * sizeof(long), 0);
+	if (errno)
+		die("PEEKDATA main");
+	return (unsigned long)m;
+}
+
+static unsigned long tracee_ip(pid_t pid) {
+	errno = 0;
+	long ip = ptrace(PTRACE_PEEKUSER, pid, offsetof(struct user, regs.rip), 0);
+	if (errno)
+		die("PEEKUSER rip");
+	return (unsigned long)ip;
+}
+
+/* print_stop waits for pid's next stop and prints it: the signal, and for
+ * a SIGTRAP its si_code and, for the si_codes of debug traps (whose si_addr
+ * is an address), si_addr; then where pid is and its DR6. */
+static void print_stop(pid_t pid) {
+	int st;
+	if (waitpid(pid, &st, __WALL) != pid)
+		die("waitpid");
+	if (!WIFSTOPPED(st)) {
+		printf(" -> not stopped (status 0x%x)\n", st);
+		exit(2);
+	}
+	siginfo_t si;
+	if (ptrace(PTRACE_GETSIGINFO, pid, 0, &si) < 0)
+		die("GETSIGINFO");
+	unsigned long m = tracee_main(pid);
+	char a[64] = "-", ip[64];
+	if (WSTOPSIG(st) == SIGTRAP && si.si_code >= 1 && si.si_code <= 4)
+		code_label(a, sizeof a, (unsigned long)si.si_addr, m);
+	code_label(ip, sizeof ip, tracee_ip(pid), m);
+	errno = 0;
+	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_offset(6), 0);
+	printf(" -> signal %d code %d addr %s ip %s dr6 0x%lx\n", WSTOPSIG(st), si.si_code, a, ip, dr6);
+}
+
 int main(int argc, char **argv) {
 	if (argc == 2 && strcmp(argv[1], "--tracee") == 0) {
 		map_fixed();
@@ -492,6 +631,42 @@ int main(int argc, char **argv) {
 					break;
 			}
 			printf(" -> signal %d code %d dr6 0x%lx\n", WIFSTOPPED(st) ? WSTOPSIG(st) : -1, si.si_code, dr6);
+			settled[task_index(target)] = 0;
+		} else if (strcmp(op, "goto") == 0 && k == 2) {
+			int c = 0;
+			while (c < NCASES && strcmp(code_cases[c].name, a) != 0)
+				c++;
+			if (c == NCASES) {
+				fprintf(stderr, "drdriver: %s:%d: no case %s\n", argv[1], lineno, a);
+				return 2;
+			}
+			set_action(target, ACT_CASE);
+			poke_control(target, 1, c);
+			unsigned long want = tracee_main(target) + (code_cases[c].addr - (char *)main);
+			int n, st;
+			for (n = 0; n < 100000 && tracee_ip(target) != want; n++) {
+				if (ptrace(PTRACE_SINGLESTEP, target, 0, 0) < 0)
+					die("SINGLESTEP");
+				if (waitpid(target, &st, __WALL) != target)
+					die("waitpid");
+				if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+					fprintf(stderr, "drdriver: goto %s: status 0x%x\n", a, st);
+					exit(2);
+				}
+			}
+			settled[task_index(target)] = 0;
+			char l[64];
+			code_label(l, sizeof l, tracee_ip(target), tracee_main(target));
+			printf("%d goto %s -> ip %s\n", lineno, a, l);
+		} else if (strcmp(op, "stepi") == 0 || (strcmp(op, "contsig") == 0 && k == 2) || strcmp(op, "syscall") == 0) {
+			long sig = k >= 2 ? strtol(a, NULL, 0) : 0;
+			enum __ptrace_request req = op[0] == 'c' ? PTRACE_CONT : op[1] == 't' ? PTRACE_SINGLESTEP : PTRACE_SYSCALL;
+			if (ptrace(req, target, 0, sig) < 0)
+				die(op);
+			printf("%d %s", lineno, op);
+			if (k >= 2)
+				printf(" %ld", sig);
+			print_stop(target);
 			settled[task_index(target)] = 0;
 		} else if (strcmp(op, "cont") == 0) {
 			settle(target);
