@@ -167,10 +167,28 @@ type taskContext struct {
 	platform.Context
 	task    *kernel.Task
 	backend backend // may be nil
+
+	// stepAfterExec is set by the execve of a task whose tracer sees a
+	// PTRACE_EVENT_EXEC stop, and cleared by its next Switch, which is
+	// its return from execve into the new image: only there can a
+	// single-step over the execve be reported (see stepHook). Only the
+	// task's goroutine uses it.
+	stepAfterExec bool
 }
 
 // Switch implements platform.Context.Switch.
 func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	if c.stepAfterExec {
+		// Linux's syscall_exit_work runs after the PTRACE_EVENT_EXEC
+		// stop, so whether to report depends on how the tracer resumed
+		// from that stop, and si_addr is the new image's entry point.
+		c.stepAfterExec = false
+		if c.task.PtraceSingleStepping() {
+			// Nothing runs: the sentry forces the SIGTRAP on the
+			// task, as for a trap of the application.
+			return syscallStepSignal(ac), hostarch.NoAccess, platform.ErrContextSignal
+		}
+	}
 	if c.backend != nil && threads.Registry().Active() {
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
@@ -193,6 +211,9 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 // thread's breakpoints and debug-register values at exec (flush_thread).
 func (c *taskContext) PrepareExecve() {
 	c.forget()
+	// Without an exec event stop, the tracer's SIGTRAP for the exec is
+	// pending at exit and the step's is not queued.
+	c.stepAfterExec = c.task.PtraceExecEventStops()
 	c.Context.PrepareExecve()
 }
 

@@ -190,7 +190,8 @@ func creator() *kernel.Task {
 // the call makes (PTRACE_EVENT_FORK) comes first on both. Its si_addr is
 // rip after the call, which rt_sigreturn has already restored. Exceptions:
 //   - exit and exit_group (kernel.CtrlDoExit) never return;
-//   - a successful execve or execveat returns into the new image, later.
+//   - a successful execve or execveat returns into the new image, later:
+//     taskContext.Switch reports it there (see stepAfterExec).
 func stepHook(sysno uintptr, orig kernel.SyscallFn) kernel.SyscallFn {
 	exec := sysno == sysExecve || sysno == sysExecveat
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {

@@ -17,7 +17,7 @@
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
  *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
- *                     nosys, kill), single-stepped from its stop until it is
+ *                     nosys, kill, execve), single-stepped from its stop until it is
  *                     at the case's first instruction (the number of steps is
  *                     not printed: it depends on the C library)
  *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
@@ -27,6 +27,8 @@
  *                     stop as stepi does
  *   syscall           PTRACE_SYSCALL the target; prints the next stop as
  *                     stepi does
+ *   options exec|noexec  PTRACE_SETOPTIONS of the target with or without
+ *                     PTRACE_O_TRACEEXEC (the others stay set)
  *   stepwrite A N     the target writes N bytes at A, single-stepped from its
  *                     stop until a step reports a breakpoint in DR6; prints
  *                     that step's si_code and DR6 (the number of steps is
@@ -54,6 +56,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
+#include <sys/auxv.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,8 +89,10 @@ static volatile long *control = (volatile long *)CONTROL_ADDR;
  *   kill: the task sends itself SIGUSR1, whose handler (sc_handler, with
  *     sc_restorer as its SA_RESTORER) stops the task with SIGSTOP and
  *     returns through rt_sigreturn, a system call that changes rip.
+ *   execve: execve(arguments 1 to 3 of the call), into the tracee loop of a
+ *     new image.
  */
-extern char sc_getpid[], sc_nosys[], sc_kill[], sc_handler[], sc_restorer[], sc_end[];
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_handler[], sc_restorer[], sc_end[];
 __asm__(".text\n"
 	"sc_getpid:\n"
 	"	mov $39, %eax\n" /* getpid */
@@ -109,6 +114,10 @@ __asm__(".text\n"
 	"	syscall\n"
 	"	nop\n"
 	"	ret\n"
+	"sc_execve:\n"
+	"	mov $59, %eax\n" /* execve */
+	"	syscall\n"
+	"	ret\n"
 	"sc_handler:\n"
 	"	mov $39, %eax\n" /* getpid */
 	"	syscall\n"
@@ -127,10 +136,10 @@ static const struct {
 	const char *name;
 	char *addr;
 } code_cases[] = {
-	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill},
+	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill}, {"execve", sc_execve},
 	{"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
 };
-#define NCASES 3 /* the first NCASES entries are cases for goto */
+#define NCASES 4 /* the first NCASES entries are cases for goto */
 
 /* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
 struct ksigaction {
@@ -234,9 +243,11 @@ static void tracee_loop(const char *self) {
 			close(fd);
 			break;
 		}
-		case ACT_CASE:
-			((void (*)(void))code_cases[control[1]].addr)();
+		case ACT_CASE: {
+			char *const av[] = {(char *)self, "--tracee", NULL};
+			((void (*)(const char *, char *const *, char *const *))code_cases[control[1]].addr)(self, av, environ);
 			break;
+		}
 		case ACT_SLEEP: {
 			struct timespec ts = {0, 300 * 1000 * 1000};
 			nanosleep(&ts, NULL);
@@ -276,10 +287,33 @@ static void label(char *out, size_t n, unsigned long v) {
 		snprintf(out, n, "0x%lx", v);
 }
 
-/* code_label names v relative to the code case it is in, in the image of
- * the tracee whose main is at m. */
-static void code_label(char *out, size_t n, unsigned long v, unsigned long m) {
-	for (int i = 0; i + 1 < (int)(sizeof code_cases / sizeof code_cases[0]); i++) {
+/* interp_base returns where pid's dynamic loader is mapped (AT_BASE), or
+ * 0. */
+static unsigned long interp_base(pid_t pid) {
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/auxv", pid);
+	FILE *f = fopen(path, "r");
+	unsigned long kv[2], base = 0;
+	if (!f)
+		return 0;
+	while (fread(kv, sizeof kv, 1, f) == 1 && kv[0] != AT_NULL)
+		if (kv[0] == AT_BASE)
+			base = kv[1];
+	fclose(f);
+	return base;
+}
+
+/* code_label names v, an address in pid whose main is at m (0 if not known
+ * yet, right after execve): relative to the code case it is in, or to the
+ * dynamic loader (whose entry point the first instruction after execve is),
+ * or as label does. */
+static void code_label(char *out, size_t n, unsigned long v, unsigned long m, pid_t pid) {
+	unsigned long ld = interp_base(pid);
+	if (ld && v - ld < (1UL << 20)) {
+		snprintf(out, n, "ld.so+0x%lx", v - ld);
+		return;
+	}
+	for (int i = 0; m && i + 1 < (int)(sizeof code_cases / sizeof code_cases[0]); i++) {
 		unsigned long lo = m + (code_cases[i].addr - (char *)main);
 		unsigned long hi = m + (code_cases[i + 1].addr - (char *)main);
 		if (v >= lo && v < hi) {
@@ -457,13 +491,12 @@ static void run_target(pid_t target) {
 	}
 }
 
-/* tracee_main returns where main is in pid's image (control[7]). */
+/* tracee_main returns where main is in pid's image (control[7]), or 0
+ * right after execve, before the new image has mapped its control page. */
 static unsigned long tracee_main(pid_t pid) {
 	errno = 0;
 	long m = ptrace(PTRACE_PEEKDATA, pid, CONTROL_ADDR + 7 * sizeof(long), 0);
-	if (errno)
-		die("PEEKDATA main");
-	return (unsigned long)m;
+	return errno ? 0 : (unsigned long)m;
 }
 
 static unsigned long tracee_ip(pid_t pid) {
@@ -491,8 +524,8 @@ static void print_stop(pid_t pid) {
 	unsigned long m = tracee_main(pid);
 	char a[64] = "-", ip[64];
 	if (WSTOPSIG(st) == SIGTRAP && si.si_code >= 1 && si.si_code <= 4)
-		code_label(a, sizeof a, (unsigned long)si.si_addr, m);
-	code_label(ip, sizeof ip, tracee_ip(pid), m);
+		code_label(a, sizeof a, (unsigned long)si.si_addr, m, pid);
+	code_label(ip, sizeof ip, tracee_ip(pid), m, pid);
 	errno = 0;
 	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_offset(6), 0);
 	printf(" -> signal %d code %d addr %s ip %s dr6 0x%lx\n", WSTOPSIG(st), si.si_code, a, ip, dr6);
@@ -528,8 +561,8 @@ int main(int argc, char **argv) {
 	char desc[128];
 	wait_stop(main_pid, desc, sizeof desc);
 	settled[task_index(main_pid)] = 1;
-	if (ptrace(PTRACE_SETOPTIONS, main_pid, 0,
-		   PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL) < 0)
+	const long options = PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+	if (ptrace(PTRACE_SETOPTIONS, main_pid, 0, options | PTRACE_O_TRACEEXEC) < 0)
 		die("SETOPTIONS");
 	pid_t target = main_pid;
 
@@ -656,7 +689,7 @@ int main(int argc, char **argv) {
 			}
 			settled[task_index(target)] = 0;
 			char l[64];
-			code_label(l, sizeof l, tracee_ip(target), tracee_main(target));
+			code_label(l, sizeof l, tracee_ip(target), tracee_main(target), target);
 			printf("%d goto %s -> ip %s\n", lineno, a, l);
 		} else if (strcmp(op, "stepi") == 0 || (strcmp(op, "contsig") == 0 && k == 2) || strcmp(op, "syscall") == 0) {
 			long sig = k >= 2 ? strtol(a, NULL, 0) : 0;
@@ -668,6 +701,11 @@ int main(int argc, char **argv) {
 				printf(" %ld", sig);
 			print_stop(target);
 			settled[task_index(target)] = 0;
+		} else if (strcmp(op, "options") == 0 && k == 2) {
+			long o = options | (strcmp(a, "exec") == 0 ? PTRACE_O_TRACEEXEC : 0);
+			if (ptrace(PTRACE_SETOPTIONS, target, 0, o) < 0)
+				die("SETOPTIONS");
+			printf("%d options %s\n", lineno, a);
 		} else if (strcmp(op, "cont") == 0) {
 			settle(target);
 			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)

@@ -35,3 +35,18 @@ func (t *Task) ForceSignal(info *linux.SignalInfo) error {
 	t.forceSignal(linux.Signal(info.Signo), false /* unconditional */)
 	return t.SendSignal(info)
 }
+
+// PtraceExecEventStops reports whether t's execve is reported to t's tracer
+// by a PTRACE_EVENT_EXEC stop, and not by a plain SIGTRAP: t is traced, and
+// its tracer set PTRACE_O_TRACEEXEC or attached with PTRACE_SEIZE (see
+// Task.ptraceExec). The SIGTRAP that Linux sends otherwise is pending when
+// the execve returns, so that the single-step report's SIGTRAP, a legacy
+// signal, is not queued (kernel/signal.c, legacy_queue).
+func (t *Task) PtraceExecEventStops() bool {
+	if !t.hasTracer() {
+		return false
+	}
+	t.tg.pidns.owner.mu.RLock()
+	defer t.tg.pidns.owner.mu.RUnlock()
+	return t.ptraceOpts.TraceExec || t.ptraceSeized
+}
