@@ -17,7 +17,7 @@
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
  *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
- *                     nosys, kill, execve), single-stepped from its stop until it is
+ *                     nosys, kill, execve, fork), single-stepped from its stop until it is
  *                     at the case's first instruction (the number of steps is
  *                     not printed: it depends on the C library)
  *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
@@ -91,8 +91,10 @@ static volatile long *control = (volatile long *)CONTROL_ADDR;
  *     returns through rt_sigreturn, a system call that changes rip.
  *   execve: execve(arguments 1 to 3 of the call), into the tracee loop of a
  *     new image.
+ *   fork: a system call that makes a ptrace event stop (PTRACE_EVENT_FORK);
+ *     the child returns too and goes on looping.
  */
-extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_handler[], sc_restorer[], sc_end[];
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_handler[], sc_restorer[], sc_end[];
 __asm__(".text\n"
 	"sc_getpid:\n"
 	"	mov $39, %eax\n" /* getpid */
@@ -118,6 +120,11 @@ __asm__(".text\n"
 	"	mov $59, %eax\n" /* execve */
 	"	syscall\n"
 	"	ret\n"
+	"sc_fork:\n"
+	"	mov $57, %eax\n" /* fork */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
 	"sc_handler:\n"
 	"	mov $39, %eax\n" /* getpid */
 	"	syscall\n"
@@ -137,9 +144,9 @@ static const struct {
 	char *addr;
 } code_cases[] = {
 	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill}, {"execve", sc_execve},
-	{"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
+	{"fork", sc_fork}, {"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
 };
-#define NCASES 4 /* the first NCASES entries are cases for goto */
+#define NCASES 5 /* the first NCASES entries are cases for goto */
 
 /* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
 struct ksigaction {
@@ -529,6 +536,13 @@ static void print_stop(pid_t pid) {
 	errno = 0;
 	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_offset(6), 0);
 	printf(" -> signal %d code %d addr %s ip %s dr6 0x%lx\n", WSTOPSIG(st), si.si_code, a, ip, dr6);
+	if ((st >> 16) == PTRACE_EVENT_FORK || (st >> 16) == PTRACE_EVENT_CLONE) {
+		/* The new task stays stopped until the end, which kills it. */
+		unsigned long child;
+		if (ptrace(PTRACE_GETEVENTMSG, pid, 0, &child) < 0)
+			die("GETEVENTMSG");
+		task_index((pid_t)child);
+	}
 }
 
 int main(int argc, char **argv) {
