@@ -168,27 +168,38 @@ type taskContext struct {
 	task    *kernel.Task
 	backend backend // may be nil
 
-	// stepAfterExec is set by the execve of a task whose tracer sees a
-	// PTRACE_EVENT_EXEC stop, and cleared by its next Switch, which is
-	// its return from execve into the new image: only there can a
-	// single-step over the execve be reported (see stepHook). Only the
-	// task's goroutine uses it.
-	stepAfterExec bool
+	// inSyscall is set when Switch returns for a system call of the task,
+	// and cleared when the call's implementation returns (syscallExit) or
+	// by the next Switch. If that finds it still set, the call returns to
+	// user mode without its implementation having returned through
+	// stepHook: seccomp denied it, the tracer skipped it at its entry stop
+	// or stopped it with PTRACE_SYSEMU, or it is a successful execve,
+	// which returns into the new image. Linux's syscall_exit_work runs
+	// on all those paths, so the single-step is reported there, at the
+	// last moment before user mode (see stepHook). Only the task's
+	// goroutine uses it.
+	inSyscall bool
 }
 
 // Switch implements platform.Context.Switch.
 func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	if c.stepAfterExec {
-		// Linux's syscall_exit_work runs after the PTRACE_EVENT_EXEC
-		// stop, so whether to report depends on how the tracer resumed
-		// from that stop, and si_addr is the new image's entry point.
-		c.stepAfterExec = false
+	if c.inSyscall {
+		c.inSyscall = false
 		if c.task.PtraceSingleStepping() {
 			// Nothing runs: the sentry forces the SIGTRAP on the
 			// task, as for a trap of the application.
 			return syscallStepSignal(ac), hostarch.NoAccess, platform.ErrContextSignal
 		}
 	}
+	info, at, err := c.run(ctx, mm, ac, cpu)
+	// Only a system call returns no error.
+	c.inSyscall = err == nil
+	return info, at, err
+}
+
+// run runs the task's code until the next system call, fault, signal or
+// interrupt.
+func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	if c.backend != nil && threads.Registry().Active() {
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
@@ -212,8 +223,10 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 func (c *taskContext) PrepareExecve() {
 	c.forget()
 	// Without an exec event stop, the tracer's SIGTRAP for the exec is
-	// pending at exit and the step's is not queued.
-	c.stepAfterExec = c.task.PtraceExecEventStops()
+	// pending when the execve returns and the step's is not queued.
+	if !c.task.PtraceExecEventStops() {
+		c.inSyscall = false
+	}
 	c.Context.PrepareExecve()
 }
 

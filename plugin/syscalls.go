@@ -190,8 +190,10 @@ func creator() *kernel.Task {
 // the call makes (PTRACE_EVENT_FORK) comes first on both. Its si_addr is
 // rip after the call, which rt_sigreturn has already restored. Exceptions:
 //   - exit and exit_group (kernel.CtrlDoExit) never return;
-//   - a successful execve or execveat returns into the new image, later:
-//     taskContext.Switch reports it there (see stepAfterExec).
+//   - a successful execve or execveat returns into the new image, later,
+//     after its PTRACE_EVENT_EXEC stop: taskContext.Switch reports it there,
+//     as it does for the system calls whose implementation never runs (see
+//     taskContext.inSyscall).
 func stepHook(sysno uintptr, orig kernel.SyscallFn) kernel.SyscallFn {
 	exec := sysno == sysExecve || sysno == sysExecveat
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
@@ -199,7 +201,7 @@ func stepHook(sysno uintptr, orig kernel.SyscallFn) kernel.SyscallFn {
 		if ctl == kernel.CtrlDoExit || exec && ctl != nil {
 			return rv, ctl, err
 		}
-		reportSyscallStep(t)
+		syscallExit(t)
 		return rv, ctl, err
 	}
 }
@@ -209,14 +211,19 @@ func stepHook(sysno uintptr, orig kernel.SyscallFn) kernel.SyscallFn {
 func stepMissingHook(orig kernel.MissingFn) kernel.MissingFn {
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, error) {
 		rv, err := orig(t, sysno, args)
-		reportSyscallStep(t)
+		syscallExit(t)
 		return rv, err
 	}
 }
 
-// reportSyscallStep is Linux's report_single_step and
-// user_single_step_report at t's system call exit, on x86.
-func reportSyscallStep(t *kernel.Task) {
+// syscallExit runs when the implementation of t's system call returns,
+// which is t's system call exit (see stepHook): taskContext.Switch need not
+// report the call, and Linux's report_single_step and
+// user_single_step_report (x86) happen here.
+func syscallExit(t *kernel.Task) {
+	if c, ok := t.PlatformContext().(*taskContext); ok {
+		c.inSyscall = false
+	}
 	if !t.PtraceSingleStepping() {
 		return
 	}

@@ -17,7 +17,7 @@
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
  *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
- *                     nosys, kill, execve, fork), single-stepped from its stop until it is
+ *                     nosys, kill, execve, fork, denied), single-stepped from its stop until it is
  *                     at the case's first instruction (the number of steps is
  *                     not printed: it depends on the C library)
  *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
@@ -25,8 +25,9 @@
  *                     TRAP_*), the instruction pointer and DR6
  *   contsig SIG       PTRACE_CONT the target with signal SIG; prints the next
  *                     stop as stepi does
- *   syscall           PTRACE_SYSCALL the target; prints the next stop as
- *                     stepi does
+ *   syscall | sysemu | sysemustep  PTRACE_SYSCALL, PTRACE_SYSEMU or
+ *                     PTRACE_SYSEMU_SINGLESTEP the target; prints the next
+ *                     stop as stepi does
  *   options exec|noexec  PTRACE_SETOPTIONS of the target with or without
  *                     PTRACE_O_TRACEEXEC (the others stay set)
  *   stepwrite A N     the target writes N bytes at A, single-stepped from its
@@ -52,7 +53,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -93,8 +97,10 @@ static volatile long *control = (volatile long *)CONTROL_ADDR;
  *     new image.
  *   fork: a system call that makes a ptrace event stop (PTRACE_EVENT_FORK);
  *     the child returns too and goes on looping.
+ *   denied: getppid, which a seccomp filter that the tracee installs before
+ *     its first run of this case makes fail with EPERM.
  */
-extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_handler[], sc_restorer[], sc_end[];
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_denied[], sc_handler[], sc_restorer[], sc_end[];
 __asm__(".text\n"
 	"sc_getpid:\n"
 	"	mov $39, %eax\n" /* getpid */
@@ -125,6 +131,11 @@ __asm__(".text\n"
 	"	syscall\n"
 	"	nop\n"
 	"	ret\n"
+	"sc_denied:\n"
+	"	mov $110, %eax\n" /* getppid */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
 	"sc_handler:\n"
 	"	mov $39, %eax\n" /* getpid */
 	"	syscall\n"
@@ -144,9 +155,9 @@ static const struct {
 	char *addr;
 } code_cases[] = {
 	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill}, {"execve", sc_execve},
-	{"fork", sc_fork}, {"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
+	{"fork", sc_fork}, {"denied", sc_denied}, {"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
 };
-#define NCASES 5 /* the first NCASES entries are cases for goto */
+#define NCASES 6 /* the first NCASES entries are cases for goto */
 
 /* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
 struct ksigaction {
@@ -207,6 +218,22 @@ static void *thread_main(void *arg) {
 
 int main(int argc, char **argv);
 
+/* deny_getppid makes getppid fail with EPERM, once. */
+static void deny_getppid(void) {
+	static int done;
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+	if (done++)
+		return;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		die("seccomp");
+}
+
 /* The tracee: stop, do what the tracer put in *control, repeat. */
 static void tracee_loop(const char *self) {
 	/* Where this image's main is, for the tracer's labels: after execve
@@ -251,6 +278,8 @@ static void tracee_loop(const char *self) {
 			break;
 		}
 		case ACT_CASE: {
+			if (code_cases[control[1]].addr == sc_denied)
+				deny_getppid();
 			char *const av[] = {(char *)self, "--tracee", NULL};
 			((void (*)(const char *, char *const *, char *const *))code_cases[control[1]].addr)(self, av, environ);
 			break;
@@ -705,9 +734,14 @@ int main(int argc, char **argv) {
 			char l[64];
 			code_label(l, sizeof l, tracee_ip(target), tracee_main(target), target);
 			printf("%d goto %s -> ip %s\n", lineno, a, l);
-		} else if (strcmp(op, "stepi") == 0 || (strcmp(op, "contsig") == 0 && k == 2) || strcmp(op, "syscall") == 0) {
+		} else if (strcmp(op, "stepi") == 0 || (strcmp(op, "contsig") == 0 && k == 2) || strcmp(op, "syscall") == 0 ||
+			   strcmp(op, "sysemu") == 0 || strcmp(op, "sysemustep") == 0) {
 			long sig = k >= 2 ? strtol(a, NULL, 0) : 0;
-			enum __ptrace_request req = op[0] == 'c' ? PTRACE_CONT : op[1] == 't' ? PTRACE_SINGLESTEP : PTRACE_SYSCALL;
+			enum __ptrace_request req = op[0] == 'c'                   ? PTRACE_CONT
+						    : op[1] == 't'                 ? PTRACE_SINGLESTEP
+						    : strcmp(op, "syscall") == 0   ? PTRACE_SYSCALL
+						    : strcmp(op, "sysemu") == 0    ? PTRACE_SYSEMU
+										   : PTRACE_SYSEMU_SINGLESTEP;
 			if (ptrace(req, target, 0, sig) < 0)
 				die(op);
 			printf("%d %s", lineno, op);

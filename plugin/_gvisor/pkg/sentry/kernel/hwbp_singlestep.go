@@ -8,6 +8,7 @@ package kernel
 
 import (
 	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/sentry/platform"
 )
 
 // PtraceSingleStepping reports whether a system call of t that returns now
@@ -49,4 +50,12 @@ func (t *Task) PtraceExecEventStops() bool {
 	t.tg.pidns.owner.mu.RLock()
 	defer t.tg.pidns.owner.mu.RUnlock()
 	return t.ptraceOpts.TraceExec || t.ptraceSeized
+}
+
+// PlatformContext returns t's platform context, which the platform's
+// NewContext made for t.
+//
+// Preconditions: The caller must be running on the task goroutine.
+func (t *Task) PlatformContext() platform.Context {
+	return t.p
 }
