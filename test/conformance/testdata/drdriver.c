@@ -17,7 +17,7 @@
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
  *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
- *                     nosys, kill, execve, fork, denied), single-stepped from its stop until it is
+ *                     nosys, kill, execve, fork, denied, trapped), single-stepped from its stop until it is
  *                     at the case's first instruction (the number of steps is
  *                     not printed: it depends on the C library)
  *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
@@ -98,9 +98,11 @@ static volatile long *control = (volatile long *)CONTROL_ADDR;
  *   fork: a system call that makes a ptrace event stop (PTRACE_EVENT_FORK);
  *     the child returns too and goes on looping.
  *   denied: getppid, which a seccomp filter that the tracee installs before
- *     its first run of this case makes fail with EPERM.
+ *     its first run of this case or the next makes fail with EPERM.
+ *   trapped: syslog, which that filter turns into a SIGSYS.
  */
-extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_denied[], sc_handler[], sc_restorer[], sc_end[];
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_denied[], sc_trapped[], sc_handler[],
+    sc_restorer[], sc_end[];
 __asm__(".text\n"
 	"sc_getpid:\n"
 	"	mov $39, %eax\n" /* getpid */
@@ -136,6 +138,11 @@ __asm__(".text\n"
 	"	syscall\n"
 	"	nop\n"
 	"	ret\n"
+	"sc_trapped:\n"
+	"	mov $103, %eax\n" /* syslog */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
 	"sc_handler:\n"
 	"	mov $39, %eax\n" /* getpid */
 	"	syscall\n"
@@ -155,9 +162,10 @@ static const struct {
 	char *addr;
 } code_cases[] = {
 	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill}, {"execve", sc_execve},
-	{"fork", sc_fork}, {"denied", sc_denied}, {"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
+	{"fork", sc_fork}, {"denied", sc_denied}, {"trapped", sc_trapped},
+	{"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
 };
-#define NCASES 6 /* the first NCASES entries are cases for goto */
+#define NCASES 7 /* the first NCASES entries are cases for goto */
 
 /* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
 struct ksigaction {
@@ -218,13 +226,16 @@ static void *thread_main(void *arg) {
 
 int main(int argc, char **argv);
 
-/* deny_getppid makes getppid fail with EPERM, once. */
-static void deny_getppid(void) {
+/* install_filter makes getppid fail with EPERM and syslog raise SIGSYS
+ * (neither is called otherwise), once. */
+static void install_filter(void) {
 	static int done;
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_syslog, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {sizeof f / sizeof f[0], f};
@@ -278,8 +289,8 @@ static void tracee_loop(const char *self) {
 			break;
 		}
 		case ACT_CASE: {
-			if (code_cases[control[1]].addr == sc_denied)
-				deny_getppid();
+			if (code_cases[control[1]].addr == sc_denied || code_cases[control[1]].addr == sc_trapped)
+				install_filter();
 			char *const av[] = {(char *)self, "--tracee", NULL};
 			((void (*)(const char *, char *const *, char *const *))code_cases[control[1]].addr)(self, av, environ);
 			break;
