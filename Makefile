@@ -16,10 +16,11 @@ UNIT_PKGS = ./sentry/...
 all: runsc
 
 # runsc is built from a copy of this module in .build/src whose vendored
-# gVisor gets the files under platform/*/_gvisor/ added (they only add
-# exported accessors to platform packages; no gVisor file is changed or
-# copied here). A cgo build of runsc does not boot a sandbox. go build is
-# incremental, so this target always runs and is cheap when nothing changed.
+# gVisor gets the files under platform/*/_gvisor/ and plugin/_gvisor/ added
+# (they only add exported accessors to gVisor's platform and kernel
+# packages; no gVisor file is changed or copied here). A cgo build of runsc
+# does not boot a sandbox. go build is incremental, so this target always
+# runs and is cheap when nothing changed.
 # The packages that use those accessors (platform/*, plugin, cmd/runsc) build
 # only there; vet runs there too, over every package.
 BUILD_SRC = .build/src
@@ -28,7 +29,7 @@ prepare:
 	@rm -rf $(BUILD_SRC) && mkdir -p bin $(BUILD_SRC)
 	@tar -c --exclude=./.build --exclude=./bin --exclude=./.git --exclude=./vendor . | tar -x -C $(BUILD_SRC)
 	cd $(BUILD_SRC) && $(GO) mod vendor
-	@for d in platform/*/_gvisor; do cp -r $$d/. $(BUILD_SRC)/vendor/gvisor.dev/gvisor/; done
+	@for d in platform/*/_gvisor plugin/_gvisor; do cp -r $$d/. $(BUILD_SRC)/vendor/gvisor.dev/gvisor/; done
 
 runsc: prepare
 	cd $(BUILD_SRC) && CGO_ENABLED=0 $(GO) build -mod=vendor -o $(CURDIR)/bin/runsc ./cmd/runsc

@@ -167,10 +167,39 @@ type taskContext struct {
 	platform.Context
 	task    *kernel.Task
 	backend backend // may be nil
+
+	// inSyscall is set when Switch returns for a system call of the task,
+	// and cleared when the call's implementation returns (syscallExit) or
+	// by the next Switch. If that finds it still set, the call returns to
+	// user mode without its implementation having returned through
+	// stepHook: seccomp denied it, the tracer skipped it at its entry stop
+	// or stopped it with PTRACE_SYSEMU, or it is a successful execve,
+	// which returns into the new image. Linux's syscall_exit_work runs
+	// on all those paths, so the single-step is reported there, at the
+	// last moment before user mode (see stepHook). Only the task's
+	// goroutine uses it.
+	inSyscall bool
 }
 
 // Switch implements platform.Context.Switch.
 func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	if c.inSyscall {
+		c.inSyscall = false
+		if c.task.PtraceSingleStepping() {
+			// Nothing runs: the sentry forces the SIGTRAP on the
+			// task, as for a trap of the application.
+			return syscallStepSignal(ac), hostarch.NoAccess, platform.ErrContextSignal
+		}
+	}
+	info, at, err := c.run(ctx, mm, ac, cpu)
+	// Only a system call returns no error.
+	c.inSyscall = err == nil
+	return info, at, err
+}
+
+// run runs the task's code until the next system call, fault, signal or
+// interrupt.
+func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	if c.backend != nil && threads.Registry().Active() {
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
@@ -193,6 +222,11 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 // thread's breakpoints and debug-register values at exec (flush_thread).
 func (c *taskContext) PrepareExecve() {
 	c.forget()
+	// Without an exec event stop, the tracer's SIGTRAP for the exec is
+	// pending when the execve returns and the step's is not queued.
+	if !c.task.PtraceExecEventStops() {
+		c.inSyscall = false
+	}
 	c.Context.PrepareExecve()
 }
 

@@ -16,6 +16,20 @@
  *   exec              the target calls execve, seen through TRACEEXEC
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
+ *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
+ *                     nosys, kill, execve, fork, denied, trapped), single-stepped from its stop until it is
+ *                     at the case's first instruction (the number of steps is
+ *                     not printed: it depends on the C library)
+ *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
+ *                     prints the stop's signal, si_code, si_addr (for si_code
+ *                     TRAP_*), the instruction pointer and DR6
+ *   contsig SIG       PTRACE_CONT the target with signal SIG; prints the next
+ *                     stop as stepi does
+ *   syscall | sysemu | sysemustep  PTRACE_SYSCALL, PTRACE_SYSEMU or
+ *                     PTRACE_SYSEMU_SINGLESTEP the target; prints the next
+ *                     stop as stepi does
+ *   options exec|noexec  PTRACE_SETOPTIONS of the target with or without
+ *                     PTRACE_O_TRACEEXEC (the others stay set)
  *   stepwrite A N     the target writes N bytes at A, single-stepped from its
  *                     stop until a step reports a breakpoint in DR6; prints
  *                     that step's si_code and DR6 (the number of steps is
@@ -39,9 +53,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
+#include <sys/auxv.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,7 +69,7 @@
 #define BUF_ADDR (CONTROL_ADDR + 0x1000)
 #define BUF_SIZE 0x1000
 
-enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP, ACT_ACCESS, ACT_THREAD_WRITE, ACT_SYSCALL_READ };
+enum action { ACT_NONE, ACT_FORK, ACT_CLONE, ACT_EXEC, ACT_SLEEP, ACT_ACCESS, ACT_THREAD_WRITE, ACT_SYSCALL_READ, ACT_CASE };
 
 /* The kinds of ACT_ACCESS, in control[1]; control[2] is the address and
  * control[3] the size (or the function number for ACCESS_EXEC). */
@@ -64,6 +83,98 @@ __attribute__((noinline)) void fn3(void) { __asm__ volatile(""); }
 static void (*const fns[4])(void) = {fn0, fn1, fn2, fn3};
 
 static volatile long *control = (volatile long *)CONTROL_ADDR;
+
+/*
+ * Code cases for stepping over system call instructions, at labels that the
+ * tracer names in its transcript (code_label). Each case is called and
+ * returns.
+ *   getpid: a system call that changes nothing but rax.
+ *   nosys: a system call number no kernel implements (ENOSYS).
+ *   kill: the task sends itself SIGUSR1, whose handler (sc_handler, with
+ *     sc_restorer as its SA_RESTORER) stops the task with SIGSTOP and
+ *     returns through rt_sigreturn, a system call that changes rip.
+ *   execve: execve(arguments 1 to 3 of the call), into the tracee loop of a
+ *     new image.
+ *   fork: a system call that makes a ptrace event stop (PTRACE_EVENT_FORK);
+ *     the child returns too and goes on looping.
+ *   denied: getppid, which a seccomp filter that the tracee installs before
+ *     its first run of this case or the next makes fail with EPERM.
+ *   trapped: syslog, which that filter turns into a SIGSYS.
+ */
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_denied[], sc_trapped[], sc_handler[],
+    sc_restorer[], sc_end[];
+__asm__(".text\n"
+	"sc_getpid:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"	syscall\n"
+	"	nop\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_nosys:\n"
+	"	mov $100000, %eax\n"
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_kill:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"	syscall\n"
+	"	mov %eax, %edi\n"
+	"	mov $10, %esi\n" /* SIGUSR1 */
+	"	mov $62, %eax\n" /* kill */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_execve:\n"
+	"	mov $59, %eax\n" /* execve */
+	"	syscall\n"
+	"	ret\n"
+	"sc_fork:\n"
+	"	mov $57, %eax\n" /* fork */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_denied:\n"
+	"	mov $110, %eax\n" /* getppid */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_trapped:\n"
+	"	mov $103, %eax\n" /* syslog */
+	"	syscall\n"
+	"	nop\n"
+	"	ret\n"
+	"sc_handler:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"	syscall\n"
+	"	mov %eax, %edi\n"
+	"	mov $19, %esi\n" /* SIGSTOP */
+	"	mov $62, %eax\n" /* kill */
+	"	syscall\n"
+	"	ret\n"
+	"sc_restorer:\n"
+	"	mov $15, %eax\n" /* rt_sigreturn */
+	"	syscall\n"
+	"sc_end:\n"
+	"	nop\n");
+
+static const struct {
+	const char *name;
+	char *addr;
+} code_cases[] = {
+	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill}, {"execve", sc_execve},
+	{"fork", sc_fork}, {"denied", sc_denied}, {"trapped", sc_trapped},
+	{"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
+};
+#define NCASES 7 /* the first NCASES entries are cases for goto */
+
+/* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
+struct ksigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	unsigned long mask;
+};
+#define KSA_RESTORER 0x04000000
 
 static void die(const char *what) {
 	fprintf(stderr, "drdriver: %s: %s\n", what, strerror(errno));
@@ -115,11 +226,33 @@ static void *thread_main(void *arg) {
 
 int main(int argc, char **argv);
 
+/* install_filter makes getppid fail with EPERM and syslog raise SIGSYS
+ * (neither is called otherwise), once. */
+static void install_filter(void) {
+	static int done;
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_syslog, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+	if (done++)
+		return;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		die("seccomp");
+}
+
 /* The tracee: stop, do what the tracer put in *control, repeat. */
 static void tracee_loop(const char *self) {
 	/* Where this image's main is, for the tracer's labels: after execve
 	 * the image is loaded at another random base. */
 	control[7] = (long)main;
+	struct ksigaction ksa = {sc_handler, KSA_RESTORER, sc_restorer, 0};
+	if (syscall(SYS_rt_sigaction, SIGUSR1, &ksa, NULL, 8) < 0)
+		die("rt_sigaction");
 	for (;;) {
 		raise(SIGSTOP);
 		long act = *control;
@@ -153,6 +286,13 @@ static void tracee_loop(const char *self) {
 			if (read(fd, (void *)BUF_ADDR, 64) != 64)
 				_exit(4);
 			close(fd);
+			break;
+		}
+		case ACT_CASE: {
+			if (code_cases[control[1]].addr == sc_denied || code_cases[control[1]].addr == sc_trapped)
+				install_filter();
+			char *const av[] = {(char *)self, "--tracee", NULL};
+			((void (*)(const char *, char *const *, char *const *))code_cases[control[1]].addr)(self, av, environ);
 			break;
 		}
 		case ACT_SLEEP: {
@@ -192,6 +332,45 @@ static void label(char *out, size_t n, unsigned long v) {
 		snprintf(out, n, "main%+ld", (long)(v - code));
 	else
 		snprintf(out, n, "0x%lx", v);
+}
+
+/* interp_base returns where pid's dynamic loader is mapped (AT_BASE), or
+ * 0. */
+static unsigned long interp_base(pid_t pid) {
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/auxv", pid);
+	FILE *f = fopen(path, "r");
+	unsigned long kv[2], base = 0;
+	if (!f)
+		return 0;
+	while (fread(kv, sizeof kv, 1, f) == 1 && kv[0] != AT_NULL)
+		if (kv[0] == AT_BASE)
+			base = kv[1];
+	fclose(f);
+	return base;
+}
+
+/* code_label names v, an address in pid whose main is at m (0 if not known
+ * yet, right after execve): relative to the code case it is in, or to the
+ * dynamic loader (whose entry point the first instruction after execve is),
+ * or as label does. */
+static void code_label(char *out, size_t n, unsigned long v, unsigned long m, pid_t pid) {
+	unsigned long ld = interp_base(pid);
+	if (ld && v - ld < (1UL << 20)) {
+		snprintf(out, n, "ld.so+0x%lx", v - ld);
+		return;
+	}
+	for (int i = 0; m && i + 1 < (int)(sizeof code_cases / sizeof code_cases[0]); i++) {
+		unsigned long lo = m + (code_cases[i].addr - (char *)main);
+		unsigned long hi = m + (code_cases[i + 1].addr - (char *)main);
+		if (v >= lo && v < hi) {
+			snprintf(out, n, "%s+%lu", code_cases[i].name, v - lo);
+			return;
+		}
+	}
+	label_main = m;
+	label(out, n, v);
+	label_main = 0;
 }
 
 static unsigned long parse_value(const char *s) {
@@ -359,6 +538,53 @@ static void run_target(pid_t target) {
 	}
 }
 
+/* tracee_main returns where main is in pid's image (control[7]), or 0
+ * right after execve, before the new image has mapped its control page. */
+static unsigned long tracee_main(pid_t pid) {
+	errno = 0;
+	long m = ptrace(PTRACE_PEEKDATA, pid, CONTROL_ADDR + 7 * sizeof(long), 0);
+	return errno ? 0 : (unsigned long)m;
+}
+
+static unsigned long tracee_ip(pid_t pid) {
+	errno = 0;
+	long ip = ptrace(PTRACE_PEEKUSER, pid, offsetof(struct user, regs.rip), 0);
+	if (errno)
+		die("PEEKUSER rip");
+	return (unsigned long)ip;
+}
+
+/* print_stop waits for pid's next stop and prints it: the signal, and for
+ * a SIGTRAP its si_code and, for the si_codes of debug traps (whose si_addr
+ * is an address), si_addr; then where pid is and its DR6. */
+static void print_stop(pid_t pid) {
+	int st;
+	if (waitpid(pid, &st, __WALL) != pid)
+		die("waitpid");
+	if (!WIFSTOPPED(st)) {
+		printf(" -> not stopped (status 0x%x)\n", st);
+		exit(2);
+	}
+	siginfo_t si;
+	if (ptrace(PTRACE_GETSIGINFO, pid, 0, &si) < 0)
+		die("GETSIGINFO");
+	unsigned long m = tracee_main(pid);
+	char a[64] = "-", ip[64];
+	if (WSTOPSIG(st) == SIGTRAP && si.si_code >= 1 && si.si_code <= 4)
+		code_label(a, sizeof a, (unsigned long)si.si_addr, m, pid);
+	code_label(ip, sizeof ip, tracee_ip(pid), m, pid);
+	errno = 0;
+	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_offset(6), 0);
+	printf(" -> signal %d code %d addr %s ip %s dr6 0x%lx\n", WSTOPSIG(st), si.si_code, a, ip, dr6);
+	if ((st >> 16) == PTRACE_EVENT_FORK || (st >> 16) == PTRACE_EVENT_CLONE) {
+		/* The new task stays stopped until the end, which kills it. */
+		unsigned long child;
+		if (ptrace(PTRACE_GETEVENTMSG, pid, 0, &child) < 0)
+			die("GETEVENTMSG");
+		task_index((pid_t)child);
+	}
+}
+
 int main(int argc, char **argv) {
 	if (argc == 2 && strcmp(argv[1], "--tracee") == 0) {
 		map_fixed();
@@ -389,8 +615,8 @@ int main(int argc, char **argv) {
 	char desc[128];
 	wait_stop(main_pid, desc, sizeof desc);
 	settled[task_index(main_pid)] = 1;
-	if (ptrace(PTRACE_SETOPTIONS, main_pid, 0,
-		   PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL) < 0)
+	const long options = PTRACE_O_TRACEFORK | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL;
+	if (ptrace(PTRACE_SETOPTIONS, main_pid, 0, options | PTRACE_O_TRACEEXEC) < 0)
 		die("SETOPTIONS");
 	pid_t target = main_pid;
 
@@ -493,6 +719,52 @@ int main(int argc, char **argv) {
 			}
 			printf(" -> signal %d code %d dr6 0x%lx\n", WIFSTOPPED(st) ? WSTOPSIG(st) : -1, si.si_code, dr6);
 			settled[task_index(target)] = 0;
+		} else if (strcmp(op, "goto") == 0 && k == 2) {
+			int c = 0;
+			while (c < NCASES && strcmp(code_cases[c].name, a) != 0)
+				c++;
+			if (c == NCASES) {
+				fprintf(stderr, "drdriver: %s:%d: no case %s\n", argv[1], lineno, a);
+				return 2;
+			}
+			set_action(target, ACT_CASE);
+			poke_control(target, 1, c);
+			unsigned long want = tracee_main(target) + (code_cases[c].addr - (char *)main);
+			int n, st;
+			for (n = 0; n < 100000 && tracee_ip(target) != want; n++) {
+				if (ptrace(PTRACE_SINGLESTEP, target, 0, 0) < 0)
+					die("SINGLESTEP");
+				if (waitpid(target, &st, __WALL) != target)
+					die("waitpid");
+				if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+					fprintf(stderr, "drdriver: goto %s: status 0x%x\n", a, st);
+					exit(2);
+				}
+			}
+			settled[task_index(target)] = 0;
+			char l[64];
+			code_label(l, sizeof l, tracee_ip(target), tracee_main(target), target);
+			printf("%d goto %s -> ip %s\n", lineno, a, l);
+		} else if (strcmp(op, "stepi") == 0 || (strcmp(op, "contsig") == 0 && k == 2) || strcmp(op, "syscall") == 0 ||
+			   strcmp(op, "sysemu") == 0 || strcmp(op, "sysemustep") == 0) {
+			long sig = k >= 2 ? strtol(a, NULL, 0) : 0;
+			enum __ptrace_request req = op[0] == 'c'                   ? PTRACE_CONT
+						    : op[1] == 't'                 ? PTRACE_SINGLESTEP
+						    : strcmp(op, "syscall") == 0   ? PTRACE_SYSCALL
+						    : strcmp(op, "sysemu") == 0    ? PTRACE_SYSEMU
+										   : PTRACE_SYSEMU_SINGLESTEP;
+			if (ptrace(req, target, 0, sig) < 0)
+				die(op);
+			printf("%d %s", lineno, op);
+			if (k >= 2)
+				printf(" %ld", sig);
+			print_stop(target);
+			settled[task_index(target)] = 0;
+		} else if (strcmp(op, "options") == 0 && k == 2) {
+			long o = options | (strcmp(a, "exec") == 0 ? PTRACE_O_TRACEEXEC : 0);
+			if (ptrace(PTRACE_SETOPTIONS, target, 0, o) < 0)
+				die("SETOPTIONS");
+			printf("%d options %s\n", lineno, a);
 		} else if (strcmp(op, "cont") == 0) {
 			settle(target);
 			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
