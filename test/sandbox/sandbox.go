@@ -36,18 +36,25 @@ func RequireKVM(t testing.TB) {
 	if os.Getenv("HWBP_EMULATED") != "" {
 		return
 	}
-	const why = "gVisor's KVM platform runs in the test VM (test/vm), not on this machine"
-	if dir := os.Getenv("HWBP_VM_QUEUE"); dir != "" {
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := queueForVM(root, dir, t.Name()); err != nil {
-			t.Fatalf("queueing %s for the VM pass: %v", t.Name(), err)
-		}
-		t.Skip(why + " (queued for the VM pass)")
+	skipToVM(t, "gVisor's KVM platform runs in the test VM (test/vm), not on this machine")
+}
+
+// skipToVM skips t, saying why, and, where HWBP_VM_QUEUE names a folder,
+// adds t to the tests that test/vm/queued.sh runs in the test VM.
+func skipToVM(t testing.TB, why string) {
+	t.Helper()
+	dir := os.Getenv("HWBP_VM_QUEUE")
+	if dir == "" {
+		t.Skip(why)
 	}
-	t.Skip(why)
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := queueForVM(root, dir, t.Name()); err != nil {
+		t.Fatalf("queueing %s for the VM pass: %v", t.Name(), err)
+	}
+	t.Skip(why + " (queued for the VM pass)")
 }
 
 // HitPlatforms are the platforms whose back end delivers hardware
@@ -83,13 +90,7 @@ func RequireHostHits(t testing.TB) {
 	if os.Getenv("HWBP_REQUIRE_HITS") == "1" {
 		t.Fatalf("HWBP_REQUIRE_HITS=1, but %s", hostHitsSkip)
 	}
-	if dir := os.Getenv("HWBP_VM_QUEUE"); dir != "" {
-		if err := queueForVM(root, dir, t.Name()); err != nil {
-			t.Fatalf("queueing %s for the VM pass: %v", t.Name(), err)
-		}
-		t.Skip(hostHitsSkip + " (queued for the VM pass)")
-	}
-	t.Skip(hostHitsSkip)
+	skipToVM(t, hostHitsSkip)
 }
 
 // queueForVM adds the test called name, of the package in the working
