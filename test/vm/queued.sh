@@ -46,7 +46,7 @@ script=$queue/run-in-vm.sh
 	echo 'exit $failed'
 } >"$script"
 
-echo "vm: running in a QEMU guest the tests that need hardware watchpoint hits:"
+echo "vm: running in a QEMU guest the tests this machine cannot run (hardware watchpoint hits, gVisor's KVM platform):"
 cat "${files[@]}" | sed 's/^/  /'
 HWBP_RUNSC=$root/bin/runsc HWBP_REQUIRE_HITS=1 HWBP_VM_QUEUE= \
 	"$root/test/vm/run.sh" -- bash "$script"
