@@ -54,7 +54,9 @@ if [ "$(qemu_major)" = "" ] || [ "$(qemu_major)" -lt 10 ]; then
 	. /etc/os-release
 	apt_install -t "${VERSION_CODENAME}-backports" qemu-system-x86
 fi
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx insmod || apt_install busybox-static
+# The initramfs has no libc: only the static busybox works there (Debian's
+# busybox package, which replaces it, is linked dynamically).
+dpkg -s busybox-static >/dev/null 2>&1 || apt_install busybox-static
 command -v depmod >/dev/null || apt_install kmod
 command -v cpio >/dev/null || apt_install cpio
 
