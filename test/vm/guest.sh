@@ -21,7 +21,8 @@ if mapfile -d '' argv <"$job/cmd" && [ ${#argv[@]} -gt 0 ]; then
 	while IFS= read -r -d '' kv; do
 		export "$kv"
 	done <"$job/env"
-	# Tests skip what QEMU's emulation cannot run (sandbox.UnderEmulation).
+	# The tests know they run here (sandbox.RequireHostHits, RequireKVM,
+	# SkipUnderEmulation).
 	export HWBP_EMULATED=qemu-tcg
 	cd "$(cat "$job/cwd")" && { "${argv[@]}" </dev/null >>"$job/stdout" 2>>"$job/stderr"; status=$?; }
 fi

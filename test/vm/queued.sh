@@ -2,12 +2,13 @@
 # test/vm/queued.sh QUEUE
 #
 # Runs inside the test VM (run.sh) the tests that skipped on this host
-# because its kernel delivers no hardware watchpoint hits: sandbox's
-# RequireHostHits wrote their names to QUEUE/<package path with "/" as ".">
-# (HWBP_VM_QUEUE). Their test binaries are built here on the host; in the
-# guest they run with the runsc built on the host (HWBP_RUNSC) and
-# HWBP_REQUIRE_HITS=1, so that a guest that delivered no hits would fail
-# them rather than skip them. Exits 0 at once when nothing is queued.
+# because its kernel delivers no hardware watchpoint hits or because they
+# need gVisor's KVM platform: sandbox's RequireHostHits and RequireKVM wrote
+# their names to QUEUE/<package path with "/" as "."> (HWBP_VM_QUEUE). Their
+# test binaries are built here on the host; in the guest they run with the
+# runsc built on the host (HWBP_RUNSC) and with HWBP_EMULATED set (guest.sh),
+# under which a guest that delivered no hits fails them rather than skipping
+# them. Exits 0 at once when nothing is queued.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -48,5 +49,5 @@ script=$queue/run-in-vm.sh
 
 echo "vm: running in a QEMU guest the tests this machine cannot run (hardware watchpoint hits, gVisor's KVM platform):"
 cat "${files[@]}" | sed 's/^/  /'
-HWBP_RUNSC=$root/bin/runsc HWBP_REQUIRE_HITS=1 HWBP_VM_QUEUE= \
+HWBP_RUNSC=$root/bin/runsc HWBP_VM_QUEUE= \
 	"$root/test/vm/run.sh" -- bash "$script"
