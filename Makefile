@@ -44,9 +44,18 @@ vet: prepare
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...
+	@# The layers: a platform back end knows only the core (sentry/hwbp), never
+	@# a consumer (sentry/ptrace) or the plugin that wires them together.
+	@cd $(BUILD_SRC) && for p in $$($(GO) list -mod=vendor ./platform/...); do \
+		bad=$$($(GO) list -mod=vendor -deps $$p | grep '^github.com/gvisor-hwbp/hwbp/' | grep -v -e '^github.com/gvisor-hwbp/hwbp/sentry/hwbp$$' -e "^$$p$$"); \
+		[ -z "$$bad" ] || { echo "$$p imports more of hwbp than the core: $$bad"; exit 1; }; \
+	done
 
-unit:
+# The packages that build only in BUILD_SRC (platform back ends, plugin) are
+# tested there.
+unit: prepare
 	$(GO) test -race -count=1 $(UNIT_PKGS) ./test/buildfiles/...
+	cd $(BUILD_SRC) && $(GO) test -mod=vendor -race -count=1 ./platform/... ./plugin/...
 
 # hostcheck says whether this machine's host kernel delivers hardware
 # watchpoint hits at all; the hit tests skip, saying so, where it does not.

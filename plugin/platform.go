@@ -14,7 +14,7 @@ import (
 	ptraceplatform "github.com/gvisor-hwbp/hwbp/platform/ptrace"
 	systrapplatform "github.com/gvisor-hwbp/hwbp/platform/systrap"
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
-	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 
 	// Register gVisor's platforms first so that ours replace them.
 	_ "gvisor.dev/gvisor/pkg/sentry/platform/platforms"
@@ -69,8 +69,18 @@ type seccompExtender interface {
 // backends are the platforms on which breakpoints fire. On the others the
 // guest's debug registers are kept (sentry/ptrace) but never armed.
 var backends = map[string]backend{
-	"ptrace":  ptraceplatform.New(threads),
-	"systrap": systrapplatform.New(threads),
+	"ptrace":  ptraceplatform.New(tasks),
+	"systrap": systrapplatform.New(tasks, logEvents),
+}
+
+// logEvents writes the systrap back end's opening and closing of a stub
+// process's host events to the sentry's log, where tests count them.
+func logEvents(opened bool, processes int64) {
+	msg := status.EventsClosedMessage
+	if opened {
+		msg = status.EventsOpenedMessage
+	}
+	log.Infof("%s %d", msg, processes)
 }
 
 // wrapPlatforms replaces the constructor of every registered platform with
@@ -155,7 +165,7 @@ func (p taskPlatform) NewContext(ctx context.Context) platform.Context {
 		return pc
 	}
 	if parent := creator(); parent != nil {
-		threads.Inherit(parent, t)
+		tasks.Clone(parent, t)
 	}
 	return &taskContext{Context: pc, task: t, backend: p.backend}
 }
@@ -200,7 +210,7 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 // run runs the task's code until the next system call, fault, signal or
 // interrupt.
 func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	if c.backend != nil && threads.Registry().Active() {
+	if c.backend != nil && tasks.Registry().Active() {
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
 	info, at, err := c.Context.Switch(ctx, mm, ac, cpu)
@@ -208,10 +218,13 @@ func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *ar
 		return info, at, err
 	}
 	switch {
-	case info.Code == ptrace.TrapTrace:
+	case info.Code == hwbp.TrapTrace:
 		// Even where no breakpoint can fire, a single-step shows in
 		// the tracer's view of DR6.
-		threads.SingleStep(c.task, uint64(ac.IP()))
+		tasks.SingleStep(c.task, uint64(ac.IP()))
+	case info.Code == hwbp.TrapBrkpt:
+		// An icebp (INT1) resets it.
+		tasks.Icebp(c.task, uint64(ac.IP()))
 	case c.backend != nil && c.backend.Stale(info):
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
@@ -221,7 +234,7 @@ func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *ar
 // PrepareExecve implements platform.Context.PrepareExecve: Linux flushes a
 // thread's breakpoints and debug-register values at exec (flush_thread).
 func (c *taskContext) PrepareExecve() {
-	c.forget()
+	c.forget(true)
 	// Without an exec event stop, the tracer's SIGTRAP for the exec is
 	// pending when the execve returns and the step's is not queued.
 	if !c.task.PtraceExecEventStops() {
@@ -235,7 +248,7 @@ func (c *taskContext) PrepareExecve() {
 // (kernel.Task.runExitMain), so that nobody can reap the task and still find
 // its state here; Linux flushes the thread's breakpoints at exit too.
 func (c *taskContext) PrepareExit() {
-	c.forget()
+	c.forget(false)
 	c.Context.PrepareExit()
 }
 
@@ -243,15 +256,24 @@ func (c *taskContext) PrepareExit() {
 // goroutine ends, also for tasks that never ran: nothing of the task may
 // remain. For tasks that exited, PrepareExit already forgot it.
 func (c *taskContext) Release() {
-	c.forget()
+	c.forget(false)
 	c.Context.Release()
 }
 
-func (c *taskContext) forget() {
+// forget flushes the task's breakpoint state at its execve, or frees it at
+// its exit.
+func (c *taskContext) forget(exec bool) {
 	if f, ok := c.backend.(forgetter); ok {
 		f.Forget(c.task)
 	}
-	if empty, created := threads.Remove(c.task); empty {
+	var empty bool
+	var created uint64
+	if exec {
+		empty, created = tasks.Exec(c.task)
+	} else {
+		empty, created = tasks.Exit(c.task)
+	}
+	if empty {
 		log.Infof("%s %d", status.ReleasedMessage, created)
 	}
 }

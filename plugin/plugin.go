@@ -21,14 +21,22 @@ import (
 )
 
 var (
-	// registry holds every breakpoint event of this sandbox: one sentry
-	// process runs one sandbox.
-	registry = hwbp.NewRegistry()
+	// tasks holds the breakpoint state of the sandbox's threads, in one
+	// registry: one sentry process runs one sandbox.
+	tasks = hwbp.NewTasks(hwbp.NewRegistry(), exited)
 
-	// threads is the guest-visible ptrace debug-register state of the
-	// sandbox's threads.
-	threads = ptrace.NewThreads[*kernel.Task](registry)
+	// threads is the guest's ptrace view of the debug registers, one
+	// consumer of tasks' breakpoints.
+	threads = ptrace.NewThreads(tasks)
 )
+
+// exited reports whether t has begun to exit. gVisor sets the exit state
+// (exitThreadGroup) before it tells the platform context (PrepareExit),
+// which then frees t's breakpoint state: hwbp.Tasks.Get creates none after
+// that point.
+func exited(t *kernel.Task) bool {
+	return t.ExitState() != kernel.TaskExitNone
+}
 
 func init() {
 	installSyscalls()

@@ -18,6 +18,7 @@ import (
 	// Registers the Linux syscall table that installSyscalls patches.
 	_ "gvisor.dev/gvisor/pkg/sentry/syscalls/linux"
 
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
 
@@ -137,11 +138,11 @@ var (
 )
 
 // cloneHook lets a thread created by clone, fork, vfork or clone3 inherit
-// its creator's DR6 and DR7 values (see ptrace.Threads.Inherit). Callers
+// its creator's DR6 and DR7 values (see hwbp.Tasks.Clone). Callers
 // with no debug-register state, almost all of them, pay one atomic load.
 func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if threads.Lookup(t) == nil {
+		if tasks.Lookup(t) == nil {
 			return orig(t, sysno, args)
 		}
 		g := goid.Get()
@@ -233,7 +234,7 @@ func syscallExit(t *kernel.Task) {
 // syscallStepSignal is the SIGTRAP of a single-step reported at system call
 // exit (send_sigtrap(regs, 0, TRAP_BRKPT)).
 func syscallStepSignal(ac *arch.Context64) *linux.SignalInfo {
-	info := &linux.SignalInfo{Signo: int32(linux.SIGTRAP), Code: ptrace.TrapBrkpt}
+	info := &linux.SignalInfo{Signo: int32(linux.SIGTRAP), Code: hwbp.TrapBrkpt}
 	info.SetAddr(uint64(ac.IP()))
 	return info
 }

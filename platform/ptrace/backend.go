@@ -4,7 +4,8 @@
 // real ones: before each Switch the stub thread is given the task's DR image
 // with host PTRACE_POKEUSER (the host kernel then traps at hardware speed,
 // with Linux's exact semantics), and the host SIGTRAPs those registers cause
-// are turned back into the guest's (sentry/ptrace's Trap).
+// are turned back into the guest's (hwbp.Tasks.Trap). Like every back end,
+// it knows only the core (sentry/hwbp), not who registered the breakpoints.
 //
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled in the
@@ -18,6 +19,10 @@
 //     (another task's, or the task's own after its tracer disarmed it) is
 //     cleared before the task runs while any breakpoint is enabled, and
 //     otherwise at its first spurious trap, which the guest never sees.
+//   - A host refusal to arm (the host's own breakpoints may hold its debug
+//     registers) never kills the guest process: the task runs without the
+//     breakpoints that could not be armed, as it would on systrap, and a
+//     rate-limited warning says so.
 package ptrace
 
 import (
@@ -25,6 +30,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
@@ -37,13 +43,23 @@ import (
 	gvptrace "gvisor.dev/gvisor/pkg/sentry/platform/ptrace"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
-	sentryptrace "github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
+
+// Offsets of the host's struct user on x86_64 (arch/x86/include/asm/
+// user_64.h), for the host ptrace requests on stub threads.
+const (
+	debugRegOffset = 848 // offsetof(struct user, u_debugreg[0])
+	dr6Offset      = debugRegOffset + 6*8
+	dr7Offset      = debugRegOffset + 7*8
+)
+
+// warnings limits the back end's warnings about host failures.
+var warnings = log.BasicRateLimitedLogger(time.Minute)
 
 // Backend loads tasks' debug registers into the ptrace platform's stub
 // threads.
 type Backend struct {
-	threads *sentryptrace.Threads[*kernel.Task]
+	tasks *hwbp.Tasks[*kernel.Task]
 
 	mu sync.Mutex
 
@@ -83,9 +99,9 @@ type hostRegs struct {
 	dirty bool
 }
 
-// New returns a back end for the tasks in threads.
-func New(threads *sentryptrace.Threads[*kernel.Task]) *Backend {
-	b := &Backend{threads: threads, stubs: make(map[gvptrace.StubThread]stubState), pruneAt: 64}
+// New returns a back end for the breakpoints of tasks.
+func New(tasks *hwbp.Tasks[*kernel.Task]) *Backend {
+	b := &Backend{tasks: tasks, stubs: make(map[gvptrace.StubThread]stubState), pruneAt: 64}
 	b.maxUser.Store(^uint64(0))
 	return b
 }
@@ -100,7 +116,7 @@ func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
 // Stale implements the plugin's backend.Stale: with nothing enabled, a
 // TRAP_HWBKPT can only come from an image left in a stub thread.
 func (b *Backend) Stale(info *linux.SignalInfo) bool {
-	return info.Code == sentryptrace.TrapHWBkpt
+	return info.Code == hwbp.TrapHWBkpt
 }
 
 // Switch runs inner.Switch for task t with the stub thread's registers set
@@ -130,10 +146,7 @@ func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.Stub
 	if !ok {
 		return stub, stubState{}, fmt.Errorf("hwbp: address space of type %T is not the ptrace platform's", mm.AddressSpace())
 	}
-	var task *hwbp.Task
-	if d := b.threads.Lookup(t); d != nil {
-		task = d.Task()
-	}
+	task := b.tasks.Lookup(t)
 	b.mu.Lock()
 	have := b.stubs[stub]
 	b.mu.Unlock()
@@ -149,10 +162,15 @@ func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.Stub
 	}
 	regs, err := writeHostDebugRegs(stub.TID, have.regs, want.img)
 	want.regs = regs
-	b.record(stub, want)
 	if err != nil {
-		return stub, stubState{}, err
+		// The host refused (its own breakpoints may hold the debug
+		// registers): the task runs without the breakpoints, hits
+		// of whatever the registers still arm are not its own, and
+		// the next Switch tries again.
+		warnings.Warningf("hwbp: %v; the task's breakpoints do not fire", err)
+		want.task = nil
 	}
+	b.record(stub, want)
 	return stub, want, nil
 }
 
@@ -177,12 +195,18 @@ func (b *Backend) record(stub gvptrace.StubThread, st stubState) {
 // whether the trap must stay invisible to the guest and the Switch be
 // retried.
 func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
-	if info.Code != sentryptrace.TrapHWBkpt && info.Code != sentryptrace.TrapTrace {
+	if info.Code == hwbp.TrapBrkpt {
+		// An icebp (INT1): the host's exc_debug_user found no reason
+		// in DR6. Linux resets the virtual DR6 for it too.
+		b.tasks.Icebp(t, uint64(ac.IP()))
+		return false
+	}
+	if info.Code != hwbp.TrapHWBkpt && info.Code != hwbp.TrapTrace {
 		return false // int3, a SIGTRAP sent by a process, ...
 	}
 	dr6 := hwbp.DR6Reset | hwbp.DR6BS
-	if info.Code == sentryptrace.TrapHWBkpt || st.regs.dr7 != 0 {
-		v, err := peekUser(stub.TID, sentryptrace.DebugRegOffset+6*8)
+	if info.Code == hwbp.TrapHWBkpt || st.regs.dr7 != 0 {
+		v, err := peekUser(stub.TID, dr6Offset)
 		if err != nil {
 			log.Warningf("hwbp: reading DR6 of stub thread %d: %v", stub.TID, err)
 			return false
@@ -190,7 +214,7 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 		dr6 = hwbp.DR6(v)
 		// The host restarts its virtual DR6 at every debug exception;
 		// reset it now too so that nothing stale can be read.
-		if err := pokeUser(stub.TID, sentryptrace.DebugRegOffset+6*8, uint64(hwbp.DR6Reset)); err != nil {
+		if err := pokeUser(stub.TID, dr6Offset, uint64(hwbp.DR6Reset)); err != nil {
 			log.Warningf("hwbp: resetting DR6 of stub thread %d: %v", stub.TID, err)
 		}
 	}
@@ -202,7 +226,7 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 		// since): load clears it before the retry.
 		return true
 	}
-	sig, ok := b.threads.Trap(t, &st.img, dr6, uint64(ac.IP()))
+	sig, ok := b.tasks.Trap(t, &st.img, dr6, uint64(ac.IP()))
 	if !ok {
 		return true // only events that do not signal the task fired
 	}
@@ -216,7 +240,6 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 // accepts at every step (disarm, move addresses, arm), and returns what the
 // registers hold afterwards.
 func writeHostDebugRegs(tid int32, have hostRegs, want hwbp.Image) (hostRegs, error) {
-	const dr7Off = sentryptrace.DebugRegOffset + 7*8
 	next := have
 	same := !have.dirty && have.dr7 == want.DR7
 	for i := 0; same && i < hwbp.Slots; i++ {
@@ -227,21 +250,21 @@ func writeHostDebugRegs(tid int32, have hostRegs, want hwbp.Image) (hostRegs, er
 	}
 	next.dirty = true
 	if have.dirty || have.dr7 != 0 {
-		if err := pokeUser(tid, dr7Off, 0); err != nil {
+		if err := pokeUser(tid, dr7Offset, 0); err != nil {
 			return next, fmt.Errorf("hwbp: clearing DR7 of stub thread %d: %w", tid, err)
 		}
 		next.dr7 = 0
 	}
 	for i := 0; i < hwbp.Slots; i++ {
 		if want.DR7.Enabled(i) && (have.dirty || have.addr[i] != want.Addr[i]) {
-			if err := pokeUser(tid, sentryptrace.DebugRegOffset+8*uint64(i), want.Addr[i]); err != nil {
+			if err := pokeUser(tid, debugRegOffset+8*uint64(i), want.Addr[i]); err != nil {
 				return next, fmt.Errorf("hwbp: writing DR%d of stub thread %d: %w", i, tid, err)
 			}
 			next.addr[i] = want.Addr[i]
 		}
 	}
 	if want.DR7 != 0 {
-		if err := pokeUser(tid, dr7Off, uint64(want.DR7)); err != nil {
+		if err := pokeUser(tid, dr7Offset, uint64(want.DR7)); err != nil {
 			return next, fmt.Errorf("hwbp: writing DR7 %#x of stub thread %d: %w", uint64(want.DR7), tid, err)
 		}
 		next.dr7 = want.DR7

@@ -13,7 +13,6 @@ import (
 type refModel struct {
 	tasks    [][]int // event ids bound to each task, in registration order
 	released []bool
-	wide     []int
 	attrs    []Attr
 	live     []bool
 }
@@ -51,27 +50,17 @@ func refErrno(a Attr) unix.Errno {
 	return 0
 }
 
-func (m *refModel) used(task int) int { return len(m.tasks[task]) + len(m.wide) }
+func (m *refModel) used(task int) int { return len(m.tasks[task]) }
 
 func (m *refModel) register(task int, a Attr) (int, unix.Errno) {
-	if task >= 0 && m.released[task] {
+	if m.released[task] {
 		return -1, unix.ESRCH
 	}
 	if a.Type == TypeEmpty || a.Type == TypeRW|TypeX {
 		return -1, unix.EINVAL
 	}
-	if task >= 0 && m.used(task) >= Slots {
+	if m.used(task) >= Slots {
 		return -1, unix.ENOSPC
-	}
-	if task < 0 {
-		for i := range m.tasks {
-			if !m.released[i] && m.used(i) >= Slots {
-				return -1, unix.ENOSPC
-			}
-		}
-		if len(m.wide) >= Slots {
-			return -1, unix.ENOSPC
-		}
 	}
 	if e := refErrno(a); e != 0 {
 		return -1, e
@@ -79,11 +68,7 @@ func (m *refModel) register(task int, a Attr) (int, unix.Errno) {
 	id := len(m.attrs)
 	m.attrs = append(m.attrs, a)
 	m.live = append(m.live, true)
-	if task < 0 {
-		m.wide = append(m.wide, id)
-	} else {
-		m.tasks[task] = append(m.tasks[task], id)
-	}
+	m.tasks[task] = append(m.tasks[task], id)
 	return id, 0
 }
 
@@ -99,7 +84,6 @@ func remove(ids []int, id int) []int {
 
 func (m *refModel) unregister(id int) {
 	m.live[id] = false
-	m.wide = remove(m.wide, id)
 	for i := range m.tasks {
 		m.tasks[i] = remove(m.tasks[i], id)
 	}
@@ -110,7 +94,7 @@ func (m *refModel) image(task int) (addrs [Slots]uint64, dr7 DR7, ids [Slots]int
 	ids = [Slots]int{-1, -1, -1, -1}
 	slot := 0
 	lenBits := map[uint64]DR7{1: 0, 2: 1, 4: 3, 8: 2}
-	for _, id := range append(append([]int{}, m.tasks[task]...), m.wide...) {
+	for _, id := range m.tasks[task] {
 		a := m.attrs[id]
 		if a.Disabled {
 			continue
@@ -164,16 +148,10 @@ func TestRegistryMatchesModel(t *testing.T) {
 				var gotErr, wantErr unix.Errno
 				switch k := rng.Intn(20); {
 				case k < 8: // register
-					task := rng.Intn(len(tasks)+1) - 1
+					task := rng.Intn(len(tasks))
 					a := randomAttr(rng)
 					op = fmt.Sprintf("register(task %d, %v)", task, a)
-					var bp *Breakpoint
-					var err error
-					if task < 0 {
-						bp, err = r.RegisterWide(a, nil)
-					} else {
-						bp, err = r.Register(tasks[task], a, nil)
-					}
+					bp, err := r.Register(tasks[task], a, nil)
 					gotErr = errnoOf(t, err)
 					var id int
 					id, wantErr = m.register(task, a)
@@ -253,9 +231,6 @@ func TestRegistryMatchesModel(t *testing.T) {
 						t.Fatalf("step %d %s: task %d HasBreakpoints %v", step, op, i, task.HasBreakpoints())
 					}
 					anyEnabled = anyEnabled || dr7 != 0
-				}
-				for _, id := range m.wide {
-					anyEnabled = anyEnabled || !m.attrs[id].Disabled
 				}
 				if r.Active() != anyEnabled || r.Tasks() != liveTasks {
 					t.Fatalf("step %d %s: Active %v tasks %d, want %v %d", step, op, r.Active(), r.Tasks(), anyEnabled, liveTasks)

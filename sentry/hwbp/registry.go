@@ -18,43 +18,19 @@ type OverflowHandler func(bp *Breakpoint, hit Hit)
 type Hit struct {
 	// Slot is the debug register (0-3) whose B bit was set in DR6.
 	Slot int
-	// Arg is whatever the back end passed to Image.Fire, typically the
-	// task that was running.
-	Arg any
 }
 
 // Registry holds every breakpoint event of one sandbox and enforces the slot
 // constraints between them. Its zero value is not usable; use NewRegistry.
 type Registry struct {
-	// active counts enabled events, task-bound and sandbox-wide, plus the
-	// back ends' retains. It is the single atomic load of the platforms'
-	// hot path: zero means that no task can have anything armed.
+	// active counts enabled events plus the back ends' retains. It is the
+	// single atomic load of the platforms' hot path: zero means that no
+	// task can have anything armed.
 	active atomic.Int64
-
-	// wideEnabled counts enabled sandbox-wide events.
-	wideEnabled atomic.Int64
-
-	// wideGen is incremented on every change to a sandbox-wide event, which
-	// changes the image of every task.
-	wideGen atomic.Uint64
 
 	// mu serializes changes to events and slot accounting. Hits do not take
 	// it.
 	mu sync.Mutex
-
-	// wide is the sandbox-wide events, in registration order.
-	//
-	// +checklocks:mu
-	wide []*Breakpoint
-
-	// pinned[k] is the number of live tasks that hold exactly k
-	// task-bound events (k >= 1). The largest k with pinned[k] > 0 is the
-	// most any task uses, which bounds sandbox-wide registrations in O(1),
-	// as Linux's tsk_pinned histograms do since the 2022 rework of
-	// kernel/events/hw_breakpoint.c.
-	//
-	// +checklocks:mu
-	pinned [Slots + 1]int
 
 	// tasks is the number of live (not yet released) tasks.
 	//
@@ -122,6 +98,17 @@ type Task struct {
 	//
 	// +checklocks:r.mu
 	released bool // +checklocksignore
+
+	// ext holds the consumers' own state of the thread (see Extension).
+	//
+	// +checklocks:r.mu
+	ext []extension // +checklocksignore
+
+	// dr6 is Linux's thread->virtual_dr6: the DR6 that the thread's
+	// tracer reads, with the polarity of the reserved bits flipped so that
+	// zero reads as DR6Reset. Debug exceptions reset it (Trap), overflow
+	// handlers add B bits, the tracer writes it.
+	dr6 atomic.Uint64
 }
 
 // NewTask returns the state of a new thread, which has no breakpoints: Linux
@@ -133,15 +120,14 @@ func (r *Registry) NewTask() *Task {
 	return &Task{r: r}
 }
 
-// Breakpoint is one breakpoint event. A task-bound event's task belongs to
-// the event's registry, so both paths name the same mutex.
+// Breakpoint is one breakpoint event. Its task belongs to the event's
+// registry, so both paths name the same mutex.
 //
 // +checklocksalias:r.mu=task.r.mu
 type Breakpoint struct {
 	r *Registry
 
-	// task is the task the event is bound to, nil for sandbox-wide events.
-	// Immutable.
+	// task is the task the event is bound to. Immutable.
 	task *Task
 
 	// handler is called on every hit. Immutable; may be nil.
@@ -183,14 +169,13 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 	if err := attr.checkType(); err != nil {
 		return nil, err
 	}
-	if t.n+len(r.wide)+1 > Slots {
-		return nil, fmt.Errorf("hwbp: task uses %d task-bound and %d sandbox-wide breakpoints: %w", t.n, len(r.wide), unix.ENOSPC)
+	if t.n+1 > Slots {
+		return nil, fmt.Errorf("hwbp: task uses all %d breakpoint slots: %w", t.n, unix.ENOSPC)
 	}
 	if err := attr.Validate(); err != nil {
 		return nil, err
 	}
 	bp := &Breakpoint{r: r, task: t, handler: handler, attr: attr, registered: true}
-	r.movePinned(t.n, t.n+1)
 	t.bps[t.n] = bp
 	t.n++
 	if !attr.Disabled {
@@ -202,56 +187,7 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 	return bp, nil
 }
 
-// RegisterWide creates an event that applies to every task of the sandbox,
-// present and future. It needs a free slot in the task that uses the most.
-func (r *Registry) RegisterWide(attr Attr, handler OverflowHandler) (*Breakpoint, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := attr.checkType(); err != nil {
-		return nil, err
-	}
-	if most := r.maxPinned(); most+len(r.wide)+1 > Slots {
-		return nil, fmt.Errorf("hwbp: a task uses %d task-bound and %d sandbox-wide breakpoints: %w", most, len(r.wide), unix.ENOSPC)
-	}
-	if err := attr.Validate(); err != nil {
-		return nil, err
-	}
-	bp := &Breakpoint{r: r, handler: handler, attr: attr, registered: true}
-	r.wide = append(r.wide, bp)
-	if !attr.Disabled {
-		bp.armed.Store(true)
-		r.wideEnabled.Add(1)
-		r.active.Add(1)
-	}
-	r.wideGen.Add(1)
-	return bp, nil
-}
-
-// movePinned moves one task from pinned[from] to pinned[to].
-//
-// +checklocks:r.mu
-func (r *Registry) movePinned(from, to int) {
-	if from > 0 {
-		r.pinned[from]--
-	}
-	if to > 0 {
-		r.pinned[to]++
-	}
-}
-
-// maxPinned returns the most task-bound events any live task holds.
-//
-// +checklocks:r.mu
-func (r *Registry) maxPinned() int {
-	for k := Slots; k > 0; k-- {
-		if r.pinned[k] > 0 {
-			return k
-		}
-	}
-	return 0
-}
-
-// Task returns the task bp is bound to, or nil for a sandbox-wide event.
+// Task returns the task bp is bound to.
 func (bp *Breakpoint) Task() *Task { return bp.task }
 
 // Hits returns how many times bp fired.
@@ -323,21 +259,13 @@ func (bp *Breakpoint) setArmed(armed bool) {
 	if armed {
 		d = 1
 	}
-	if bp.task != nil {
-		bp.task.enabled.Add(d)
-	} else {
-		bp.r.wideEnabled.Add(d)
-	}
+	bp.task.enabled.Add(d)
 	bp.r.active.Add(d)
 }
 
-// bumpGen records that the images containing bp changed.
+// bumpGen records that the image of bp's task changed.
 func (bp *Breakpoint) bumpGen() {
-	if bp.task != nil {
-		bp.task.gen.Add(1)
-	} else {
-		bp.r.wideGen.Add(1)
-	}
+	bp.task.gen.Add(1)
 }
 
 // Unregister removes bp and frees its slot. It does nothing if bp is already
@@ -356,23 +284,13 @@ func (bp *Breakpoint) unregisterLocked() {
 	}
 	bp.setArmed(false)
 	bp.registered = false
-	r := bp.r
-	if t := bp.task; t != nil {
-		for i := 0; i < t.n; i++ {
-			if t.bps[i] == bp {
-				copy(t.bps[i:t.n], t.bps[i+1:t.n])
-				t.n--
-				t.bps[t.n] = nil
-				break
-			}
-		}
-		r.movePinned(t.n+1, t.n)
-	} else {
-		for i, w := range r.wide {
-			if w == bp {
-				r.wide = append(r.wide[:i], r.wide[i+1:]...)
-				break
-			}
+	t := bp.task
+	for i := 0; i < t.n; i++ {
+		if t.bps[i] == bp {
+			copy(t.bps[i:t.n], t.bps[i+1:t.n])
+			t.n--
+			t.bps[t.n] = nil
+			break
 		}
 	}
 	bp.bumpGen()
@@ -394,30 +312,29 @@ func (t *Task) Release() {
 		t.bps[t.n-1].unregisterLocked() // +checklocksignore
 	}
 	t.released = true
+	t.ext = nil
 	r.tasks--
 }
 
-// SlotsInUse returns how many of t's slots are reserved: its task-bound
-// events plus every sandbox-wide event, enabled or not.
+// SlotsInUse returns how many of t's slots are reserved: its events,
+// enabled or not.
 func (t *Task) SlotsInUse() int {
 	t.r.mu.Lock()
 	defer t.r.mu.Unlock()
-	return t.n + len(t.r.wide)
+	return t.n
 }
 
 // HasBreakpoints reports whether t has any enabled event. When no enabled
 // event exists in the whole sandbox it costs one atomic load.
 func (t *Task) HasBreakpoints() bool {
-	r := t.r
-	return r.active.Load() != 0 && (t.enabled.Load() != 0 || r.wideEnabled.Load() != 0)
+	return t.r.active.Load() != 0 && t.enabled.Load() != 0
 }
 
 // Generation returns a number that changes whenever t's Image may have
 // changed. Back ends compare it with Image.Generation of the image they
 // loaded to skip reloading an unchanged one.
 func (t *Task) Generation() uint64 {
-	// Both counters only grow, so their sum changes whenever either does.
-	return t.gen.Load() + t.r.wideGen.Load()
+	return t.gen.Load()
 }
 
 // Image is the debug register contents that a task's enabled events resolve
@@ -475,21 +392,17 @@ func (img *Image) Breakpoint(slot int) *Breakpoint {
 	return img.bps[slot]
 }
 
-// Image returns t's current image. Task-bound events take the first slots in
-// registration order, then sandbox-wide events; disabled events take none.
+// Image returns t's current image. Events take the first slots in
+// registration order; disabled events take none.
 func (t *Task) Image() Image {
 	r := t.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	img := Image{Generation: t.Generation()}
 	slot := 0
-	// The events of t and the sandbox-wide ones are all in t.r, whose mu
-	// is held; checklocks cannot tell that of an element of t.bps or
-	// r.wide.
+	// The events of t are all in t.r, whose mu is held; checklocks
+	// cannot tell that of an element of t.bps.
 	for _, bp := range t.bps[:t.n] {
-		slot = img.place(slot, bp) // +checklocksignore
-	}
-	for _, bp := range r.wide {
 		slot = img.place(slot, bp) // +checklocksignore
 	}
 	if slot > 0 {
@@ -515,10 +428,11 @@ func (img *Image) place(slot int, bp *Breakpoint) int {
 
 // Fire delivers a debug exception whose DR6 is dr6 to the events of img
 // whose B bits are set, as Linux's hw_breakpoint_handler does: each one's hit
-// count is incremented and its handler called with arg. Hits on events that
-// were disabled or unregistered since img was taken are dropped. Fire returns
-// how many events it notified.
-func (img *Image) Fire(dr6 DR6, arg any) int {
+// count is incremented and its handler called. Hits on events that were
+// disabled or unregistered since img was taken are dropped. Fire returns how
+// many events it notified. Back ends do not call it directly but go through
+// Tasks.Trap, which applies the rest of Linux's debug exception rules.
+func (img *Image) Fire(dr6 DR6) int {
 	n := 0
 	for slot := 0; slot < Slots; slot++ {
 		bp := img.bps[slot]
@@ -527,7 +441,7 @@ func (img *Image) Fire(dr6 DR6, arg any) int {
 		}
 		bp.hits.Add(1)
 		if bp.handler != nil {
-			bp.handler(bp, Hit{Slot: slot, Arg: arg})
+			bp.handler(bp, Hit{Slot: slot})
 		}
 		n++
 	}

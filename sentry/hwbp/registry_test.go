@@ -56,23 +56,6 @@ func TestSlotConstraints(t *testing.T) {
 			_, err := r.Register(b, watch(testAddr), nil)
 			return err
 		}, 0},
-		{"sandbox-wide events count against every task", func(t *testing.T, r *Registry, a, b *Task) error {
-			if _, err := r.RegisterWide(watch(testAddr), nil); err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i < 3; i++ {
-				mustRegister(t, r, b, watch(testAddr+8*uint64(i)))
-			}
-			_, err := r.Register(b, watch(testAddr+24), nil)
-			return err
-		}, unix.ENOSPC},
-		{"sandbox-wide needs a slot in the busiest task", func(t *testing.T, r *Registry, a, b *Task) error {
-			for i := 0; i < 4; i++ {
-				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
-			}
-			_, err := r.RegisterWide(watch(testAddr), nil)
-			return err
-		}, unix.ENOSPC},
 		{"unregister frees the slot", func(t *testing.T, r *Registry, a, b *Task) error {
 			var bps []*Breakpoint
 			for i := 0; i < 4; i++ {
@@ -80,14 +63,6 @@ func TestSlotConstraints(t *testing.T) {
 			}
 			bps[1].Unregister()
 			_, err := r.Register(a, watch(testAddr+32), nil)
-			return err
-		}, 0},
-		{"release frees the busiest task for sandbox-wide events", func(t *testing.T, r *Registry, a, b *Task) error {
-			for i := 0; i < 4; i++ {
-				mustRegister(t, r, a, watch(testAddr+8*uint64(i)))
-			}
-			a.Release()
-			_, err := r.RegisterWide(watch(testAddr), nil)
 			return err
 		}, 0},
 		{"type check comes before the slot check", func(t *testing.T, r *Registry, a, b *Task) error {
@@ -189,7 +164,7 @@ func TestImageAndFire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := r.RegisterWide(Attr{Addr: testAddr + 0x80, Len: 2, Type: TypeW}, handler)
+	w, err := r.Register(a, Attr{Addr: testAddr + 0x80, Len: 2, Type: TypeW}, handler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,13 +176,13 @@ func TestImageAndFire(t *testing.T) {
 	if img.Breakpoint(0) != x || img.Breakpoint(1) != w || img.Breakpoint(2) != nil || img.Breakpoint(-1) != nil {
 		t.Fatalf("slots hold the wrong events")
 	}
-	if bimg := b.Image(); bimg.DR7 != EncodeSlot(0, RWWrite, Len2)|DR7GlobalSlowdown || !b.HasBreakpoints() {
-		t.Fatalf("sandbox-wide event missing from b: %+v", bimg)
+	if bimg := b.Image(); !bimg.Empty() || b.HasBreakpoints() {
+		t.Fatalf("a's events show in b: %+v", bimg)
 	}
-	if n := img.Fire(DR6Reset|DR6Trap0<<1|DR6BS, "arg"); n != 1 || w.Hits() != 1 || x.Hits() != 0 {
+	if n := img.Fire(DR6Reset | DR6Trap0<<1 | DR6BS); n != 1 || w.Hits() != 1 || x.Hits() != 0 {
 		t.Fatalf("Fire notified %d, hits w=%d x=%d", n, w.Hits(), x.Hits())
 	}
-	if len(got) != 1 || got[0] != (Hit{Slot: 1, Arg: "arg"}) {
+	if len(got) != 1 || got[0] != (Hit{Slot: 1}) {
 		t.Fatalf("handler saw %+v", got)
 	}
 	gen := a.Generation()
@@ -216,18 +191,18 @@ func TestImageAndFire(t *testing.T) {
 		t.Errorf("enabling did not change the generation")
 	}
 	x.Disable()
-	if n := img.Fire(DR6Trap0, nil); n != 0 {
+	if n := img.Fire(DR6Trap0); n != 0 {
 		t.Errorf("stale image fired a disabled event")
 	}
 	w.Unregister()
-	if n := img.Fire(DR6Trap0<<1, nil); n != 0 {
+	if n := img.Fire(DR6Trap0 << 1); n != 0 {
 		t.Errorf("stale image fired an unregistered event")
 	}
 	if img := a.Image(); img.DR7 != EncodeSlot(0, RWAccess, Len4)|DR7GlobalSlowdown || img.Addr[0] != testAddr {
 		t.Errorf("image after changes: %+v", img)
 	}
 	a.Release()
-	if r.Active() || b.HasBreakpoints() || r.Tasks() != 1 {
+	if r.Active() || a.HasBreakpoints() || r.Tasks() != 1 {
 		t.Errorf("state left after Release: active %v, tasks %d", r.Active(), r.Tasks())
 	}
 }
@@ -246,13 +221,8 @@ func TestConcurrentUse(t *testing.T) {
 					t.Errorf("Register: %v", err)
 					return
 				}
-				if g%2 == 0 {
-					if w, err := r.RegisterWide(watch(testAddr), nil); err == nil {
-						w.Unregister()
-					}
-				}
 				img := task.Image()
-				img.Fire(DR6Trap0, nil)
+				img.Fire(DR6Trap0)
 				bp.Disable()
 				_ = task.HasBreakpoints()
 				bp.Unregister()

@@ -14,7 +14,6 @@ const (
 	// RegsSize is sizeof(struct user_regs_struct), the general registers
 	// at the start of struct user.
 	RegsSize = 27 * 8
-
 	// DebugRegOffset is offsetof(struct user, u_debugreg[0]).
 	DebugRegOffset = 848
 	// DebugRegEnd is offsetof(struct user, u_debugreg[7]), the last
@@ -22,31 +21,20 @@ const (
 	DebugRegEnd = DebugRegOffset + 7*8
 )
 
-// DebugRegs is the ptrace view of one thread's debug registers. The zero
-// value is not usable; Threads creates them.
+// extensionKey names the ptrace state of a thread's hwbp.Task.
+var extensionKey = hwbp.NewExtensionKey("ptrace")
+
+// DebugRegs is the ptrace view of one thread's debug registers beyond the
+// virtual DR6, which the core keeps: Linux's thread_struct fields
+// ptrace_bps and ptrace_dr7. It is the hwbp.Extension of the thread's Task.
 type DebugRegs struct {
-	// r is immutable. Every use of it happens to be under mu, which
-	// checklocks' lock inference would take for a guard.
-	r *hwbp.Registry // +checklocksignore
-
 	mu sync.Mutex
-
-	// task holds the thread's events in the core registry.
-	//
-	// +checklocks:mu
-	task *hwbp.Task
 
 	// bps are the events behind DR0-DR3 (Linux's thread->ptrace_bps);
 	// nil until the register is first written.
 	//
 	// +checklocks:mu
 	bps [hwbp.Slots]*hwbp.Breakpoint
-
-	// dr6 is Linux's thread->virtual_dr6: DR6 with the polarity of its
-	// reserved bits flipped, so that zero reads back as DR6_RESERVED.
-	//
-	// +checklocks:mu
-	dr6 uint64
 
 	// dr7 is Linux's thread->ptrace_dr7: the last value a tracer wrote to
 	// DR7 successfully, returned as is by reads.
@@ -55,23 +43,37 @@ type DebugRegs struct {
 	dr7 uint64
 }
 
-func newDebugRegs(r *hwbp.Registry) *DebugRegs {
-	return &DebugRegs{r: r, task: r.NewTask()}
-}
-
-// Task returns the thread's events in the core registry, whose Image the
-// platform back ends load.
-func (d *DebugRegs) Task() *hwbp.Task {
+// Clone implements hwbp.Extension.Clone: Linux copies ptrace_dr7 with the
+// rest of thread_struct at clone and then clears ptrace_bps.
+func (d *DebugRegs) Clone() hwbp.Extension {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.task
+	if d.dr7 == 0 {
+		return nil
+	}
+	return &DebugRegs{dr7: d.dr7}
 }
 
-// Get returns debug register n (0-7) as PTRACE_PEEKUSR reads it (Linux's
-// ptrace_get_debugreg).
-func (d *DebugRegs) Get(n int) uint64 {
+// Exec implements hwbp.Extension.Exec: Linux's flush_ptrace_hw_breakpoint
+// unregisters the ptrace breakpoints and clears ptrace_dr7 (the core resets
+// the virtual DR6).
+func (d *DebugRegs) Exec() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, bp := range d.bps {
+		if bp != nil {
+			bp.Unregister()
+			d.bps[i] = nil
+		}
+	}
+	d.dr7 = 0
+}
+
+// get returns debug register n (0-3 or 7) as PTRACE_PEEKUSR reads it
+// (Linux's ptrace_get_debugreg). A nil d reads like a fresh thread.
+func (d *DebugRegs) get(n int) uint64 {
 	if d == nil {
-		return fresh(n)
+		return 0
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -80,44 +82,28 @@ func (d *DebugRegs) Get(n int) uint64 {
 		if bp := d.bps[n]; bp != nil {
 			return bp.Attr().Addr
 		}
-		return 0
-	case n == 6:
-		return d.dr6 ^ uint64(hwbp.DR6Reset)
 	case n == 7:
 		return d.dr7
-	}
-	return 0 // DR4, DR5
-}
-
-// fresh returns what register n reads as on a thread that never had any
-// debug register state.
-func fresh(n int) uint64 {
-	if n == 6 {
-		return uint64(hwbp.DR6Reset)
 	}
 	return 0
 }
 
-// Set writes v to debug register n (0-7) as PTRACE_POKEUSR does (Linux's
-// ptrace_set_debugreg). Errors wrap the errno Linux returns; on error
-// nothing changes.
-func (d *DebugRegs) Set(n int, v uint64) error {
+// set writes v to debug register n (0-3 or 7) of the thread whose Task is t,
+// in registry r, as PTRACE_POKEUSR does (Linux's ptrace_set_debugreg).
+// Errors wrap the errno Linux returns; on error nothing changes.
+func (d *DebugRegs) set(r *hwbp.Registry, t *hwbp.Task, n int, v uint64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
 	case n < hwbp.Slots:
-		return d.setAddrLocked(n, v)
-	case n == 6:
-		d.dr6 = v ^ uint64(hwbp.DR6Reset)
-		return nil
+		return d.setAddrLocked(r, t, n, v)
 	case n == 7:
-		if err := d.writeDR7Locked(v); err != nil {
+		if err := d.writeDR7Locked(r, t, v); err != nil {
 			return err
 		}
 		d.dr7 = v
 		return nil
 	}
-	// Linux: "There are no DR4 or DR5 registers".
 	return fmt.Errorf("ptrace: write to DR%d: %w", n, unix.EIO)
 }
 
@@ -127,10 +113,10 @@ func (d *DebugRegs) Set(n int, v uint64) error {
 // misaligned address for its length is EINVAL even while it is disabled).
 //
 // +checklocks:d.mu
-func (d *DebugRegs) setAddrLocked(n int, addr uint64) error {
+func (d *DebugRegs) setAddrLocked(r *hwbp.Registry, t *hwbp.Task, n int, addr uint64) error {
 	bp := d.bps[n]
 	if bp == nil {
-		bp, err := d.r.Register(d.task, hwbp.Attr{Addr: addr, Len: 1, Type: hwbp.TypeW, Disabled: true}, d.triggered(n))
+		bp, err := r.Register(t, hwbp.Attr{Addr: addr, Len: 1, Type: hwbp.TypeW, Disabled: true}, triggered(n))
 		if err != nil {
 			return err
 		}
@@ -145,11 +131,9 @@ func (d *DebugRegs) setAddrLocked(n int, addr uint64) error {
 // triggered returns the overflow handler of the event behind DRn: Linux's
 // ptrace_triggered records the hit in the virtual DR6 under the ptrace
 // register number, whichever hardware slot the event occupied.
-func (d *DebugRegs) triggered(n int) hwbp.OverflowHandler {
-	return func(*hwbp.Breakpoint, hwbp.Hit) {
-		d.mu.Lock()
-		d.dr6 |= uint64(hwbp.DR6Trap0) << n
-		d.mu.Unlock()
+func triggered(n int) hwbp.OverflowHandler {
+	return func(bp *hwbp.Breakpoint, _ hwbp.Hit) {
+		bp.Task().AddVirtualDR6(hwbp.DR6Trap0 << n)
 	}
 }
 
@@ -183,11 +167,11 @@ func (d *DebugRegs) eventsDR7Locked() uint64 {
 // breakpoints (DR7 fields 0) and keeps events the first pass registered.
 //
 // +checklocks:d.mu
-func (d *DebugRegs) writeDR7Locked(v uint64) error {
+func (d *DebugRegs) writeDR7Locked(r *hwbp.Registry, t *hwbp.Task, v uint64) error {
 	old := d.eventsDR7Locked()
-	err := d.applyDR7Locked(v)
+	err := d.applyDR7Locked(r, t, v)
 	if err != nil {
-		if restoreErr := d.applyDR7Locked(old); restoreErr != nil {
+		if restoreErr := d.applyDR7Locked(r, t, old); restoreErr != nil {
 			// Linux WARNs here; it cannot happen, since every event
 			// was valid with these fields a moment ago.
 			return fmt.Errorf("%w (restoring DR7 %#x: %v)", err, old, restoreErr)
@@ -197,7 +181,7 @@ func (d *DebugRegs) writeDR7Locked(v uint64) error {
 }
 
 // +checklocks:d.mu
-func (d *DebugRegs) applyDR7Locked(v uint64) error {
+func (d *DebugRegs) applyDR7Locked(r *hwbp.Registry, t *hwbp.Task, v uint64) error {
 	dr7 := hwbp.DR7(v)
 	for i := 0; i < hwbp.Slots; i++ {
 		disabled := !dr7.Enabled(i)
@@ -210,7 +194,7 @@ func (d *DebugRegs) applyDR7Locked(v uint64) error {
 			return err
 		}
 		if bp == nil {
-			bp, err := d.r.Register(d.task, hwbp.Attr{Addr: 0, Len: length, Type: typ}, d.triggered(i))
+			bp, err := r.Register(t, hwbp.Attr{Addr: 0, Len: length, Type: typ}, triggered(i))
 			if err != nil {
 				return err
 			}
@@ -224,24 +208,4 @@ func (d *DebugRegs) applyDR7Locked(v uint64) error {
 		}
 	}
 	return nil
-}
-
-// inheritable returns the values a new thread copies from its creator: Linux
-// copies thread_struct whole at clone (arch_dup_task_struct) and then clears
-// only ptrace_bps, so virtual_dr6 and ptrace_dr7 come along, no breakpoint
-// does.
-func (d *DebugRegs) inheritable() (dr6, dr7 uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dr6, d.dr7
-}
-
-// release unregisters every event and frees the thread's core state, as
-// Linux's flush_ptrace_hw_breakpoint does at exec and exit.
-func (d *DebugRegs) release() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.task.Release()
-	d.bps = [hwbp.Slots]*hwbp.Breakpoint{}
-	d.dr6, d.dr7 = 0, 0
 }

@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -31,17 +32,39 @@ type step struct {
 func poke(n int, v uint64, want unix.Errno) step { return step{n: n, set: true, v: v, want: want} }
 func peek(n int, read uint64) step               { return step{n: n, read: read} }
 
-func run(t *testing.T, d *DebugRegs, steps []step) {
+// newThreads returns the ptrace view of a fresh registry's threads, of
+// which none has exited.
+func newThreads() (*hwbp.Registry, *Threads[int]) {
+	r := hwbp.NewRegistry()
+	return r, NewThreads(hwbp.NewTasks[int](r, nil))
+}
+
+// run applies steps to thread k through PokeUser and PeekUser.
+func run(t *testing.T, ts *Threads[int], k int, steps []step) {
 	t.Helper()
 	for i, s := range steps {
+		off := DebugRegOffset + 8*uint64(s.n)
 		if s.set {
-			if got := errnoOf(d.Set(s.n, s.v)); got != s.want {
+			if got := errnoOf(ts.PokeUser(k, off, s.v)); got != s.want {
 				t.Fatalf("step %d: POKE DR%d %#x = %v, want %v", i, s.n, s.v, got, s.want)
 			}
-		} else if got := d.Get(s.n); got != s.read {
-			t.Fatalf("step %d: PEEK DR%d = %#x, want %#x", i, s.n, got, s.read)
+			continue
+		}
+		got, err := ts.PeekUser(k, off)
+		if err != nil || got != s.read {
+			t.Fatalf("step %d: PEEK DR%d = %#x, %v; want %#x", i, s.n, got, err, s.read)
 		}
 	}
+}
+
+// task returns k's core state, which must exist.
+func task(t *testing.T, ts *Threads[int], k int) *hwbp.Task {
+	t.Helper()
+	task := ts.Tasks().Lookup(k)
+	if task == nil {
+		t.Fatalf("thread %d has no state", k)
+	}
+	return task
 }
 
 func TestDebugRegs(t *testing.T) {
@@ -78,33 +101,33 @@ func TestDebugRegs(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run(t, NewThreads[int](hwbp.NewRegistry()).Get(1), tc.steps)
+			_, ts := newThreads()
+			run(t, ts, 1, tc.steps)
 		})
 	}
 }
 
 func TestFailedDR7RestoresEvents(t *testing.T) {
-	r := hwbp.NewRegistry()
-	d := NewThreads[int](r).Get(1)
-	run(t, d, []step{poke(0, user, 0), poke(1, user+8, 0), poke(7, 0x00d00004, 0)}) // DR1 write len 4 enabled
-	task := d.Task()
-	before := task.Image()
+	_, ts := newThreads()
+	run(t, ts, 1, []step{poke(0, user, 0), poke(1, user+8, 0), poke(7, 0x00d00004, 0)}) // DR1 write len 4 enabled
+	before := task(t, ts, 1).Image()
 	// Slot 0 becomes valid, slot 1 gets an io type: everything rolls back.
-	run(t, d, []step{poke(7, 0x00200005, unix.EINVAL)})
-	if after := task.Image(); after.Addr != before.Addr || after.DR7 != before.DR7 {
+	run(t, ts, 1, []step{poke(7, 0x00200005, unix.EINVAL)})
+	if after := task(t, ts, 1).Image(); after.Addr != before.Addr || after.DR7 != before.DR7 {
 		t.Fatalf("image changed: %+v -> %+v", before, after)
 	}
 	// A slot registered by a failed first pass stays registered, disabled.
-	d2 := NewThreads[int](r).Get(2)
-	run(t, d2, []step{poke(7, 0x02000011, unix.EINVAL), peek(7, 0)}) // slot 0 ok, slot 2... L2 with io
-	if got := d2.Task().SlotsInUse(); got != 1 {
+	run(t, ts, 2, []step{poke(7, 0x02000011, unix.EINVAL), peek(7, 0)}) // slot 0 ok, slot 2... L2 with io
+	if got := task(t, ts, 2).SlotsInUse(); got != 1 {
 		t.Fatalf("slots in use after failed DR7: %d, want 1 (Linux keeps the event)", got)
 	}
-	if d2.Task().HasBreakpoints() {
+	if task(t, ts, 2).HasBreakpoints() {
 		t.Fatalf("the kept event is armed")
 	}
 }
 
+// TestTrap checks the ptrace side of the core's debug exception handling:
+// the overflow handler (ptrace_triggered) and what the tracer reads in DR6.
 func TestTrap(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -114,46 +137,45 @@ func TestTrap(t *testing.T) {
 		wantCode int32
 		wantDR6  uint64
 	}{
-		{"hit sets the ptrace register's B bit", []step{poke(1, user, 0), poke(7, 0x00d00004, 0)}, hwbp.DR6Reset | 1, true, TrapHWBkpt, 0xffff0ff2},
-		{"hit replaces a DR6 the tracer wrote", []step{poke(6, 0x5, 0), poke(2, user, 0), poke(7, 0x0d000010, 0)}, hwbp.DR6Reset | 1, true, TrapHWBkpt, 0xffff0ff4},
-		{"single-step is TRAP_TRACE and shows BS", nil, hwbp.DR6Reset | hwbp.DR6BS, true, TrapTrace, 0xffff4ff0},
-		{"single-step and hit together", []step{poke(0, user, 0), poke(7, 0x000d0001, 0)}, hwbp.DR6Reset | hwbp.DR6BS | 1, true, TrapTrace, 0xffff4ff1},
-		{"B bit of an empty slot still traps", nil, hwbp.DR6Reset | 4, true, TrapHWBkpt, 0xffff0ff0},
-		{"no condition no signal", []step{poke(6, 0x5, 0)}, hwbp.DR6Reset, false, 0, 0xffff0ff0},
+		{"hit sets the ptrace register's B bit", []step{poke(1, user, 0), poke(7, 0x00d00004, 0)}, hwbp.DR6Reset | 1, true, hwbp.TrapHWBkpt, 0xffff0ff2},
+		{"hit replaces a DR6 the tracer wrote", []step{poke(6, 0x5, 0), poke(2, user, 0), poke(7, 0x0d000010, 0)}, hwbp.DR6Reset | 1, true, hwbp.TrapHWBkpt, 0xffff0ff4},
+		{"single-step is TRAP_TRACE and shows BS", nil, hwbp.DR6Reset | hwbp.DR6BS, true, hwbp.TrapTrace, 0xffff4ff0},
+		{"single-step and hit together", []step{poke(0, user, 0), poke(7, 0x000d0001, 0)}, hwbp.DR6Reset | hwbp.DR6BS | 1, true, hwbp.TrapTrace, 0xffff4ff1},
+		{"B bit of an empty slot still traps", nil, hwbp.DR6Reset | 4, true, hwbp.TrapHWBkpt, 0xffff0ff0},
+		{"icebp is TRAP_BRKPT and resets DR6", []step{poke(6, 0x5, 0)}, hwbp.DR6Reset, true, hwbp.TrapBrkpt, 0xffff0ff0},
+		{"icebp after a hit clears its B bit", []step{poke(0, user, 0), poke(7, 0x000d0001, 0), poke(6, 0xffff0ff1, 0)}, hwbp.DR6Reset, true, hwbp.TrapBrkpt, 0xffff0ff0},
+		{"BD alone resets DR6 and does not signal", []step{poke(6, 0x5, 0)}, hwbp.DR6Reset | hwbp.DR6BD, false, 0, 0xffff0ff0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := hwbp.NewRegistry()
-			ts := NewThreads[int](r)
-			run(t, ts.Get(1), tc.setup)
-			img := ts.Get(1).Task().Image()
-			sig, ok := ts.Trap(1, &img, tc.dr6, 0x401234)
+			_, ts := newThreads()
+			run(t, ts, 1, tc.setup)
+			var img hwbp.Image
+			if task := ts.Tasks().Lookup(1); task != nil {
+				img = task.Image()
+			}
+			sig, ok := ts.Tasks().Trap(1, &img, tc.dr6, 0x401234)
 			if ok != tc.wantSig || ok && (sig.Code != tc.wantCode || sig.Addr != 0x401234) {
 				t.Fatalf("Trap = %+v, %v; want code %d, %v", sig, ok, tc.wantCode, tc.wantSig)
 			}
-			if got := ts.Get(1).Get(6); got != tc.wantDR6 {
-				t.Fatalf("DR6 after trap = %#x, want %#x", got, tc.wantDR6)
-			}
+			run(t, ts, 1, []step{peek(6, tc.wantDR6)})
 		})
 	}
 }
 
 func TestSingleStepShowsInDR6(t *testing.T) {
-	ts := NewThreads[int](hwbp.NewRegistry())
-	ts.SingleStep(1, 0x401000)
-	run(t, ts.Lookup(1), []step{peek(6, 0xffff4ff0)})
-	run(t, ts.Get(1), []step{poke(6, 0x5, 0)})
-	ts.SingleStep(1, 0x401001)
-	run(t, ts.Lookup(1), []step{peek(6, 0xffff4ff0)})
+	_, ts := newThreads()
+	ts.Tasks().SingleStep(1, 0x401000)
+	run(t, ts, 1, []step{peek(6, 0xffff4ff0), poke(6, 0x5, 0)})
+	ts.Tasks().SingleStep(1, 0x401001)
+	run(t, ts, 1, []step{peek(6, 0xffff4ff0)})
 }
 
 func TestTrapCountsHits(t *testing.T) {
-	r := hwbp.NewRegistry()
-	ts := NewThreads[int](r)
-	d := ts.Get(1)
-	run(t, d, []step{poke(3, user, 0), poke(7, 0xd0000040, 0)})
-	img := d.Task().Image()
+	_, ts := newThreads()
+	run(t, ts, 1, []step{poke(3, user, 0), poke(7, 0xd0000040, 0)})
+	img := task(t, ts, 1).Image()
 	for i := 0; i < 3; i++ {
-		ts.Trap(1, &img, hwbp.DR6Reset|1, 0)
+		ts.Tasks().Trap(1, &img, hwbp.DR6Reset|1, 0)
 	}
 	if got := img.Breakpoint(0).Hits(); got != 3 {
 		t.Fatalf("hits %d, want 3", got)
@@ -161,40 +183,99 @@ func TestTrapCountsHits(t *testing.T) {
 }
 
 func TestLifecycle(t *testing.T) {
-	r := hwbp.NewRegistry()
-	ts := NewThreads[int](r)
-	run(t, ts.Get(1), []step{poke(6, 0x5, 0), poke(0, user, 0), poke(7, 0x401, 0)})
-
+	r, ts := newThreads()
+	tasks := ts.Tasks()
+	run(t, ts, 1, []step{poke(6, 0x5, 0), poke(0, user, 0), poke(7, 0x401, 0)})
 	// A new thread inherits DR6 and DR7 read-back values, no breakpoint.
-	ts.Inherit(1, 2)
-	run(t, ts.Lookup(2), []step{peek(6, 0x5), peek(7, 0x401), peek(0, 0)})
-	if ts.Lookup(2).Task().HasBreakpoints() {
+	tasks.Clone(1, 2)
+	run(t, ts, 2, []step{peek(6, 0x5), peek(7, 0x401), peek(0, 0)})
+	if task(t, ts, 2).HasBreakpoints() {
 		t.Fatal("child inherited an armed breakpoint")
 	}
 	// Children of threads with default values get no state at all.
-	ts.Inherit(3, 4)
-	if ts.Lookup(4) != nil {
+	tasks.Clone(3, 4)
+	run(t, ts, 0, []step{poke(0, user, 0)})
+	tasks.Clone(0, 5)
+	if tasks.Lookup(4) != nil || tasks.Lookup(5) != nil {
 		t.Fatal("state created for a default child")
 	}
+	tasks.Exit(0)
 	// Exec flushes.
-	ts.Remove(1)
-	run(t, ts.Lookup(1), []step{peek(0, 0), peek(6, 0xffff0ff0), peek(7, 0)})
-
+	tasks.Exec(1)
+	run(t, ts, 1, []step{peek(0, 0), peek(6, 0xffff0ff0), peek(7, 0)})
 	// Many fork/exec/exit cycles leave nothing behind.
 	for i := 10; i < 10010; i++ {
-		d := ts.Get(i)
-		run(t, d, []step{poke(0, user, 0), poke(7, 0x000d0001, 0)})
-		ts.Inherit(i, -i)
-		ts.Remove(-i)
-		ts.Remove(i)
+		run(t, ts, i, []step{poke(0, user, 0), poke(7, 0x000d0001, 0)})
+		tasks.Clone(i, -i)
+		tasks.Exit(-i)
+		tasks.Exit(i)
 	}
-	empty, created := ts.Remove(2)
-	if !empty || ts.Len() != 0 || r.Tasks() != 0 || r.Active() {
-		t.Fatalf("state left: %d threads, %d core tasks, active %v", ts.Len(), r.Tasks(), r.Active())
+	empty, created := tasks.Exit(2)
+	if !empty || tasks.Len() != 0 || r.Tasks() != 0 || r.Active() {
+		t.Fatalf("state left: %d threads, %d core tasks, active %v", tasks.Len(), r.Tasks(), r.Active())
 	}
-	if created != 2+2*10000 {
+	if created != 3+2*10000 {
 		t.Fatalf("created %d entries", created)
 	}
+}
+
+// TestWriteRacingWithExit injects the race of a tracer's POKEUSER with the
+// tracee's death: gVisor's ptrace finds the tracee stopped and returns, a
+// SIGKILL makes the tracee exit (its state is flushed), and only then does
+// the debug-register write land. It must succeed, as on Linux, and leave
+// nothing behind: no Task, no armed event, the registry inactive.
+func TestWriteRacingWithExit(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"address write after exit keeps nothing", []step{poke(0, user, 0)}},
+		{"DR7 write after exit arms nothing", []step{poke(7, 0x000d0001, 0)}},
+		{"DR6 write after exit keeps nothing", []step{poke(6, 0x5, 0)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := hwbp.NewRegistry()
+			exited := map[int]bool{}
+			tasks := hwbp.NewTasks(r, func(k int) bool { return exited[k] })
+			ts := NewThreads(tasks)
+			run(t, ts, 1, []step{poke(1, user, 0), poke(7, 0x4, 0)})
+			// The tracee exits between the tracer's check and its
+			// write: the exit state is set before the flush, as
+			// gVisor's exitThreadGroup does before PrepareExit.
+			exited[1] = true
+			tasks.Exit(1)
+			run(t, ts, 1, tc.steps)
+			if tasks.Lookup(1) != nil || tasks.Len() != 0 || r.Tasks() != 0 || r.Active() {
+				t.Fatalf("state left: %d threads, %d core tasks, active %v", tasks.Len(), r.Tasks(), r.Active())
+			}
+		})
+	}
+	t.Run("write racing with the flush itself keeps nothing", func(t *testing.T) {
+		// Many rounds of a concurrent write and exit: whichever comes
+		// first, nothing may survive.
+		for i := 0; i < 2000; i++ {
+			r := hwbp.NewRegistry()
+			var exited atomic.Bool
+			tasks := hwbp.NewTasks(r, func(int) bool { return exited.Load() })
+			ts := NewThreads(tasks)
+			done := make(chan error)
+			go func() {
+				err := ts.PokeUser(1, DebugRegOffset, user)
+				if err == nil {
+					err = ts.PokeUser(1, DebugRegOffset+7*8, 0x1)
+				}
+				done <- err
+			}()
+			exited.Store(true)
+			tasks.Exit(1)
+			if err := <-done; err != nil {
+				t.Fatalf("round %d: write = %v, want success", i, err)
+			}
+			if tasks.Len() != 0 || r.Tasks() != 0 || r.Active() {
+				t.Fatalf("round %d: state left: %d threads, %d core tasks, active %v", i, tasks.Len(), r.Tasks(), r.Active())
+			}
+		}
+	})
 }
 
 // FuzzPokeUser feeds arbitrary (offset, value) writes to one thread through
@@ -207,8 +288,7 @@ func FuzzPokeUser(f *testing.F) {
 	f.Add([]byte{0x88, 0x03, 0x55, 0x55, 0xff, 0xff, 0, 0, 0, 0, 0x68, 0x03, 0xf8, 0xef, 0xff, 0xff, 0xff, 0x7f, 0, 0})
 	f.Add([]byte{0x51, 0x03, 1, 0, 0, 0, 0, 0, 0, 0, 0xa0, 0x03, 1, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := hwbp.NewRegistry()
-		ts := NewThreads[int](r)
+		r, ts := newThreads()
 		for ; len(data) >= 10; data = data[10:] {
 			off := uint64(data[0]) | uint64(data[1])<<8
 			v := uint64(0)
@@ -217,7 +297,7 @@ func FuzzPokeUser(f *testing.F) {
 			}
 			var before [8]uint64
 			for i := range before {
-				before[i] = ts.Lookup(1).Get(i)
+				before[i], _ = ts.PeekUser(1, DebugRegOffset+8*uint64(i))
 			}
 			err := ts.PokeUser(1, off, v)
 			if err != nil && errnoOf(err) == 0 {
@@ -248,9 +328,9 @@ func FuzzPokeUser(f *testing.F) {
 					t.Fatalf("PeekUser(%d) = %#x, %v; want 0", off, got, err)
 				}
 			}
-			if d := ts.Lookup(1); d != nil {
-				img := d.Task().Image()
-				dr7 := hwbp.DR7(d.Get(7))
+			if task, d := ts.lookup(1); d != nil {
+				img := task.Image()
+				dr7 := hwbp.DR7(d.get(7))
 				d.mu.Lock()
 				bps := d.bps
 				d.mu.Unlock()
@@ -271,9 +351,9 @@ func FuzzPokeUser(f *testing.F) {
 				}
 			}
 		}
-		ts.Remove(1)
+		ts.Tasks().Exit(1)
 		if r.Tasks() != 0 || r.Active() {
-			t.Fatal("state left after Remove")
+			t.Fatal("state left after Exit")
 		}
 	})
 }

@@ -17,7 +17,7 @@
  *   cont              the target runs one turn of its loop and stops again
  *   step              PTRACE_SINGLESTEP the target once; prints si_code, DR6
  *   goto CASE         the target runs code case CASE (sc_CASE below: getpid,
- *                     nosys, kill, execve, fork, denied, trapped), single-stepped from its stop until it is
+ *                     nosys, kill, execve, fork, denied, trapped, icebp), single-stepped from its stop until it is
  *                     at the case's first instruction (the number of steps is
  *                     not printed: it depends on the C library)
  *   stepi [SIG]       PTRACE_SINGLESTEP the target once, with signal SIG;
@@ -100,9 +100,11 @@ static volatile long *control = (volatile long *)CONTROL_ADDR;
  *   denied: getppid, which a seccomp filter that the tracee installs before
  *     its first run of this case or the next makes fail with EPERM.
  *   trapped: syslog, which that filter turns into a SIGSYS.
+ *   icebp: an icebp (INT1, opcode 0xf1): a debug exception whose DR6 gives
+ *     no reason, which Linux turns into SIGTRAP with si_code TRAP_BRKPT.
  */
-extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_denied[], sc_trapped[], sc_handler[],
-    sc_restorer[], sc_end[];
+extern char sc_getpid[], sc_nosys[], sc_kill[], sc_execve[], sc_fork[], sc_denied[], sc_trapped[], sc_icebp[],
+    sc_handler[], sc_restorer[], sc_end[];
 __asm__(".text\n"
 	"sc_getpid:\n"
 	"	mov $39, %eax\n" /* getpid */
@@ -143,6 +145,10 @@ __asm__(".text\n"
 	"	syscall\n"
 	"	nop\n"
 	"	ret\n"
+	"sc_icebp:\n"
+	"	.byte 0xf1\n" /* icebp */
+	"	nop\n"
+	"	ret\n"
 	"sc_handler:\n"
 	"	mov $39, %eax\n" /* getpid */
 	"	syscall\n"
@@ -162,10 +168,10 @@ static const struct {
 	char *addr;
 } code_cases[] = {
 	{"getpid", sc_getpid}, {"nosys", sc_nosys}, {"kill", sc_kill}, {"execve", sc_execve},
-	{"fork", sc_fork}, {"denied", sc_denied}, {"trapped", sc_trapped},
+	{"fork", sc_fork}, {"denied", sc_denied}, {"trapped", sc_trapped}, {"icebp", sc_icebp},
 	{"handler", sc_handler}, {"restorer", sc_restorer}, {"end", sc_end},
 };
-#define NCASES 7 /* the first NCASES entries are cases for goto */
+#define NCASES 8 /* the first NCASES entries are cases for goto */
 
 /* The kernel's struct sigaction for rt_sigaction (no glibc restorer). */
 struct ksigaction {

@@ -1,0 +1,210 @@
+package systrap
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/log"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// This file: the host perf breakpoint events that arm a stub process's
+// breakpoints on every one of its threads.
+
+// apply makes sp's events hold sp.want(), on the stub threads tids (plus
+// those already known) of a process whose thread-cloning thread is nursery.
+// Host failures are logged: the breakpoints concerned then do not fire.
+//
+// +checklocks:sp.mu
+func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
+	want, use, dropped := sp.want()
+	if dropped > sp.dropped {
+		log.Warningf("hwbp: the tasks of one address space that run at the same time use more distinct breakpoints than the host's %d debug registers; %d do not fire while they do", hwbp.Slots, dropped)
+	}
+	sp.dropped = dropped
+	if !slices.Contains(use[:], true) {
+		sp.closeAll()
+		return
+	}
+	if !sp.open {
+		if nursery == 0 {
+			return // no threads to look at; the next Switch opens them
+		}
+		sp.armed, sp.used = want, use
+		sp.open = true
+		sp.r.Retain()
+		sp.report(true)
+		for i := range sp.nursery {
+			sp.nursery[i] = -1
+		}
+		for _, tid := range tids {
+			b.openOwn(sp, tid)
+		}
+		// Threads cloned from now on inherit these.
+		if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+			b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
+		}
+		return
+	}
+	for pos := range want {
+		if want[pos] == sp.armed[pos] && use[pos] == sp.used[pos] {
+			continue
+		}
+		e := want[pos]
+		if !use[pos] {
+			e = sp.armed[pos]
+		}
+		sp.forEachFD(pos, func(fd int, inherit bool) {
+			// The events inherited from the nursery's take the
+			// change too.
+			a := e.attr(pos, inherit)
+			if err := perfModify(fd, &a); err != nil {
+				b.warn(err)
+			}
+			if err := perfEnable(fd, use[pos]); err != nil {
+				b.warn(err)
+			}
+		})
+		sp.armed[pos], sp.used[pos] = e, use[pos]
+	}
+	for _, tid := range tids {
+		if _, ok := sp.own[tid]; !ok {
+			b.openOwn(sp, tid)
+		}
+	}
+	if nursery != 0 && sp.running.Load() == 1 {
+		// Only the caller's task is between arm and its trap
+		// handling, and it is not running: no event can fire now.
+		b.adopt(sp, nursery)
+	}
+}
+
+// adopt gives each stub thread that inherited the nursery's events events of
+// its own, whose counts tell which ones fired on that thread alone (see
+// hits): closing the nursery's events removes the inherited ones, and new
+// nursery events are opened for the threads cloned later.
+//
+// Precondition: no event of sp can fire (no task of its process runs) and no
+// stub thread is being cloned.
+//
+// +checklocks:sp.mu
+func (b *Backend) adopt(sp *space, nursery int32) {
+	var inherited []int32
+	for tid, fds := range sp.own {
+		if fds == nil {
+			inherited = append(inherited, tid)
+		}
+	}
+	if len(inherited) == 0 {
+		return
+	}
+	for pos, fd := range sp.nursery {
+		if fd >= 0 {
+			unix.Close(fd)
+			sp.nursery[pos] = -1
+		}
+	}
+	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	for _, tid := range inherited {
+		delete(sp.own, tid)
+		b.openOwn(sp, tid)
+	}
+	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
+	}
+}
+
+// openOwn opens events at every position on stub thread tid, or records
+// that it inherited the nursery's: a thread that carries them has no debug
+// register left, so the host refuses the first event with ENOSPC.
+//
+// +checklocks:sp.mu
+func (b *Backend) openOwn(sp *space, tid int32) {
+	fds := new([hwbp.Slots]int)
+	for i := range fds {
+		fds[i] = -1
+	}
+	err := sp.openSet(fds, tid, false)
+	switch {
+	case err == nil:
+		sp.own[tid] = fds
+		sp.ownCounts[tid] = new([hwbp.Slots]uint64)
+	case errors.Is(err, unix.ENOSPC) && fds[0] == -1:
+		sp.own[tid] = nil
+	default:
+		b.warn(fmt.Errorf("opening the events of stub thread %d: %w", tid, err))
+		sp.own[tid] = fds // what could be opened
+		sp.ownCounts[tid] = new([hwbp.Slots]uint64)
+	}
+}
+
+// openSet opens the events of every position on thread tid into fds. Unused
+// positions get a disabled event, so that each thread always holds all its
+// debug registers and later changes are in-place modifications.
+//
+// +checklocks:sp.mu
+func (sp *space) openSet(fds *[hwbp.Slots]int, tid int32, inherit bool) error {
+	for pos := range fds {
+		e := sp.armed[pos]
+		if !sp.used[pos] {
+			e = entry{rw: 1} // any valid breakpoint: it stays disabled
+		}
+		a := e.attr(pos, inherit)
+		fd, err := perfOpen(&a, tid)
+		if err != nil {
+			return err
+		}
+		fds[pos] = fd
+		if sp.used[pos] {
+			if err := perfEnable(fd, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// forEachFD calls f with every event fd at pos, and whether it is the
+// nursery's.
+//
+// +checklocks:sp.mu
+func (sp *space) forEachFD(pos int, f func(fd int, inherit bool)) {
+	if sp.nursery[pos] >= 0 {
+		f(sp.nursery[pos], true)
+	}
+	for _, fds := range sp.own {
+		if fds != nil && fds[pos] >= 0 {
+			f(fds[pos], false)
+		}
+	}
+}
+
+// closeAll closes every event of sp; closing the nursery's removes the
+// inherited ones too.
+//
+// +checklocks:sp.mu
+func (sp *space) closeAll() {
+	if !sp.open {
+		return
+	}
+	for pos := range sp.nursery {
+		sp.forEachFD(pos, func(fd int, _ bool) { unix.Close(fd) })
+	}
+	clear(sp.own)
+	clear(sp.ownCounts)
+	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	sp.used = [hwbp.Slots]bool{}
+	sp.open = false
+	sp.r.Unretain()
+	sp.report(false)
+}
+
+// warn logs a host failure to arm breakpoints, the first time.
+func (b *Backend) warn(err error) {
+	b.warnOnce.Do(func() {
+		log.Warningf("hwbp: host perf breakpoint events failed, breakpoints may not fire (needs Linux 5.13+ and perf_event_paranoid <= 2): %v", err)
+	})
+}

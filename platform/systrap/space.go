@@ -1,0 +1,270 @@
+package systrap
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+	"gvisor.dev/gvisor/pkg/sentry/platform"
+	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// This file: which tasks of a stub process have breakpoints (a space's
+// members), kept up to date as tasks run, change, leave and exit.
+
+// space is one stub process's breakpoints and the host events that arm them.
+type space struct {
+	// r, opened and maxUser are immutable. They are only used under mu,
+	// which checklocks' lock inference would take for a guard.
+
+	// r is retained while the space's events are open.
+	r *hwbp.Registry // +checklocksignore
+
+	// opened counts the spaces of the back end whose events are open.
+	opened *atomic.Int64 // +checklocksignore
+
+	// events is the back end's events.
+	events func(opened bool, processes int64) // +checklocksignore
+
+	// maxUser is the end of the application's address space.
+	maxUser uint64 // +checklocksignore
+
+	mu sync.Mutex
+
+	// members are the tasks of the process with a non-empty image, and
+	// that image.
+	//
+	// +checklocks:mu
+	members map[*kernel.Task]member
+
+	// armed is the entry that the events at each position hold, valid
+	// where used is set.
+	//
+	// +checklocks:mu
+	armed [hwbp.Slots]entry
+	// +checklocks:mu
+	used [hwbp.Slots]bool
+
+	// running counts the tasks between arm and the end of their trap
+	// handling: while none is, no event can fire unseen, and the events
+	// of stub threads can be replaced (adopt).
+	running atomic.Int32
+
+	// epoch counts arms: a task that finds it unchanged at its trap knows
+	// that no other task ran in the process since its own arm.
+	//
+	// +checklocks:mu
+	epoch uint64
+
+	// dropped is how many distinct breakpoints did not fit.
+	//
+	// +checklocks:mu
+	dropped int
+
+	// open is whether the events exist.
+	//
+	// +checklocks:mu
+	open bool
+
+	// nursery are the events, by position, on the thread that clones new
+	// stub threads; they are inherited by those threads.
+	//
+	// +checklocks:mu
+	nursery [hwbp.Slots]int
+
+	// own are the events of each stub thread that existed before nursery
+	// was opened, by host TID; a nil value marks a thread that inherited
+	// nursery's.
+	//
+	// +checklocks:mu
+	own map[int32]*[hwbp.Slots]int
+
+	// ownCounts are the counts of each own thread's events as last read,
+	// and nurseryCounts those of the nursery's events, which sum the
+	// counts of every thread that inherited them: comparing them with new
+	// counts tells which events fired in a trap (see hits).
+	//
+	// +checklocks:mu
+	ownCounts map[int32]*[hwbp.Slots]uint64
+	// +checklocks:mu
+	nurseryCounts [hwbp.Slots]uint64
+}
+
+// member is a task of a space and the image its breakpoints are armed from.
+type member struct {
+	task *hwbp.Task
+	img  hwbp.Image
+	// running is whether the task is between its arm and the end of its
+	// trap handling.
+	running bool
+}
+
+// arm brings the events of t's stub process up to date with its tasks'
+// breakpoints, t's current ones included, and returns what t runs with.
+func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
+	task := b.tasks.Lookup(t)
+	p, ok := gvsystrap.CurrentStubProcess(mm)
+	if !ok {
+		return run{}
+	}
+	b.mu.Lock()
+	sp := b.spaces[p]
+	prev := b.memberOf[t]
+	var dead []*space
+	if sp == nil && task != nil && task.HasBreakpoints() {
+		sp = &space{r: b.tasks.Registry(), opened: &b.opened, events: b.events, maxUser: b.maxUser.Load(), members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int), ownCounts: make(map[int32]*[hwbp.Slots]uint64)}
+		dead = b.pruneLocked()
+		b.spaces[p] = sp
+	}
+	b.mu.Unlock()
+	for _, d := range dead {
+		d.mu.Lock()
+		d.closeAll()
+		d.mu.Unlock()
+	}
+	if prev != nil && prev != sp {
+		b.leave(t, prev) // t's address space changed
+	}
+	if sp == nil {
+		return run{}
+	}
+
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.running.Add(1)
+	sp.epoch++
+	changed := false
+	if m, ok := sp.members[t]; task != nil && (!ok || m.img.Generation != task.Generation()) || task == nil && ok {
+		changed = true
+		b.setMember(sp, t, task)
+	}
+	for k, m := range sp.members {
+		if k != t && m.img.Generation != m.task.Generation() {
+			changed = true
+			b.setMember(sp, k, m.task)
+		}
+	}
+	if m, ok := sp.members[t]; ok {
+		m.running = true
+		sp.members[t] = m
+	}
+	if changed || sp.open {
+		gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, nursery int32, tids []int32) {
+			// StubThreads calls this before it returns, with sp.mu
+			// still held; checklocks cannot tell.
+			b.apply(sp, nursery, tids) // +checklocksignore
+		})
+	}
+	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}
+}
+
+// setMember records task's current image as k's in sp.
+//
+// +checklocks:sp.mu
+func (b *Backend) setMember(sp *space, k *kernel.Task, task *hwbp.Task) {
+	var img hwbp.Image
+	if task != nil {
+		img = task.Image()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if img.Empty() {
+		delete(sp.members, k)
+		if b.memberOf[k] == sp {
+			delete(b.memberOf, k)
+		}
+		return
+	}
+	sp.members[k] = member{task: task, img: img, running: sp.members[k].running}
+	b.memberOf[k] = sp
+}
+
+// pruneLocked drops the spaces of stub processes that no longer exist and
+// returns them, for the caller to close once b.mu is released.
+//
+// +checklocks:b.mu
+func (b *Backend) pruneLocked() (dead []*space) {
+	for p, sp := range b.spaces {
+		if p.Value() == nil {
+			delete(b.spaces, p)
+			dead = append(dead, sp)
+		}
+	}
+	return dead
+}
+
+// Refresh implements the plugin's refresher: t's tracer changed t's
+// breakpoints while t is stopped. If t's process carries events for t, they
+// are brought up to date now, so that disarming closes them without waiting
+// for a task of the process to run (meanwhile the registry stays retained
+// and every task of the sandbox takes the armed path). New breakpoints are
+// armed at t's next Switch, which also finds the process's threads.
+func (b *Backend) Refresh(t *kernel.Task) {
+	b.mu.Lock()
+	sp := b.memberOf[t]
+	b.mu.Unlock()
+	if sp == nil {
+		return
+	}
+	task := b.tasks.Lookup(t)
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	m, ok := sp.members[t]
+	if !ok || task != nil && m.img.Generation == task.Generation() {
+		return
+	}
+	b.setMember(sp, t, task)
+	b.apply(sp, 0, nil)
+}
+
+// Forget drops t's breakpoints from its stub process, at t's exec or exit.
+func (b *Backend) Forget(t *kernel.Task) {
+	b.mu.Lock()
+	sp := b.memberOf[t]
+	delete(b.memberOf, t)
+	b.mu.Unlock()
+	if sp != nil {
+		b.leave(t, sp)
+	}
+}
+
+// leave removes t from sp and disarms what only t needed.
+func (b *Backend) leave(t *kernel.Task, sp *space) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if _, ok := sp.members[t]; !ok {
+		return
+	}
+	delete(sp.members, t)
+	// No stub thread can have appeared that the events do not cover
+	// (they are inherited), so the known threads are enough.
+	b.apply(sp, 0, nil)
+}
+
+// done ends t's run: from now on its breakpoints need not be armed.
+func (sp *space) done(t *kernel.Task) {
+	sp.mu.Lock()
+	if m, ok := sp.members[t]; ok {
+		m.running = false
+		sp.members[t] = m
+	}
+	sp.mu.Unlock()
+	sp.running.Add(-1)
+}
+
+// report tells the back end's events hook that sp's events were opened or
+// closed.
+//
+// +checklocks:sp.mu
+func (sp *space) report(opened bool) {
+	d := int64(-1)
+	if opened {
+		d = 1
+	}
+	n := sp.opened.Add(d)
+	if sp.events != nil {
+		sp.events(opened, n)
+	}
+}

@@ -1,0 +1,155 @@
+package systrap
+
+import (
+	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/sentry/arch"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+	"gvisor.dev/gvisor/pkg/sentry/platform"
+	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// This file: which breakpoints a SIGTRAP of a stub thread reports, and
+// whose they are.
+
+// trap turns a TRAP_PERF SIGTRAP of one of the events of r.sp into t's debug
+// trap, given t's platform context inner. It reports whether the trap must
+// stay invisible and the Switch be retried: the hit was on a breakpoint that
+// t does not own.
+func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
+	data, flags := sigPerfData(info.Fields[:])
+	if data&^0xff != sigDataMagic || data&0xff >= hwbp.Slots {
+		return false // not one of ours: the guest sees it as it is
+	}
+	sp := r.sp
+	if flags&trapPerfFlagAsync != 0 || sp == nil {
+		return true // not a synchronous report of a hit on t's
+	}
+	pos := int(data & 0xff)
+	sp.mu.Lock()
+	hit := sp.hits(inner, r.epoch)
+	e, used := sp.armed[pos], sp.used[pos]
+	dr6 := sp.dr6(&r.img, hit)
+	sp.mu.Unlock()
+	// The signalling event fired even if its count was not readable. It
+	// reports its breakpoint address in si_addr, which differs from what
+	// the position holds now if it was moved since the hit.
+	if used && e.addr == info.Addr() {
+		dr6 |= slotsOf(&r.img, e)
+	}
+	if dr6.Hits() == 0 {
+		return true // another task's breakpoint, or a stale one
+	}
+	sig, ok := b.tasks.Trap(t, &r.img, dr6, uint64(ac.IP()))
+	if !ok {
+		return true // only events that do not signal the task fired
+	}
+	// Linux's exc_debug_user sends a plain fault siginfo: no perf data.
+	info.Fields = [len(info.Fields)]byte{}
+	info.Code = sig.Code
+	info.SetAddr(sig.Addr)
+	return false
+}
+
+// step handles a single-step trap (TRAP_TRACE) of t. A breakpoint that the
+// same instruction hit shows in DR6 beside BS, as on Linux, where one debug
+// exception reports both; the host's SIGTRAP for the hit is merged into the
+// single-step's, so only the events' counts tell.
+func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) {
+	var dr6 hwbp.DR6
+	if r.sp != nil {
+		r.sp.mu.Lock()
+		dr6 = r.sp.dr6(&r.img, r.sp.hits(inner, r.epoch))
+		r.sp.mu.Unlock()
+	}
+	if dr6.Hits() == 0 {
+		b.tasks.SingleStep(t, uint64(ac.IP()))
+		return
+	}
+	if sig, ok := b.tasks.Trap(t, &r.img, dr6|hwbp.DR6BS, uint64(ac.IP())); ok {
+		info.Code = sig.Code
+		info.SetAddr(sig.Addr)
+	}
+}
+
+// hits returns the positions whose events fired in the debug exception that
+// the stub thread which ran inner just reported. The host sends one SIGTRAP
+// per exception however many events fired (a second one is merged into the
+// pending first), so the events' counts are compared with those last read.
+// That is exact only if no other task of the process ran since the caller's
+// arm (epoch): the stub thread may have run another task's context, and
+// taken another exception, before the caller got here. Otherwise, and for a
+// thread whose counts are not its own alone (it inherited the nursery's
+// events and is not the only one that did), hits returns no position and the
+// caller relies on the signal's. The counts are read in every case, so that
+// the next comparison starts from them.
+//
+// +checklocks:sp.mu
+func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]bool) {
+	if !sp.open {
+		return hit
+	}
+	tid, ok := gvsystrap.ContextStubThread(inner)
+	if !ok {
+		return hit
+	}
+	fds, last := sp.own[tid], sp.ownCounts[tid]
+	if fds == nil {
+		inherited := 0
+		for _, f := range sp.own {
+			if f == nil {
+				inherited++
+			}
+		}
+		if _, known := sp.own[tid]; !known {
+			// Born after the nursery's events were opened, and
+			// not yet seen by arm.
+			inherited++
+		}
+		if inherited != 1 {
+			return hit
+		}
+		fds, last = &sp.nursery, &sp.nurseryCounts
+	}
+	alone := epoch == sp.epoch && sp.running.Load() == 1
+	for pos, fd := range fds {
+		if fd < 0 || !sp.used[pos] {
+			continue
+		}
+		n, err := perfCount(fd)
+		if err != nil {
+			continue
+		}
+		if n != last[pos] {
+			hit[pos] = alone
+			last[pos] = n
+		}
+	}
+	return hit
+}
+
+// dr6 returns the DR6 B bits of img's slots that hold the entries at the
+// positions in hit.
+//
+// +checklocks:sp.mu
+func (sp *space) dr6(img *hwbp.Image, hit [hwbp.Slots]bool) hwbp.DR6 {
+	dr6 := hwbp.DR6Reset
+	for pos := range hit {
+		if hit[pos] && sp.used[pos] {
+			dr6 |= slotsOf(img, sp.armed[pos])
+		}
+	}
+	return dr6
+}
+
+// slotsOf returns the DR6 B bits of img's enabled slots that hold e.
+func slotsOf(img *hwbp.Image, e entry) hwbp.DR6 {
+	var bits hwbp.DR6
+	for slot := 0; slot < hwbp.Slots; slot++ {
+		if img.DR7.Enabled(slot) && entryOf(img, slot) == e {
+			bits |= hwbp.DR6Trap0 << slot
+		}
+	}
+	return bits
+}

@@ -1,0 +1,186 @@
+package hwbp
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// note is a test consumer's Extension: a value that clones carry on, and a
+// record of execs.
+type note struct {
+	v     int
+	execs int
+}
+
+func (n *note) Clone() Extension {
+	if n.v == 0 {
+		return nil
+	}
+	return &note{v: n.v}
+}
+
+func (n *note) Exec() { n.execs++ }
+
+var noteKey = NewExtensionKey("note")
+
+func attachNote(t *Task, v int) *note {
+	n := t.Attach(noteKey, func() Extension { return &note{} }).(*note)
+	n.v = v
+	return n
+}
+
+func mustGet(t *testing.T, ts *Tasks[int], k int) *Task {
+	t.Helper()
+	task, err := ts.Get(k)
+	if err != nil {
+		t.Fatalf("Get(%d): %v", k, err)
+	}
+	return task
+}
+
+func TestTasksLifecycle(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, ts *Tasks[int])
+	}{
+		{"a thread without state has no Task", func(t *testing.T, ts *Tasks[int]) {
+			if ts.Lookup(1) != nil || ts.Len() != 0 {
+				t.Fatal("Lookup found a Task nobody created")
+			}
+		}},
+		{"Get creates once", func(t *testing.T, ts *Tasks[int]) {
+			if a, b := mustGet(t, ts, 1), mustGet(t, ts, 1); a != b || ts.Lookup(1) != a || ts.Len() != 1 {
+				t.Fatal("Get made two Tasks for one thread")
+			}
+		}},
+		{"an exited thread gets no Task", func(t *testing.T, ts *Tasks[int]) {
+			if _, err := ts.Get(-1); errnoOf(t, err) != unix.ESRCH || ts.Lookup(-1) != nil || ts.Len() != 0 {
+				t.Fatalf("Get of an exited thread = %v", err)
+			}
+		}},
+		{"clone copies the virtual DR6 and the extensions' clones, no event", func(t *testing.T, ts *Tasks[int]) {
+			p := mustGet(t, ts, 1)
+			p.SetVirtualDR6(DR6Reset | 0x5)
+			attachNote(p, 7)
+			mustRegister(t, ts.Registry(), p, watch(testAddr))
+			ts.Clone(1, 2)
+			c := ts.Lookup(2)
+			if c == nil || c.VirtualDR6() != DR6Reset|0x5 || c.SlotsInUse() != 0 || c.Extension(noteKey).(*note).v != 7 {
+				t.Fatalf("child state wrong: %+v", c)
+			}
+		}},
+		{"clone of a default thread makes nothing", func(t *testing.T, ts *Tasks[int]) {
+			p := mustGet(t, ts, 1)
+			attachNote(p, 0)
+			mustRegister(t, ts.Registry(), p, watch(testAddr))
+			ts.Clone(1, 2)
+			ts.Clone(3, 4)
+			if ts.Lookup(2) != nil || ts.Lookup(4) != nil {
+				t.Fatal("a default thread's child got a Task")
+			}
+		}},
+		{"clone into an exited child makes nothing", func(t *testing.T, ts *Tasks[int]) {
+			mustGet(t, ts, 1).SetVirtualDR6(DR6Reset | DR6BS)
+			ts.Clone(1, -2)
+			if ts.Lookup(-2) != nil {
+				t.Fatal("an exited child got a Task")
+			}
+		}},
+		{"exec flushes extensions and DR6 and frees a Task without events", func(t *testing.T, ts *Tasks[int]) {
+			task := mustGet(t, ts, 1)
+			task.SetVirtualDR6(DR6Reset | 0x3)
+			n := attachNote(task, 1)
+			if empty, _ := ts.Exec(1); !empty || n.execs != 1 || ts.Lookup(1) != nil || ts.Registry().Tasks() != 0 {
+				t.Fatalf("after exec: empty %v, execs %d, Task %v", empty, n.execs, ts.Lookup(1))
+			}
+		}},
+		{"exec keeps a Task whose events survive it", func(t *testing.T, ts *Tasks[int]) {
+			task := mustGet(t, ts, 1)
+			task.SetVirtualDR6(DR6Reset | 0x3)
+			mustRegister(t, ts.Registry(), task, watch(testAddr))
+			if empty, _ := ts.Exec(1); empty || ts.Lookup(1) != task || task.VirtualDR6() != DR6Reset {
+				t.Fatalf("after exec: empty %v, DR6 %#x", empty, uint64(task.VirtualDR6()))
+			}
+		}},
+		{"exit frees everything", func(t *testing.T, ts *Tasks[int]) {
+			task := mustGet(t, ts, 1)
+			mustRegister(t, ts.Registry(), task, watch(testAddr))
+			mustGet(t, ts, 2)
+			if empty, created := ts.Exit(1); empty || created != 2 {
+				t.Fatalf("Exit(1) = %v, %d", empty, created)
+			}
+			if empty, created := ts.Exit(2); !empty || created != 2 || ts.Registry().Active() || ts.Registry().Tasks() != 0 {
+				t.Fatalf("Exit(2) = %v, %d; active %v", empty, created, ts.Registry().Active())
+			}
+			if task.Attach(noteKey, func() Extension { return &note{} }) != nil {
+				t.Fatal("a released Task took an extension")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, NewTasks(NewRegistry(), func(k int) bool { return k < 0 }))
+		})
+	}
+}
+
+// TestTrapRules checks Tasks.Trap against Linux's exc_debug_user for a
+// thread with one event in slot 0 and a virtual DR6 of B2.
+func TestTrapRules(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		dr6      DR6
+		wantSig  bool
+		wantCode int32
+		wantDR6  DR6
+		wantHits uint64
+	}{
+		{"hit fires the event and signals TRAP_HWBKPT", DR6Reset | 1, true, TrapHWBkpt, DR6Reset | 1, 1},
+		{"single-step shows BS alone", DR6Reset | DR6BS, true, TrapTrace, DR6Reset | DR6BS, 0},
+		{"single-step beats a hit for si_code", DR6Reset | DR6BS | 1, true, TrapTrace, DR6Reset | DR6BS | 1, 1},
+		{"B bit of an empty slot signals without an event", DR6Reset | 2, true, TrapHWBkpt, DR6Reset, 0},
+		{"icebp signals TRAP_BRKPT and resets DR6", DR6Reset, true, TrapBrkpt, DR6Reset, 0},
+		{"BD alone resets DR6 without a signal", DR6Reset | DR6BD, false, 0, DR6Reset, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := NewTasks[int](NewRegistry(), nil)
+			task := mustGet(t, ts, 1)
+			bp, err := ts.Registry().Register(task, watch(testAddr), func(bp *Breakpoint, h Hit) {
+				bp.Task().AddVirtualDR6(DR6Trap0 << h.Slot)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			task.SetVirtualDR6(DR6Reset | 4)
+			img := task.Image()
+			sig, ok := ts.Trap(1, &img, tc.dr6, 0x401000)
+			if ok != tc.wantSig || sig.Code != tc.wantCode || ok && sig.Addr != 0x401000 {
+				t.Errorf("Trap = %+v, %v; want code %d, %v", sig, ok, tc.wantCode, tc.wantSig)
+			}
+			if got := task.VirtualDR6(); got != tc.wantDR6 {
+				t.Errorf("virtual DR6 %#x, want %#x", uint64(got), uint64(tc.wantDR6))
+			}
+			if bp.Hits() != tc.wantHits {
+				t.Errorf("hits %d, want %d", bp.Hits(), tc.wantHits)
+			}
+		})
+	}
+	t.Run("a single-step gives a thread without state a Task", func(t *testing.T) {
+		ts := NewTasks[int](NewRegistry(), nil)
+		if sig, ok := ts.SingleStep(1, 0x401000); !ok || sig.Code != TrapTrace {
+			t.Fatalf("SingleStep = %+v, %v", sig, ok)
+		}
+		if task := ts.Lookup(1); task == nil || task.VirtualDR6() != DR6Reset|DR6BS {
+			t.Fatal("the single-step does not show in DR6")
+		}
+	})
+	t.Run("an icebp gives a thread without state none", func(t *testing.T) {
+		ts := NewTasks[int](NewRegistry(), nil)
+		if sig, ok := ts.Icebp(1, 0x401000); !ok || sig.Code != TrapBrkpt {
+			t.Fatalf("Icebp = %+v, %v", sig, ok)
+		}
+		if ts.Lookup(1) != nil {
+			t.Fatal("an icebp created state")
+		}
+	})
+}

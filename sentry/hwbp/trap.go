@@ -1,0 +1,101 @@
+package hwbp
+
+// si_code values of SIGTRAP (include/uapi/asm-generic/siginfo.h).
+const (
+	TrapBrkpt  = 1 // TRAP_BRKPT
+	TrapTrace  = 2 // TRAP_TRACE
+	TrapHWBkpt = 4 // TRAP_HWBKPT
+)
+
+// Signal is the SIGTRAP that a debug exception turns into.
+type Signal struct {
+	// Code is si_code.
+	Code int32
+	// Addr is si_addr: the user instruction pointer after the trap.
+	Addr uint64
+}
+
+// VirtualDR6 returns t's virtual DR6 as the thread's tracer reads it
+// (Linux's ptrace_get_debugreg(6)).
+func (t *Task) VirtualDR6() DR6 {
+	return DR6(t.dr6.Load()) ^ DR6Reset
+}
+
+// SetVirtualDR6 sets t's virtual DR6 to what a tracer wrote (Linux's
+// ptrace_set_debugreg(6)).
+func (t *Task) SetVirtualDR6(v DR6) {
+	t.dr6.Store(uint64(v ^ DR6Reset))
+}
+
+// AddVirtualDR6 sets bits of t's virtual DR6: an overflow handler records
+// the B bit of its register there (Linux's ptrace_triggered).
+func (t *Task) AddVirtualDR6(bits DR6) {
+	t.dr6.Or(uint64(bits &^ DR6Reset))
+}
+
+// Trap delivers a debug exception that thread k took in user mode, with
+// real DR6 dr6 and user RIP ip after the trap, while the back end had img
+// loaded for it, and returns the SIGTRAP that k must get, if any. It is the
+// back ends' single entry point for debug exceptions, Linux's
+// exc_debug_user (arch/x86/kernel/traps.c):
+//
+//   - the virtual DR6 restarts from the BS bit of the real DR6, so that
+//     tracers see single-steps in DR6 too;
+//   - a DR6 that gives no reason at all is an icebp (INT1, 0xf1): it still
+//     makes a SIGTRAP;
+//   - every event of img whose slot's B bit is set fires (Image.Fire: hit
+//     count, overflow handler). The real B bits of slots that held an
+//     event are consumed, as hw_breakpoint_handler clears them;
+//   - a SIGTRAP is due if BS or any B bit remains set in the real DR6
+//     combined with the virtual one, or for an icebp, with si_code
+//     TRAP_TRACE for a single-step, TRAP_HWBKPT for a breakpoint and
+//     TRAP_BRKPT otherwise (get_si_code), and si_addr the user RIP
+//     (send_sigtrap).
+//
+// A back end that has no image (a trap with nothing armed) passes an empty
+// one.
+func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) (Signal, bool) {
+	t := ts.Lookup(k)
+	if t == nil && dr6&DR6BS != 0 {
+		// The virtual DR6 must show the single-step. If k is exiting,
+		// there is no tracer left to read it.
+		t, _ = ts.Get(k)
+	}
+	if t != nil {
+		t.dr6.Store(uint64(dr6 & DR6BS))
+	}
+	icebp := dr6 == DR6Reset
+
+	img.Fire(dr6)
+
+	cond := dr6 &^ DR6Reset &^ DR6TrapBits
+	for slot := 0; slot < Slots; slot++ {
+		if dr6.Hit(slot) && img.Breakpoint(slot) == nil {
+			cond |= DR6Trap0 << slot
+		}
+	}
+	if t != nil {
+		cond |= DR6(t.dr6.Load())
+	}
+	switch {
+	case cond&DR6BS != 0:
+		return Signal{Code: TrapTrace, Addr: ip}, true
+	case cond&DR6TrapBits != 0:
+		return Signal{Code: TrapHWBkpt, Addr: ip}, true
+	case icebp:
+		return Signal{Code: TrapBrkpt, Addr: ip}, true
+	}
+	return Signal{}, false
+}
+
+// SingleStep is Trap for a single-step trap that thread k took with no
+// image loaded.
+func (ts *Tasks[K]) SingleStep(k K, ip uint64) (Signal, bool) {
+	return ts.Trap(k, &Image{}, DR6Reset|DR6BS, ip)
+}
+
+// Icebp is Trap for an icebp (INT1) that thread k executed with no image
+// loaded.
+func (ts *Tasks[K]) Icebp(k K, ip uint64) (Signal, bool) {
+	return ts.Trap(k, &Image{}, DR6Reset, ip)
+}
