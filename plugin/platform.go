@@ -75,12 +75,12 @@ var backends = map[string]backend{
 
 // logEvents writes the systrap back end's opening and closing of a stub
 // process's host events to the sentry's log, where tests count them.
-func logEvents(opened bool, processes int64) {
+func logEvents(opened bool, processes, fds int64) {
 	msg := status.EventsClosedMessage
 	if opened {
 		msg = status.EventsOpenedMessage
 	}
-	log.Infof("%s %d", msg, processes)
+	log.Infof("%s %d%s%d", msg, processes, status.HostFDsMessage, fds)
 }
 
 // wrapPlatforms replaces the constructor of every registered platform with

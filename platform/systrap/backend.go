@@ -56,9 +56,23 @@ type Backend struct {
 
 	// events, if set, is told each time a stub process's events are
 	// opened or closed, with the number of processes that carry events
-	// afterwards. Immutable; it is only read under mu (when a space is
+	// and of host event fds afterwards. Immutable; it is only read under mu (when a space is
 	// made), which checklocks' lock inference would take for a guard.
-	events func(opened bool, processes int64) // +checklocksignore
+	events func(opened bool, processes, fds int64) // +checklocksignore
+
+	// host is the host's perf events; tests replace it. Immutable, read
+	// under mu as events is.
+	host perfHost // +checklocksignore
+
+	// fds counts the open host event fds of every space. Its only use
+	// here, taking its address, happens under mu.
+	fds atomic.Int64 // +checklocksignore
+
+	// clock orders the arms of tasks (space.lastArm).
+	clock atomic.Uint64
+
+	// live is the set of spaces whose events are open.
+	live liveSpaces
 
 	// opened counts the spaces whose events are open; they update it
 	// through space.opened. Its only use here, taking its address, happens
@@ -70,6 +84,9 @@ type Backend struct {
 
 	// warnOnce limits the warning about a host that refuses perf events.
 	warnOnce sync.Once
+
+	// failures counts the host's refusals.
+	failures atomic.Int64
 
 	// mu guards the maps below. It is never held while a space's mu is
 	// taken; the reverse order is allowed.
@@ -88,11 +105,13 @@ type Backend struct {
 
 // New returns a back end for the breakpoints of tasks. If events is not nil,
 // it is told each time a stub process's host events are opened or closed,
-// with the number of processes that carry events afterwards.
-func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes int64)) *Backend {
+// with the number of processes that carry events and the number of host
+// event fds afterwards.
+func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fds int64)) *Backend {
 	b := &Backend{
 		tasks:    tasks,
 		events:   events,
+		host:     hostPerf{},
 		spaces:   make(map[gvsystrap.StubProcess]*space),
 		memberOf: make(map[*kernel.Task]*space),
 	}

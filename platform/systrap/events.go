@@ -1,6 +1,7 @@
 package systrap
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +14,52 @@ import (
 
 // This file: the host perf breakpoint events that arm a stub process's
 // breakpoints on every one of its threads.
+
+// openLimit is the number of stub processes whose events stay open while
+// none of their tasks runs. A guest can give breakpoints to any number of
+// processes (a tracer of many sleeping children), and each process with
+// events holds hwbp.Slots host fds per stub thread, plus those of its
+// nursery: beyond openLimit processes, opening one process's events closes
+// those of the process whose tasks ran least recently (evict), and they are
+// reopened when one of its tasks runs again. Processes whose tasks run are
+// never closed, so the host fds are bounded by openLimit plus the processes
+// that run at the same moment.
+const openLimit = 32
+
+// evict closes the events of the space other than except whose tasks were
+// armed least recently, among those that are open and none of whose tasks
+// runs, if any. It never waits for a space's lock (except's is held, and
+// another evict may hold others'): a space that is busy is not idle anyway.
+func (b *Backend) evict(except *space) {
+	candidates := b.live.list(except)
+	slices.SortFunc(candidates, func(x, y *space) int { return cmp.Compare(x.lastArm.Load(), y.lastArm.Load()) })
+	for _, sp := range candidates {
+		if !sp.mu.TryLock() {
+			continue
+		}
+		// checklocks does not follow TryLock: sp.mu is held here.
+		closed := sp.closeIfIdle() // +checklocksignore
+		sp.mu.Unlock()             // +checklocksignore
+		if closed {
+			return
+		}
+	}
+}
+
+// closeIfIdle closes sp's events if they are open and none of sp's tasks
+// runs, and reports whether it did. Under sp.mu nobody can start running a
+// task of sp (arm increments running under it), so a zero running stays
+// zero.
+//
+// +checklocks:sp.mu
+func (sp *space) closeIfIdle() bool {
+	if !sp.open || sp.running.Load() != 0 {
+		return false
+	}
+	sp.closeAll()
+	sp.evicted = true
+	return true
+}
 
 // apply makes sp's events hold sp.want(), on the stub threads tids (plus
 // those already known) of a process whose thread-cloning thread is nursery.
@@ -33,10 +80,13 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 		if nursery == 0 {
 			return // no threads to look at; the next Switch opens them
 		}
+		if sp.opened.Load() >= openLimit {
+			b.evict(sp)
+		}
 		sp.armed, sp.used = want, use
 		sp.open = true
+		sp.evicted = false
 		sp.r.Retain()
-		sp.report(true)
 		for i := range sp.nursery {
 			sp.nursery[i] = -1
 		}
@@ -47,6 +97,7 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 		if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
 			b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 		}
+		sp.report(true)
 		return
 	}
 	for pos := range want {
@@ -61,10 +112,10 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 			// The events inherited from the nursery's take the
 			// change too.
 			a := e.attr(pos, inherit)
-			if err := perfModify(fd, &a); err != nil {
+			if err := sp.host.modify(fd, &a); err != nil {
 				b.warn(err)
 			}
-			if err := perfEnable(fd, use[pos]); err != nil {
+			if err := sp.host.enable(fd, use[pos]); err != nil {
 				b.warn(err)
 			}
 		})
@@ -103,7 +154,7 @@ func (b *Backend) adopt(sp *space, nursery int32) {
 	}
 	for pos, fd := range sp.nursery {
 		if fd >= 0 {
-			unix.Close(fd)
+			sp.closeFD(fd)
 			sp.nursery[pos] = -1
 		}
 	}
@@ -153,13 +204,13 @@ func (sp *space) openSet(fds *[hwbp.Slots]int, tid int32, inherit bool) error {
 			e = entry{rw: 1} // any valid breakpoint: it stays disabled
 		}
 		a := e.attr(pos, inherit)
-		fd, err := perfOpen(&a, tid)
+		fd, err := sp.openFD(&a, tid)
 		if err != nil {
 			return err
 		}
 		fds[pos] = fd
 		if sp.used[pos] {
-			if err := perfEnable(fd, true); err != nil {
+			if err := sp.host.enable(fd, true); err != nil {
 				return err
 			}
 		}
@@ -191,7 +242,9 @@ func (sp *space) closeAll() {
 		return
 	}
 	for pos := range sp.nursery {
-		sp.forEachFD(pos, func(fd int, _ bool) { unix.Close(fd) })
+		// forEachFD calls this before it returns, with sp.mu still
+		// held; checklocks cannot tell.
+		sp.forEachFD(pos, func(fd int, _ bool) { sp.closeFD(fd) }) // +checklocksignore
 	}
 	clear(sp.own)
 	clear(sp.ownCounts)
@@ -204,7 +257,27 @@ func (sp *space) closeAll() {
 
 // warn logs a host failure to arm breakpoints, the first time.
 func (b *Backend) warn(err error) {
+	b.failures.Add(1)
 	b.warnOnce.Do(func() {
 		log.Warningf("hwbp: host perf breakpoint events failed, breakpoints may not fire (needs Linux 5.13+ and perf_event_paranoid <= 2): %v", err)
 	})
+}
+
+// openFD opens an event through sp's host and counts its fd.
+//
+// +checklocks:sp.mu
+func (sp *space) openFD(a *unix.PerfEventAttr, tid int32) (int, error) {
+	fd, err := sp.host.open(a, tid)
+	if err == nil {
+		sp.fds.Add(1)
+	}
+	return fd, err
+}
+
+// closeFD closes an event fd that openFD opened.
+//
+// +checklocks:sp.mu
+func (sp *space) closeFD(fd int) {
+	sp.host.close(fd)
+	sp.fds.Add(-1)
 }

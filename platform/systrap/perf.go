@@ -88,6 +88,34 @@ func (e entry) attr(pos int, inherit bool) unix.PerfEventAttr {
 	return a
 }
 
+// perfHost is the host's perf event interface as the back end uses it. The
+// back end reaches the host only through it, so that tests can inject host
+// failures.
+type perfHost interface {
+	// open opens a breakpoint event on host thread tid.
+	open(a *unix.PerfEventAttr, tid int32) (int, error)
+	// modify moves the breakpoint of event fd, and of the events inherited
+	// from it, to a's address, type and length.
+	modify(fd int, a *unix.PerfEventAttr) error
+	// enable enables or disables event fd and the events inherited from
+	// it.
+	enable(fd int, on bool) error
+	// count reads the count of event fd and of the events inherited from
+	// it.
+	count(fd int) (uint64, error)
+	// close closes event fd.
+	close(fd int)
+}
+
+// hostPerf is the host kernel's perf_event_open(2).
+type hostPerf struct{}
+
+func (hostPerf) open(a *unix.PerfEventAttr, tid int32) (int, error) { return perfOpen(a, tid) }
+func (hostPerf) modify(fd int, a *unix.PerfEventAttr) error         { return perfModify(fd, a) }
+func (hostPerf) enable(fd int, on bool) error                       { return perfEnable(fd, on) }
+func (hostPerf) count(fd int) (uint64, error)                       { return perfCount(fd) }
+func (hostPerf) close(fd int)                                       { unix.Close(fd) }
+
 // perfOpen opens a breakpoint event on host thread tid.
 func perfOpen(a *unix.PerfEventAttr, tid int32) (int, error) {
 	fd, _, errno := unix.RawSyscall6(unix.SYS_PERF_EVENT_OPEN, uintptr(unsafe.Pointer(a)), uintptr(tid), ^uintptr(0) /* cpu -1 */, ^uintptr(0) /* no group */, unix.PERF_FLAG_FD_CLOEXEC, 0)

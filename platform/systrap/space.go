@@ -25,8 +25,17 @@ type space struct {
 	// opened counts the spaces of the back end whose events are open.
 	opened *atomic.Int64 // +checklocksignore
 
-	// events is the back end's events.
-	events func(opened bool, processes int64) // +checklocksignore
+	// events is the back end's events hook.
+	events func(opened bool, processes, fds int64) // +checklocksignore
+
+	// host opens, changes and closes the events.
+	host perfHost // +checklocksignore
+
+	// fds counts the back end's open event fds.
+	fds *atomic.Int64 // +checklocksignore
+
+	// live is the back end's set of spaces whose events are open.
+	live *liveSpaces // +checklocksignore
 
 	// maxUser is the end of the application's address space.
 	maxUser uint64 // +checklocksignore
@@ -67,6 +76,17 @@ type space struct {
 	//
 	// +checklocks:mu
 	open bool
+
+	// evicted is set when the events were closed to bound the host fds
+	// (Backend.evict) while the space still had members: the next arm
+	// reopens them.
+	//
+	// +checklocks:mu
+	evicted bool
+
+	// lastArm is the back end's clock at the last arm of one of the
+	// space's tasks: evict closes the events of the least recent first.
+	lastArm atomic.Uint64
 
 	// nursery are the events, by position, on the thread that clones new
 	// stub threads; they are inherited by those threads.
@@ -114,7 +134,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	prev := b.memberOf[t]
 	var dead []*space
 	if sp == nil && task != nil && task.HasBreakpoints() {
-		sp = &space{r: b.tasks.Registry(), opened: &b.opened, events: b.events, maxUser: b.maxUser.Load(), members: make(map[*kernel.Task]member), own: make(map[int32]*[hwbp.Slots]int), ownCounts: make(map[int32]*[hwbp.Slots]uint64)}
+		sp = b.newSpace()
 		dead = b.pruneLocked()
 		b.spaces[p] = sp
 	}
@@ -135,6 +155,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	defer sp.mu.Unlock()
 	sp.running.Add(1)
 	sp.epoch++
+	sp.lastArm.Store(b.clock.Add(1))
 	changed := false
 	if m, ok := sp.members[t]; task != nil && (!ok || m.img.Generation != task.Generation()) || task == nil && ok {
 		changed = true
@@ -150,7 +171,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 		m.running = true
 		sp.members[t] = m
 	}
-	if changed || sp.open {
+	if changed || sp.open || sp.evicted {
 		gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, nursery int32, tids []int32) {
 			// StubThreads calls this before it returns, with sp.mu
 			// still held; checklocks cannot tell.
@@ -158,6 +179,22 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 		})
 	}
 	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}
+}
+
+// newSpace returns the state of a stub process that has no events yet.
+func (b *Backend) newSpace() *space {
+	return &space{
+		r:         b.tasks.Registry(),
+		opened:    &b.opened,
+		events:    b.events,
+		host:      b.host,
+		fds:       &b.fds,
+		live:      &b.live,
+		maxUser:   b.maxUser.Load(),
+		members:   make(map[*kernel.Task]member),
+		own:       make(map[int32]*[hwbp.Slots]int),
+		ownCounts: make(map[int32]*[hwbp.Slots]uint64),
+	}
 }
 
 // setMember records task's current image as k's in sp.
@@ -264,7 +301,44 @@ func (sp *space) report(opened bool) {
 		d = 1
 	}
 	n := sp.opened.Add(d)
+	sp.live.set(sp, opened)
 	if sp.events != nil {
-		sp.events(opened, n)
+		sp.events(opened, n, sp.fds.Load())
 	}
+}
+
+// liveSpaces is the set of spaces whose events are open, from which evict
+// picks.
+type liveSpaces struct {
+	mu sync.Mutex
+
+	// +checklocks:mu
+	m map[*space]struct{}
+}
+
+// set adds sp to the set or removes it.
+func (l *liveSpaces) set(sp *space, open bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !open {
+		delete(l.m, sp)
+		return
+	}
+	if l.m == nil {
+		l.m = make(map[*space]struct{})
+	}
+	l.m[sp] = struct{}{}
+}
+
+// list returns the spaces of the set, but except.
+func (l *liveSpaces) list(except *space) []*space {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	spaces := make([]*space, 0, len(l.m))
+	for sp := range l.m {
+		if sp != except {
+			spaces = append(spaces, sp)
+		}
+	}
+	return spaces
 }

@@ -117,7 +117,7 @@ func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]boo
 		if fd < 0 || !sp.used[pos] {
 			continue
 		}
-		n, err := perfCount(fd)
+		n, err := sp.host.count(fd)
 		if err != nil {
 			continue
 		}

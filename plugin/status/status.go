@@ -18,8 +18,11 @@ const ReleasedMessage = "hwbp: no thread holds debug-register state; created so 
 // EventsOpenedMessage is logged when the systrap back end opens host perf
 // breakpoint events on a stub process, and EventsClosedMessage when it
 // closes them; both are followed by the number of stub processes that
-// carry events afterwards, so that tests can prove that none are left.
+// carry events afterwards, then HostFDsMessage and the number of host event
+// fds the sentry holds, so that tests can prove that none are left and that
+// they stay bounded.
 const (
 	EventsOpenedMessage = "hwbp: opened host breakpoint events on a stub process; processes with events:"
 	EventsClosedMessage = "hwbp: closed host breakpoint events of a stub process; processes with events:"
+	HostFDsMessage      = ", host event fds:"
 )

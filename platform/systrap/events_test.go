@@ -1,0 +1,186 @@
+package systrap
+
+import (
+	"fmt"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// fakeHost is a host whose perf_event_open fails with err from the failAt-th
+// call on (counting from 1; 0 never fails), failN times (0: for ever), and
+// which tracks open fds.
+type fakeHost struct {
+	err    unix.Errno
+	failAt int
+	failN  int
+	calls  int
+	next   int
+	fds    map[int]bool
+}
+
+func newFakeHost(err unix.Errno, failAt int) *fakeHost {
+	return &fakeHost{err: err, failAt: failAt, next: 100, fds: map[int]bool{}}
+}
+
+func (h *fakeHost) open(a *unix.PerfEventAttr, tid int32) (int, error) {
+	h.calls++
+	if h.failAt != 0 && h.calls >= h.failAt && (h.failN == 0 || h.calls < h.failAt+h.failN) {
+		return -1, h.err
+	}
+	h.next++
+	h.fds[h.next] = true
+	return h.next, nil
+}
+
+func (h *fakeHost) modify(fd int, a *unix.PerfEventAttr) error { return h.check(fd) }
+func (h *fakeHost) enable(fd int, on bool) error               { return h.check(fd) }
+func (h *fakeHost) count(fd int) (uint64, error)               { return 0, h.check(fd) }
+func (h *fakeHost) close(fd int) {
+	if !h.fds[fd] {
+		panic(fmt.Sprintf("close of fd %d, which is not open", fd))
+	}
+	delete(h.fds, fd)
+}
+
+func (h *fakeHost) check(fd int) error {
+	if !h.fds[fd] {
+		return fmt.Errorf("fd %d is not open", fd)
+	}
+	return nil
+}
+
+// backendWithMember returns a back end on host h and a space with one member
+// task that has a write watchpoint.
+func backendWithMember(t *testing.T, h perfHost) (*Backend, *space, *kernel.Task) {
+	t.Helper()
+	r := hwbp.NewRegistry()
+	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+	b := New(tasks, nil)
+	b.host = h
+	k := &kernel.Task{}
+	task, err := tasks.Get(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sp := b.newSpace()
+	sp.mu.Lock()
+	b.setMember(sp, k, task)
+	sp.mu.Unlock()
+	return b, sp, k
+}
+
+// TestHostRefusals injects the host's refusals of perf_event_open and
+// checks that the back end carries on: it warns, holds exactly the fds that
+// were opened, and leaves nothing open or retained once the space's last
+// member leaves.
+func TestHostRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    unix.Errno
+		failAt int
+		// wantFDs is how many fds stay open, of the nursery's four and
+		// the four of each of the two stub threads.
+		wantFDs  int
+		wantWarn bool
+	}{
+		{"a host that allows perf events arms every thread", 0, 0, 12, false},
+		{"EMFILE at the first event opens nothing", unix.EMFILE, 1, 0, true},
+		{"EACCES (perf_event_paranoid) opens nothing", unix.EACCES, 1, 0, true},
+		{"ENODEV (no breakpoint PMU) opens nothing", unix.ENODEV, 1, 0, true},
+		{"EMFILE half way keeps what was opened", unix.EMFILE, 6, 5, true},
+		{"ENOSPC on a thread's first event means it inherited the nursery's", unix.ENOSPC, 5, 8, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newFakeHost(tc.err, tc.failAt)
+			if tc.err == unix.ENOSPC {
+				h.failN = 1 // the host refuses one thread, which holds the nursery's events
+			}
+			b, sp, k := backendWithMember(t, h)
+			sp.mu.Lock()
+			b.apply(sp, 10, []int32{11, 12})
+			open := sp.open
+			sp.mu.Unlock()
+			if !open {
+				t.Fatal("the space's events are not open")
+			}
+			if len(h.fds) != tc.wantFDs || b.fds.Load() != int64(tc.wantFDs) {
+				t.Errorf("%d fds open (counted %d), want %d", len(h.fds), b.fds.Load(), tc.wantFDs)
+			}
+			if warned := b.failures.Load() != 0; warned != tc.wantWarn {
+				t.Errorf("warned %v, want %v", warned, tc.wantWarn)
+			}
+			if !b.tasks.Registry().Active() {
+				t.Error("the registry is not active while the space is open")
+			}
+			b.leave(k, sp)
+			if len(h.fds) != 0 || b.fds.Load() != 0 || b.opened.Load() != 0 {
+				t.Errorf("after the last member left: %d fds open (counted %d), %d spaces open", len(h.fds), b.fds.Load(), b.opened.Load())
+			}
+			b.tasks.Exit(k)
+			if b.tasks.Registry().Active() {
+				t.Error("the registry stays active")
+			}
+		})
+	}
+}
+
+// TestIdleEventsAreBounded opens the events of more spaces than openLimit
+// and checks that only openLimit stay open, that a space whose task runs is
+// never closed, and that a closed space reopens at its next apply.
+func TestIdleEventsAreBounded(t *testing.T) {
+	h := newFakeHost(0, 0)
+	r := hwbp.NewRegistry()
+	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+	b := New(tasks, nil)
+	b.host = h
+	var spaces []*space
+	for i := 0; i < openLimit+8; i++ {
+		k := &kernel.Task{}
+		task, _ := tasks.Get(k)
+		if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+			t.Fatal(err)
+		}
+		sp := b.newSpace()
+		sp.mu.Lock()
+		b.setMember(sp, k, task)
+		sp.lastArm.Store(b.clock.Add(1))
+		if i == 0 {
+			sp.running.Add(1) // the first space's task runs throughout
+		}
+		b.apply(sp, int32(1000+i), nil)
+		sp.mu.Unlock()
+		spaces = append(spaces, sp)
+	}
+	if got := b.opened.Load(); got != openLimit {
+		t.Errorf("%d spaces have events open, want %d", got, openLimit)
+	}
+	if got := len(h.fds); got != 4*openLimit {
+		t.Errorf("%d host fds open, want %d", got, 4*openLimit)
+	}
+	sp0 := spaces[0]
+	sp0.mu.Lock()
+	if !sp0.open {
+		t.Error("the space whose task runs was closed")
+	}
+	sp0.mu.Unlock()
+	sp1 := spaces[1]
+	sp1.mu.Lock()
+	if sp1.open || !sp1.evicted {
+		t.Errorf("the least recently run idle space: open %v, evicted %v", sp1.open, sp1.evicted)
+	}
+	b.apply(sp1, 2000, nil)
+	if !sp1.open || sp1.evicted {
+		t.Errorf("after its next apply: open %v, evicted %v", sp1.open, sp1.evicted)
+	}
+	sp1.mu.Unlock()
+	if got := b.opened.Load(); got != openLimit {
+		t.Errorf("after a reopening %d spaces have events open, want %d", got, openLimit)
+	}
+}
