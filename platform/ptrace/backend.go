@@ -61,17 +61,28 @@ var warnings = log.BasicRateLimitedLogger(time.Minute)
 type Backend struct {
 	tasks *hwbp.Tasks[*kernel.Task]
 
+	// host reads and writes stub threads' debug registers; tests replace
+	// it.
+	host debugRegs
+
+	// stubs maps each gvptrace.StubThread whose debug registers were ever
+	// written to its stubState, what they hold. A stub thread without an
+	// entry has all debug registers zero, as every new host thread does.
+	// Switch reads it without a lock; mu serializes changes.
+	stubs sync.Map
+
 	mu sync.Mutex
 
-	// stubs is what the debug registers of stub threads hold, for those
-	// that were ever written. A stub thread without an entry has all
-	// debug registers zero, as every new host thread does.
+	// nstubs is the number of entries in stubs.
 	//
 	// +checklocks:mu
-	stubs map[gvptrace.StubThread]stubState
+	nstubs int
 
 	// maxUser is the end of the application's address space.
 	maxUser atomic.Uint64
+
+	// failures counts the host's refusals to arm.
+	failures atomic.Int64
 
 	// pruneAt is the size of stubs at which entries of dead stub threads
 	// are dropped.
@@ -101,7 +112,7 @@ type hostRegs struct {
 
 // New returns a back end for the breakpoints of tasks.
 func New(tasks *hwbp.Tasks[*kernel.Task]) *Backend {
-	b := &Backend{tasks: tasks, stubs: make(map[gvptrace.StubThread]stubState), pruneAt: 64}
+	b := &Backend{tasks: tasks, host: hostDebugRegs{}, pruneAt: 64}
 	b.maxUser.Store(^uint64(0))
 	return b
 }
@@ -146,12 +157,21 @@ func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.Stub
 	if !ok {
 		return stub, stubState{}, fmt.Errorf("hwbp: address space of type %T is not the ptrace platform's", mm.AddressSpace())
 	}
-	task := b.tasks.Lookup(t)
-	b.mu.Lock()
-	have := b.stubs[stub]
-	b.mu.Unlock()
+	return stub, b.arm(stub, b.tasks.Lookup(t)), nil
+}
+
+// arm gives stub the image of task (nil for a task without breakpoint
+// state) and returns the stub thread's new state.
+func (b *Backend) arm(stub gvptrace.StubThread, task *hwbp.Task) stubState {
+	var have stubState
+	if v, ok := b.stubs.Load(stub); ok {
+		have = v.(stubState)
+	}
 	if task != nil && have.task == task && have.img.Generation == task.Generation() {
-		return stub, have, nil // the common case: nothing changed
+		return have // the common case: nothing changed
+	}
+	if task == nil && have.task == nil && !have.regs.dirty && have.regs.dr7 == 0 {
+		return have // nothing armed, nothing wanted
 	}
 	want := stubState{regs: have.regs}
 	if task != nil {
@@ -160,7 +180,7 @@ func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.Stub
 			want.task = task
 		}
 	}
-	regs, err := writeHostDebugRegs(stub.TID, have.regs, want.img)
+	regs, err := writeHostDebugRegs(b.host, stub.TID, have.regs, want.img)
 	want.regs = regs
 	if err != nil {
 		// The host refused (its own breakpoints may hold the debug
@@ -168,27 +188,33 @@ func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.Stub
 		// of whatever the registers still arm are not its own, and
 		// the next Switch tries again.
 		warnings.Warningf("hwbp: %v; the task's breakpoints do not fire", err)
+		b.failures.Add(1)
 		want.task = nil
 	}
 	b.record(stub, want)
-	return stub, want, nil
+	return want
 }
 
 // record notes the state of stub.
 func (b *Backend) record(stub gvptrace.StubThread, st stubState) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.stubs[stub]; !ok && len(b.stubs) >= b.pruneAt {
-		// Stub threads die with their address space; drop what we
-		// knew of the dead ones.
-		for k := range b.stubs {
-			if k.ID.Value() == nil {
-				delete(b.stubs, k)
-			}
+	if _, ok := b.stubs.Load(stub); !ok {
+		if b.nstubs >= b.pruneAt {
+			// Stub threads die with their address space; drop what
+			// we knew of the dead ones.
+			b.stubs.Range(func(k, _ any) bool {
+				if k.(gvptrace.StubThread).ID.Value() == nil {
+					b.stubs.Delete(k)
+					b.nstubs-- // +checklocksignore: Range calls back before it returns, with mu held
+				}
+				return true
+			})
+			b.pruneAt = 2*b.nstubs + 64
 		}
-		b.pruneAt = 2*len(b.stubs) + 64
+		b.nstubs++
 	}
-	b.stubs[stub] = st
+	b.stubs.Store(stub, st)
 }
 
 // trap turns a host SIGTRAP of the stub thread into the guest's. It reports
@@ -206,7 +232,7 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 	}
 	dr6 := hwbp.DR6Reset | hwbp.DR6BS
 	if info.Code == hwbp.TrapHWBkpt || st.regs.dr7 != 0 {
-		v, err := peekUser(stub.TID, dr6Offset)
+		v, err := b.host.peek(stub.TID, dr6Offset)
 		if err != nil {
 			log.Warningf("hwbp: reading DR6 of stub thread %d: %v", stub.TID, err)
 			return false
@@ -214,7 +240,7 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 		dr6 = hwbp.DR6(v)
 		// The host restarts its virtual DR6 at every debug exception;
 		// reset it now too so that nothing stale can be read.
-		if err := pokeUser(stub.TID, dr6Offset, uint64(hwbp.DR6Reset)); err != nil {
+		if err := b.host.poke(stub.TID, dr6Offset, uint64(hwbp.DR6Reset)); err != nil {
 			log.Warningf("hwbp: resetting DR6 of stub thread %d: %v", stub.TID, err)
 		}
 	}
@@ -239,7 +265,7 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 // registers of image want, with host ptrace requests in an order the host
 // accepts at every step (disarm, move addresses, arm), and returns what the
 // registers hold afterwards.
-func writeHostDebugRegs(tid int32, have hostRegs, want hwbp.Image) (hostRegs, error) {
+func writeHostDebugRegs(host debugRegs, tid int32, have hostRegs, want hwbp.Image) (hostRegs, error) {
 	next := have
 	same := !have.dirty && have.dr7 == want.DR7
 	for i := 0; same && i < hwbp.Slots; i++ {
@@ -250,21 +276,21 @@ func writeHostDebugRegs(tid int32, have hostRegs, want hwbp.Image) (hostRegs, er
 	}
 	next.dirty = true
 	if have.dirty || have.dr7 != 0 {
-		if err := pokeUser(tid, dr7Offset, 0); err != nil {
+		if err := host.poke(tid, dr7Offset, 0); err != nil {
 			return next, fmt.Errorf("hwbp: clearing DR7 of stub thread %d: %w", tid, err)
 		}
 		next.dr7 = 0
 	}
 	for i := 0; i < hwbp.Slots; i++ {
 		if want.DR7.Enabled(i) && (have.dirty || have.addr[i] != want.Addr[i]) {
-			if err := pokeUser(tid, debugRegOffset+8*uint64(i), want.Addr[i]); err != nil {
+			if err := host.poke(tid, debugRegOffset+8*uint64(i), want.Addr[i]); err != nil {
 				return next, fmt.Errorf("hwbp: writing DR%d of stub thread %d: %w", i, tid, err)
 			}
 			next.addr[i] = want.Addr[i]
 		}
 	}
 	if want.DR7 != 0 {
-		if err := pokeUser(tid, dr7Offset, uint64(want.DR7)); err != nil {
+		if err := host.poke(tid, dr7Offset, uint64(want.DR7)); err != nil {
 			return next, fmt.Errorf("hwbp: writing DR7 %#x of stub thread %d: %w", uint64(want.DR7), tid, err)
 		}
 		next.dr7 = want.DR7
@@ -272,6 +298,19 @@ func writeHostDebugRegs(tid int32, have hostRegs, want hwbp.Image) (hostRegs, er
 	next.dirty = false
 	return next, nil
 }
+
+// debugRegs reads and writes the debug registers of a stopped host thread
+// that the current OS thread traces, at offsets of struct user.
+type debugRegs interface {
+	peek(tid int32, off uint64) (uint64, error)
+	poke(tid int32, off, v uint64) error
+}
+
+// hostDebugRegs is the host kernel's PTRACE_PEEKUSR and PTRACE_POKEUSR.
+type hostDebugRegs struct{}
+
+func (hostDebugRegs) peek(tid int32, off uint64) (uint64, error) { return peekUser(tid, off) }
+func (hostDebugRegs) poke(tid int32, off, v uint64) error        { return pokeUser(tid, off, v) }
 
 func pokeUser(tid int32, off, v uint64) error {
 	_, _, errno := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_POKEUSR, uintptr(tid), uintptr(off), uintptr(v), 0, 0)

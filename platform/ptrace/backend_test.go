@@ -1,0 +1,85 @@
+package ptrace
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/sentry/kernel"
+	gvptrace "gvisor.dev/gvisor/pkg/sentry/platform/ptrace"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// fakeRegs is a host thread's debug registers whose writes to DR7 with
+// anything enabled fail with refuse (the host's own breakpoints hold the
+// debug registers) while refuse is set.
+type fakeRegs struct {
+	refuse unix.Errno
+	regs   [8]uint64
+	writes int
+}
+
+func (f *fakeRegs) peek(tid int32, off uint64) (uint64, error) {
+	return f.regs[(off-debugRegOffset)/8], nil
+}
+
+func (f *fakeRegs) poke(tid int32, off, v uint64) error {
+	f.writes++
+	if off == dr7Offset && v != 0 && f.refuse != 0 {
+		return f.refuse
+	}
+	f.regs[(off-debugRegOffset)/8] = v
+	return nil
+}
+
+// TestHostRefusalDoesNotKill checks that a host that refuses to arm a stub
+// thread's debug registers costs the task its breakpoints, not its life:
+// arm returns a state (Switch then runs the task) that attributes no hit to
+// the task, counts the refusal, and arms everything once the host accepts.
+func TestHostRefusalDoesNotKill(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse unix.Errno
+	}{
+		{"ENOSPC from the host's pinned breakpoints", unix.ENOSPC},
+		{"EIO from a host thread that went away", unix.EIO},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := hwbp.NewRegistry()
+			tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+			b := New(tasks)
+			host := &fakeRegs{refuse: tc.refuse}
+			b.host = host
+			k := &kernel.Task{}
+			task, _ := tasks.Get(k)
+			if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+				t.Fatal(err)
+			}
+			stub := gvptrace.StubThread{TID: 42}
+			st := b.arm(stub, task)
+			if st.task != nil || b.failures.Load() != 1 {
+				t.Fatalf("after a refusal: state owned by %v, %d failures counted", st.task, b.failures.Load())
+			}
+			if host.regs[7] != 0 {
+				t.Fatalf("DR7 %#x armed although the host refused", host.regs[7])
+			}
+			// Refused again at the next Switch, until the host accepts.
+			b.arm(stub, task)
+			host.refuse = 0
+			st = b.arm(stub, task)
+			if st.task != task || hwbp.DR7(host.regs[7]) != st.img.DR7 || host.regs[0] != 0x10000 {
+				t.Fatalf("once the host accepts: owner %v, DR7 %#x DR0 %#x", st.task, host.regs[7], host.regs[0])
+			}
+			// An unchanged image is not written again.
+			n := host.writes
+			b.arm(stub, task)
+			if host.writes != n {
+				t.Errorf("an unchanged image was written again")
+			}
+			// Another task without breakpoints disarms the stub thread.
+			if st := b.arm(stub, nil); st.task != nil || host.regs[7] != 0 {
+				t.Errorf("a task without breakpoints ran with DR7 %#x", host.regs[7])
+			}
+		})
+	}
+}
