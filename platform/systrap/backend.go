@@ -45,7 +45,6 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
-	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
@@ -88,19 +87,16 @@ type Backend struct {
 	// failures counts the host's refusals.
 	failures atomic.Int64
 
-	// mu guards the maps below. It is never held while a space's mu is
-	// taken; the reverse order is allowed.
+	// spaces maps each gvsystrap.StubProcess whose tasks have had
+	// breakpoints to its *space, and memberOf each *kernel.Task with
+	// breakpoints to the space it is a member of. Switch reads them
+	// without a lock, so that a task of a process without breakpoints
+	// takes no mutex of the back end; mu serializes changes.
+	spaces, memberOf sync.Map
+
+	// mu serializes changes to spaces and memberOf. It is never held
+	// while a space's mu is taken; the reverse order is allowed.
 	mu sync.Mutex
-
-	// spaces are the stub processes whose tasks have had breakpoints.
-	//
-	// +checklocks:mu
-	spaces map[gvsystrap.StubProcess]*space
-
-	// memberOf is the space each task with breakpoints is a member of.
-	//
-	// +checklocks:mu
-	memberOf map[*kernel.Task]*space
 }
 
 // New returns a back end for the breakpoints of tasks. If events is not nil,
@@ -109,11 +105,9 @@ type Backend struct {
 // event fds afterwards.
 func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fds int64)) *Backend {
 	b := &Backend{
-		tasks:    tasks,
-		events:   events,
-		host:     hostPerf{},
-		spaces:   make(map[gvsystrap.StubProcess]*space),
-		memberOf: make(map[*kernel.Task]*space),
+		tasks:  tasks,
+		events: events,
+		host:   hostPerf{},
 	}
 	b.maxUser.Store(^uint64(0))
 	return b

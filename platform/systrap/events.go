@@ -61,12 +61,24 @@ func (sp *space) closeIfIdle() bool {
 	return true
 }
 
-// apply makes sp's events hold sp.want(), on the stub threads tids (plus
-// those already known) of a process whose thread-cloning thread is nursery.
-// Host failures are logged: the breakpoints concerned then do not fire.
+// apply makes sp's events hold sp.want(), on the stub threads that threads
+// lists (plus those already known), or only on the threads already known if
+// threads is nil. Host failures are logged: the breakpoints concerned then
+// do not fire.
+//
+// No host fd is opened while gVisor's stub locks are held: threads takes
+// them only to list the threads. A stub thread that its process clones in
+// the meantime is found by the next listing: if it was cloned after the
+// nursery's events were opened it carries them, and openOwn learns so from
+// the host's ENOSPC; otherwise it gets events of its own.
 //
 // +checklocks:sp.mu
-func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
+func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32)) {
+	var nursery int32
+	var tids []int32
+	if threads != nil {
+		nursery, tids = threads()
+	}
 	want, use, dropped := sp.want()
 	if dropped > sp.dropped {
 		log.Warningf("hwbp: the tasks of one address space that run at the same time use more distinct breakpoints than the host's %d debug registers; %d do not fire while they do", hwbp.Slots, dropped)
@@ -97,6 +109,7 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 		if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
 			b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 		}
+		b.openNew(sp, threads)
 		sp.report(true)
 		return
 	}
@@ -129,7 +142,22 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 	if nursery != 0 && sp.running.Load() == 1 {
 		// Only the caller's task is between arm and its trap
 		// handling, and it is not running: no event can fire now.
-		b.adopt(sp, nursery)
+		if b.adopt(sp, nursery) {
+			b.openNew(sp, threads)
+		}
+	}
+}
+
+// openNew opens events on the stub threads that threads lists and sp does
+// not know yet: threads cloned since the last listing.
+//
+// +checklocks:sp.mu
+func (b *Backend) openNew(sp *space, threads func() (int32, []int32)) {
+	_, tids := threads()
+	for _, tid := range tids {
+		if _, ok := sp.own[tid]; !ok {
+			b.openOwn(sp, tid)
+		}
 	}
 }
 
@@ -138,11 +166,14 @@ func (b *Backend) apply(sp *space, nursery int32, tids []int32) {
 // hits): closing the nursery's events removes the inherited ones, and new
 // nursery events are opened for the threads cloned later.
 //
-// Precondition: no event of sp can fire (no task of its process runs) and no
-// stub thread is being cloned.
+// adopt reports whether it changed anything.
+//
+// Precondition: no event of sp can fire (no task of its process runs), so
+// no stub thread is being cloned either (the sentry clones one for a task
+// that runs).
 //
 // +checklocks:sp.mu
-func (b *Backend) adopt(sp *space, nursery int32) {
+func (b *Backend) adopt(sp *space, nursery int32) bool {
 	var inherited []int32
 	for tid, fds := range sp.own {
 		if fds == nil {
@@ -150,7 +181,7 @@ func (b *Backend) adopt(sp *space, nursery int32) {
 		}
 	}
 	if len(inherited) == 0 {
-		return
+		return false
 	}
 	for pos, fd := range sp.nursery {
 		if fd >= 0 {
@@ -166,6 +197,7 @@ func (b *Backend) adopt(sp *space, nursery int32) {
 	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
 		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 	}
+	return true
 }
 
 // openOwn opens events at every position on stub thread tid, or records

@@ -53,6 +53,12 @@ func (h *fakeHost) check(fd int) error {
 	return nil
 }
 
+// threads returns a lister of a stub process whose nursery and stub threads
+// are the given host TIDs.
+func threads(nursery int32, tids ...int32) func() (int32, []int32) {
+	return func() (int32, []int32) { return nursery, tids }
+}
+
 // backendWithMember returns a back end on host h and a space with one member
 // task that has a write watchpoint.
 func backendWithMember(t *testing.T, h perfHost) (*Backend, *space, *kernel.Task) {
@@ -104,7 +110,7 @@ func TestHostRefusals(t *testing.T) {
 			}
 			b, sp, k := backendWithMember(t, h)
 			sp.mu.Lock()
-			b.apply(sp, 10, []int32{11, 12})
+			b.apply(sp, threads(10, 11, 12))
 			open := sp.open
 			sp.mu.Unlock()
 			if !open {
@@ -154,7 +160,7 @@ func TestIdleEventsAreBounded(t *testing.T) {
 		if i == 0 {
 			sp.running.Add(1) // the first space's task runs throughout
 		}
-		b.apply(sp, int32(1000+i), nil)
+		b.apply(sp, threads(int32(1000+i)))
 		sp.mu.Unlock()
 		spaces = append(spaces, sp)
 	}
@@ -175,7 +181,7 @@ func TestIdleEventsAreBounded(t *testing.T) {
 	if sp1.open || !sp1.evicted {
 		t.Errorf("the least recently run idle space: open %v, evicted %v", sp1.open, sp1.evicted)
 	}
-	b.apply(sp1, 2000, nil)
+	b.apply(sp1, threads(2000))
 	if !sp1.open || sp1.evicted {
 		t.Errorf("after its next apply: open %v, evicted %v", sp1.open, sp1.evicted)
 	}

@@ -84,6 +84,11 @@ type space struct {
 	// +checklocks:mu
 	evicted bool
 
+	// tids is the buffer of stubThreads.
+	//
+	// +checklocks:mu
+	tids []int32
+
 	// lastArm is the back end's clock at the last arm of one of the
 	// space's tasks: evict closes the events of the least recent first.
 	lastArm atomic.Uint64
@@ -129,16 +134,22 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	if !ok {
 		return run{}
 	}
-	b.mu.Lock()
-	sp := b.spaces[p]
-	prev := b.memberOf[t]
-	var dead []*space
-	if sp == nil && task != nil && task.HasBreakpoints() {
-		sp = b.newSpace()
-		dead = b.pruneLocked()
-		b.spaces[p] = sp
+	sp := b.space(p)
+	prev := b.spaceOf(t)
+	wants := task != nil && task.HasBreakpoints()
+	if sp == nil && prev == nil && !wants {
+		return run{} // the common case: no breakpoints in the process
 	}
-	b.mu.Unlock()
+	var dead []*space
+	if sp == nil && wants {
+		b.mu.Lock()
+		if sp = b.space(p); sp == nil {
+			sp = b.newSpace()
+			dead = b.pruneLocked()
+			b.spaces.Store(p, sp)
+		}
+		b.mu.Unlock()
+	}
 	for _, d := range dead {
 		d.mu.Lock()
 		d.closeAll()
@@ -172,13 +183,29 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 		sp.members[t] = m
 	}
 	if changed || sp.open || sp.evicted {
-		gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, nursery int32, tids []int32) {
-			// StubThreads calls this before it returns, with sp.mu
-			// still held; checklocks cannot tell.
-			b.apply(sp, nursery, tids) // +checklocksignore
+		b.apply(sp, func() (int32, []int32) {
+			// apply calls this before it returns, with sp.mu still
+			// held; checklocks cannot tell.
+			return sp.stubThreads(mm) // +checklocksignore
 		})
 	}
 	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}
+}
+
+// stubThreads lists the thread that clones stub threads (the nursery) and
+// the stub threads of mm's process, sp's. The list is sp's, reused by the
+// next call.
+//
+// +checklocks:sp.mu
+func (sp *space) stubThreads(mm platform.MemoryManager) (nursery int32, tids []int32) {
+	sp.tids = sp.tids[:0]
+	gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, n int32, t []int32) {
+		// StubThreads calls this before it returns, with sp.mu still
+		// held; checklocks cannot tell. It only copies: the process's
+		// thread-creation lock is held.
+		nursery, sp.tids = n, append(sp.tids, t...) // +checklocksignore
+	})
+	return nursery, sp.tids
 }
 
 // newSpace returns the state of a stub process that has no events yet.
@@ -209,13 +236,27 @@ func (b *Backend) setMember(sp *space, k *kernel.Task, task *hwbp.Task) {
 	defer b.mu.Unlock()
 	if img.Empty() {
 		delete(sp.members, k)
-		if b.memberOf[k] == sp {
-			delete(b.memberOf, k)
-		}
+		b.memberOf.CompareAndDelete(k, sp)
 		return
 	}
 	sp.members[k] = member{task: task, img: img, running: sp.members[k].running}
-	b.memberOf[k] = sp
+	b.memberOf.Store(k, sp)
+}
+
+// space returns the space of stub process p, or nil.
+func (b *Backend) space(p gvsystrap.StubProcess) *space {
+	if v, ok := b.spaces.Load(p); ok {
+		return v.(*space)
+	}
+	return nil
+}
+
+// spaceOf returns the space t is a member of, or nil.
+func (b *Backend) spaceOf(t *kernel.Task) *space {
+	if v, ok := b.memberOf.Load(t); ok {
+		return v.(*space)
+	}
+	return nil
 }
 
 // pruneLocked drops the spaces of stub processes that no longer exist and
@@ -223,12 +264,13 @@ func (b *Backend) setMember(sp *space, k *kernel.Task, task *hwbp.Task) {
 //
 // +checklocks:b.mu
 func (b *Backend) pruneLocked() (dead []*space) {
-	for p, sp := range b.spaces {
-		if p.Value() == nil {
-			delete(b.spaces, p)
-			dead = append(dead, sp)
+	b.spaces.Range(func(p, sp any) bool {
+		if p.(gvsystrap.StubProcess).Value() == nil {
+			b.spaces.Delete(p)
+			dead = append(dead, sp.(*space))
 		}
-	}
+		return true
+	})
 	return dead
 }
 
@@ -239,9 +281,7 @@ func (b *Backend) pruneLocked() (dead []*space) {
 // and every task of the sandbox takes the armed path). New breakpoints are
 // armed at t's next Switch, which also finds the process's threads.
 func (b *Backend) Refresh(t *kernel.Task) {
-	b.mu.Lock()
-	sp := b.memberOf[t]
-	b.mu.Unlock()
+	sp := b.spaceOf(t)
 	if sp == nil {
 		return
 	}
@@ -253,16 +293,15 @@ func (b *Backend) Refresh(t *kernel.Task) {
 		return
 	}
 	b.setMember(sp, t, task)
-	b.apply(sp, 0, nil)
+	b.apply(sp, nil)
 }
 
 // Forget drops t's breakpoints from its stub process, at t's exec or exit.
 func (b *Backend) Forget(t *kernel.Task) {
 	b.mu.Lock()
-	sp := b.memberOf[t]
-	delete(b.memberOf, t)
+	v, _ := b.memberOf.LoadAndDelete(t)
 	b.mu.Unlock()
-	if sp != nil {
+	if sp, _ := v.(*space); sp != nil {
 		b.leave(t, sp)
 	}
 }
@@ -277,7 +316,7 @@ func (b *Backend) leave(t *kernel.Task, sp *space) {
 	delete(sp.members, t)
 	// No stub thread can have appeared that the events do not cover
 	// (they are inherited), so the known threads are enough.
-	b.apply(sp, 0, nil)
+	b.apply(sp, nil)
 }
 
 // done ends t's run: from now on its breakpoints need not be armed.
