@@ -6,7 +6,8 @@
 //     clone family passes a thread's DR6/DR7 values on to its children;
 //   - every supported platform is wrapped so that each task's platform
 //     context reports its task's execve and exit, where Linux flushes the
-//     task's breakpoints.
+//     task's breakpoints;
+//   - hwbp's counters become gVisor metrics (/hwbp/...).
 //
 // The same binary runs every runsc subcommand, so init only registers hooks:
 // anything that belongs to the sentry happens when the sentry calls into a
@@ -41,4 +42,5 @@ func exited(t *kernel.Task) bool {
 func init() {
 	installSyscalls()
 	wrapPlatforms()
+	registerMetrics()
 }

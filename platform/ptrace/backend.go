@@ -117,6 +117,10 @@ func New(tasks *hwbp.Tasks[*kernel.Task]) *Backend {
 	return b
 }
 
+// Refusals returns how many times the host refused to arm a stub thread's
+// debug registers.
+func (b *Backend) Refusals() int64 { return b.failures.Load() }
+
 // SetMaxUserAddress tells the back end where the platform's application
 // address space ends (platform.Platform.MaxUserAddress): breakpoints at or
 // above it, where the stub's code is, are not armed (hwbp.Image.Below).
@@ -234,14 +238,14 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 	if info.Code == hwbp.TrapHWBkpt || st.regs.dr7 != 0 {
 		v, err := b.host.peek(stub.TID, dr6Offset)
 		if err != nil {
-			log.Warningf("hwbp: reading DR6 of stub thread %d: %v", stub.TID, err)
+			warnings.Warningf("hwbp: reading DR6 of stub thread %d: %v", stub.TID, err)
 			return false
 		}
 		dr6 = hwbp.DR6(v)
 		// The host restarts its virtual DR6 at every debug exception;
 		// reset it now too so that nothing stale can be read.
 		if err := b.host.poke(stub.TID, dr6Offset, uint64(hwbp.DR6Reset)); err != nil {
-			log.Warningf("hwbp: resetting DR6 of stub thread %d: %v", stub.TID, err)
+			warnings.Warningf("hwbp: resetting DR6 of stub thread %d: %v", stub.TID, err)
 		}
 	}
 	if dr6&(hwbp.DR6BS|hwbp.DR6TrapBits) == 0 {

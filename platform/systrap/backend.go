@@ -36,11 +36,13 @@ package systrap
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/hostarch"
+	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/seccomp"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
@@ -112,6 +114,18 @@ func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fd
 	b.maxUser.Store(^uint64(0))
 	return b
 }
+
+// HostFDs returns the number of host perf event fds that the back end holds.
+func (b *Backend) HostFDs() int64 { return b.fds.Load() }
+
+// Refusals returns how many times the host refused to open or change an
+// event.
+func (b *Backend) Refusals() int64 { return b.failures.Load() }
+
+// warnings limits the back end's warnings that a guest can repeat. It is
+// safe for concurrent use; its only user happens to run under a space's mu,
+// which checklocks' lock inference would take for a guard.
+var warnings = log.BasicRateLimitedLogger(time.Minute) // +checklocksignore
 
 // SetMaxUserAddress tells the back end where the platform's application
 // address space ends (platform.Platform.MaxUserAddress): breakpoints at or

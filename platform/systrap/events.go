@@ -81,7 +81,7 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32))
 	}
 	want, use, dropped := sp.want()
 	if dropped > sp.dropped {
-		log.Warningf("hwbp: the tasks of one address space that run at the same time use more distinct breakpoints than the host's %d debug registers; %d do not fire while they do", hwbp.Slots, dropped)
+		warnings.Warningf("hwbp: the tasks of one address space that run at the same time use more distinct breakpoints than the host's %d debug registers; %d do not fire while they do", hwbp.Slots, dropped)
 	}
 	sp.dropped = dropped
 	if !slices.Contains(use[:], true) {

@@ -232,6 +232,15 @@ func TestRegistryMatchesModel(t *testing.T) {
 					}
 					anyEnabled = anyEnabled || dr7 != 0
 				}
+				enabled := int64(0)
+				for id, live := range m.live {
+					if live && !m.attrs[id].Disabled {
+						enabled++
+					}
+				}
+				if r.Enabled() != enabled {
+					t.Fatalf("step %d %s: %d enabled events, want %d", step, op, r.Enabled(), enabled)
+				}
 				if r.Active() != anyEnabled || r.Tasks() != liveTasks {
 					t.Fatalf("step %d %s: Active %v tasks %d, want %v %d", step, op, r.Active(), r.Tasks(), anyEnabled, liveTasks)
 				}

@@ -28,6 +28,12 @@ type Registry struct {
 	// task can have anything armed.
 	active atomic.Int64
 
+	// enabled counts enabled events.
+	enabled atomic.Int64
+
+	// hits counts the hits delivered to events (Image.Fire).
+	hits atomic.Uint64
+
 	// mu serializes changes to events and slot accounting. Hits do not take
 	// it.
 	mu sync.Mutex
@@ -63,6 +69,12 @@ func (r *Registry) Unretain() {
 		panic("hwbp: Unretain without Retain")
 	}
 }
+
+// Enabled returns the number of enabled events.
+func (r *Registry) Enabled() int64 { return r.enabled.Load() }
+
+// Hits returns the number of hits delivered to events since r was created.
+func (r *Registry) Hits() uint64 { return r.hits.Load() }
 
 // Tasks returns the number of tasks created by NewTask and not yet released.
 func (r *Registry) Tasks() int {
@@ -181,6 +193,7 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 	if !attr.Disabled {
 		bp.armed.Store(true)
 		t.enabled.Add(1)
+		r.enabled.Add(1)
 		r.active.Add(1)
 	}
 	t.gen.Add(1)
@@ -260,6 +273,7 @@ func (bp *Breakpoint) setArmed(armed bool) {
 		d = 1
 	}
 	bp.task.enabled.Add(d)
+	bp.r.enabled.Add(d)
 	bp.r.active.Add(d)
 }
 
@@ -440,6 +454,7 @@ func (img *Image) Fire(dr6 DR6) int {
 			continue
 		}
 		bp.hits.Add(1)
+		bp.r.hits.Add(1)
 		if bp.handler != nil {
 			bp.handler(bp, Hit{Slot: slot})
 		}

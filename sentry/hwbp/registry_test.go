@@ -182,6 +182,9 @@ func TestImageAndFire(t *testing.T) {
 	if n := img.Fire(DR6Reset | DR6Trap0<<1 | DR6BS); n != 1 || w.Hits() != 1 || x.Hits() != 0 {
 		t.Fatalf("Fire notified %d, hits w=%d x=%d", n, w.Hits(), x.Hits())
 	}
+	if r.Hits() != 1 || r.Enabled() != 2 {
+		t.Fatalf("registry counts %d hits, %d enabled events; want 1, 2", r.Hits(), r.Enabled())
+	}
 	if len(got) != 1 || got[0] != (Hit{Slot: 1}) {
 		t.Fatalf("handler saw %+v", got)
 	}

@@ -1,0 +1,48 @@
+package plugin
+
+import (
+	"gvisor.dev/gvisor/pkg/metric"
+)
+
+// hostFDCounter is a back end that holds host fds for breakpoints.
+type hostFDCounter interface {
+	HostFDs() int64
+}
+
+// refusalCounter is a back end that counts the host's refusals to arm.
+type refusalCounter interface {
+	Refusals() int64
+}
+
+// registerMetrics exports hwbp's counters as gVisor metrics, which runsc's
+// metric server and "runsc export-metrics" read like the sentry's own
+// (pkg/metric). gVisor requires metrics to be registered at init.
+func registerMetrics() {
+	gauge := func(name, description string, value func() uint64) {
+		metric.MustRegisterCustomUint64Metric(name, metric.Uint64Metadata{Description: description}, func(...*metric.FieldValue) uint64 { return value() })
+	}
+	counter := func(name, description string, value func() uint64) {
+		metric.MustRegisterCustomUint64Metric(name, metric.Uint64Metadata{Cumulative: true, Description: description}, func(...*metric.FieldValue) uint64 { return value() })
+	}
+	gauge("/hwbp/events_enabled", "Enabled hardware breakpoint events of the sandbox's threads.", func() uint64 {
+		return uint64(tasks.Registry().Enabled())
+	})
+	gauge("/hwbp/threads", "Threads that hold breakpoint state (events, debug register values).", func() uint64 {
+		return uint64(tasks.Len())
+	})
+	counter("/hwbp/hits", "Hardware breakpoint hits delivered to events.", func() uint64 {
+		return tasks.Registry().Hits()
+	})
+	gauge("/hwbp/host_fds", "Host fds (perf events) that the platform's back end holds to arm breakpoints.", func() uint64 {
+		if c, ok := current.(hostFDCounter); ok {
+			return uint64(c.HostFDs())
+		}
+		return 0
+	})
+	counter("/hwbp/host_refusals", "Times the host refused to arm breakpoints; the breakpoints concerned did not fire.", func() uint64 {
+		if c, ok := current.(refusalCounter); ok {
+			return uint64(c.Refusals())
+		}
+		return 0
+	})
+}

@@ -1,0 +1,52 @@
+/*
+ * armed: traces a child and gives it four write watchpoints (DR0-DR3 on
+ * words it never writes, DR7 enabling them), lets it run into a pause(),
+ * prints "ready" and waits until its standard input is closed; then kills
+ * the child and exits.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+static long untouched[4];
+
+#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
+
+static void check(long r, const char *what) {
+	if (r < 0) {
+		perror(what);
+		exit(1);
+	}
+}
+
+int main(void) {
+	pid_t c = fork();
+	check(c, "fork");
+	if (c == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		raise(SIGSTOP);
+		for (;;)
+			pause();
+	}
+	int st;
+	check(waitpid(c, &st, 0), "waitpid");
+	for (int k = 0; k < 4; k++)
+		check(ptrace(PTRACE_POKEUSER, c, DR(k), (long)&untouched[k]), "POKE DRn");
+	check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x99990055L), "POKE DR7");
+	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
+	/* Let the child run into its pause() with the watchpoints armed. */
+	usleep(300000);
+	printf("ready\n");
+	fflush(stdout);
+	char b;
+	while (read(0, &b, 1) > 0)
+		;
+	kill(c, SIGKILL);
+	waitpid(c, &st, 0);
+	return 0;
+}
