@@ -256,12 +256,13 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 		// since): load clears it before the retry.
 		return true
 	}
-	sig, ok := b.tasks.Trap(t, &st.img, dr6, uint64(ac.IP()))
-	if !ok {
+	// The host's exc_debug_user already set RF where Linux does.
+	out := b.tasks.Trap(t, &st.img, dr6, uint64(ac.IP()))
+	if !out.Deliver {
 		return true // only events that do not signal the task fired
 	}
-	info.Code = sig.Code
-	info.SetAddr(sig.Addr)
+	info.Code = out.Signal.Code
+	info.SetAddr(out.Signal.Addr)
 	return false
 }
 

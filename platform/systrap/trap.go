@@ -41,10 +41,12 @@ func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 	if dr6.Hits() == 0 {
 		return true // another task's breakpoint, or a stale one
 	}
-	sig, ok := b.tasks.Trap(t, &r.img, dr6, uint64(ac.IP()))
-	if !ok {
+	// The host's exc_debug_user already set RF where Linux does.
+	out := b.tasks.Trap(t, &r.img, dr6, uint64(ac.IP()))
+	if !out.Deliver {
 		return true // only events that do not signal the task fired
 	}
+	sig := out.Signal
 	// Linux's exc_debug_user sends a plain fault siginfo: no perf data.
 	info.Fields = [len(info.Fields)]byte{}
 	info.Code = sig.Code
@@ -67,9 +69,9 @@ func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 		b.tasks.SingleStep(t, uint64(ac.IP()))
 		return
 	}
-	if sig, ok := b.tasks.Trap(t, &r.img, dr6|hwbp.DR6BS, uint64(ac.IP())); ok {
-		info.Code = sig.Code
-		info.SetAddr(sig.Addr)
+	if out := b.tasks.Trap(t, &r.img, dr6|hwbp.DR6BS, uint64(ac.IP())); out.Deliver {
+		info.Code = out.Signal.Code
+		info.SetAddr(out.Signal.Addr)
 	}
 }
 

@@ -31,7 +31,7 @@ type Registry struct {
 	// enabled counts enabled events.
 	enabled atomic.Int64
 
-	// hits counts the hits delivered to events (Image.Fire).
+	// hits counts the hits delivered to events (Image.fire).
 	hits atomic.Uint64
 
 	// mu serializes changes to events and slot accounting. Hits do not take
@@ -149,7 +149,7 @@ type Breakpoint struct {
 	hits atomic.Uint64
 
 	// armed is registered && !attr.Disabled, readable without mu so that
-	// Fire can drop hits that raced with a disable or unregister.
+	// fire can drop hits that raced with a disable or unregister.
 	armed atomic.Bool
 
 	// attr and registered are guarded by r.mu; the trailing
@@ -440,25 +440,20 @@ func (img *Image) place(slot int, bp *Breakpoint) int {
 	return slot + 1
 }
 
-// Fire delivers a debug exception whose DR6 is dr6 to the events of img
-// whose B bits are set, as Linux's hw_breakpoint_handler does: each one's hit
-// count is incremented and its handler called. Hits on events that were
-// disabled or unregistered since img was taken are dropped. Fire returns how
-// many events it notified. Back ends do not call it directly but go through
-// Tasks.Trap, which applies the rest of Linux's debug exception rules.
-func (img *Image) Fire(dr6 DR6) int {
-	n := 0
-	for slot := 0; slot < Slots; slot++ {
-		bp := img.bps[slot]
-		if !dr6.Hit(slot) || bp == nil || !bp.armed.Load() {
-			continue
-		}
-		bp.hits.Add(1)
-		bp.r.hits.Add(1)
-		if bp.handler != nil {
-			bp.handler(bp, Hit{Slot: slot})
-		}
-		n++
+// fire delivers a hit on slot to the event img holds there, as Linux's
+// hw_breakpoint_handler does with perf_bp_event: its hit count is
+// incremented and its handler called. A hit on an event that was disabled
+// or unregistered since img was taken is dropped. fire reports whether the
+// event was notified.
+func (img *Image) fire(slot int) bool {
+	bp := img.bps[slot]
+	if bp == nil || !bp.armed.Load() {
+		return false
 	}
-	return n
+	bp.hits.Add(1)
+	bp.r.hits.Add(1)
+	if bp.handler != nil {
+		bp.handler(bp, Hit{Slot: slot})
+	}
+	return true
 }

@@ -124,8 +124,9 @@ func TestTasksLifecycle(t *testing.T) {
 	}
 }
 
-// TestTrapRules checks Tasks.Trap against Linux's exc_debug_user for a
-// thread with one event in slot 0 and a virtual DR6 of B2.
+// TestTrapRules checks Tasks.Trap against Linux's exc_debug_user and
+// hw_breakpoint_handler for a thread with a write watchpoint in slot 0, an
+// execution breakpoint in slot 1 and a virtual DR6 of B2.
 func TestTrapRules(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -133,42 +134,51 @@ func TestTrapRules(t *testing.T) {
 		wantSig  bool
 		wantCode int32
 		wantDR6  DR6
-		wantHits uint64
+		wantHits [2]uint64
+		wantRF   bool
 	}{
-		{"hit fires the event and signals TRAP_HWBKPT", DR6Reset | 1, true, TrapHWBkpt, DR6Reset | 1, 1},
-		{"single-step shows BS alone", DR6Reset | DR6BS, true, TrapTrace, DR6Reset | DR6BS, 0},
-		{"single-step beats a hit for si_code", DR6Reset | DR6BS | 1, true, TrapTrace, DR6Reset | DR6BS | 1, 1},
-		{"B bit of an empty slot signals without an event", DR6Reset | 2, true, TrapHWBkpt, DR6Reset, 0},
-		{"icebp signals TRAP_BRKPT and resets DR6", DR6Reset, true, TrapBrkpt, DR6Reset, 0},
-		{"BD alone resets DR6 without a signal", DR6Reset | DR6BD, false, 0, DR6Reset, 0},
+		{"hit fires the event and signals TRAP_HWBKPT", DR6Reset | 1, true, TrapHWBkpt, DR6Reset | 1, [2]uint64{1, 0}, false},
+		{"single-step shows BS alone", DR6Reset | DR6BS, true, TrapTrace, DR6Reset | DR6BS, [2]uint64{0, 0}, false},
+		{"single-step beats a hit for si_code", DR6Reset | DR6BS | 1, true, TrapTrace, DR6Reset | DR6BS | 1, [2]uint64{1, 0}, false},
+		{"B bit of an empty slot signals without an event", DR6Reset | 8, true, TrapHWBkpt, DR6Reset, [2]uint64{0, 0}, false},
+		{"icebp signals TRAP_BRKPT and resets DR6", DR6Reset, true, TrapBrkpt, DR6Reset, [2]uint64{0, 0}, false},
+		{"BD alone resets DR6 without a signal", DR6Reset | DR6BD, false, 0, DR6Reset, [2]uint64{0, 0}, false},
+		{"an execution breakpoint fires and asks for RF", DR6Reset | 2, true, TrapHWBkpt, DR6Reset | 2, [2]uint64{0, 1}, true},
+		{"an execution breakpoint waits while BS is set", DR6Reset | DR6BS | 2, true, TrapTrace, DR6Reset | DR6BS, [2]uint64{0, 0}, false},
+		{"a data hit fires beside a deferred execution breakpoint", DR6Reset | DR6BS | 3, true, TrapTrace, DR6Reset | DR6BS | 1, [2]uint64{1, 0}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := NewTasks[int](NewRegistry(), nil)
 			task := mustGet(t, ts, 1)
-			bp, err := ts.Registry().Register(task, watch(testAddr), func(bp *Breakpoint, h Hit) {
+			handler := func(bp *Breakpoint, h Hit) {
 				bp.Task().AddVirtualDR6(DR6Trap0 << h.Slot)
-			})
+			}
+			w, err := ts.Registry().Register(task, watch(testAddr), handler)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, err := ts.Registry().Register(task, Attr{Addr: testAddr + 0x40, Len: 8, Type: TypeX}, handler)
 			if err != nil {
 				t.Fatal(err)
 			}
 			task.SetVirtualDR6(DR6Reset | 4)
 			img := task.Image()
-			sig, ok := ts.Trap(1, &img, tc.dr6, 0x401000)
-			if ok != tc.wantSig || sig.Code != tc.wantCode || ok && sig.Addr != 0x401000 {
-				t.Errorf("Trap = %+v, %v; want code %d, %v", sig, ok, tc.wantCode, tc.wantSig)
+			out := ts.Trap(1, &img, tc.dr6, 0x401000)
+			if out.Deliver != tc.wantSig || out.Signal.Code != tc.wantCode || out.Deliver && out.Signal.Addr != 0x401000 || out.ResumeRF != tc.wantRF {
+				t.Errorf("Trap = %+v; want code %d, deliver %v, RF %v", out, tc.wantCode, tc.wantSig, tc.wantRF)
 			}
 			if got := task.VirtualDR6(); got != tc.wantDR6 {
 				t.Errorf("virtual DR6 %#x, want %#x", uint64(got), uint64(tc.wantDR6))
 			}
-			if bp.Hits() != tc.wantHits {
-				t.Errorf("hits %d, want %d", bp.Hits(), tc.wantHits)
+			if got := [2]uint64{w.Hits(), x.Hits()}; got != tc.wantHits {
+				t.Errorf("hits %v, want %v", got, tc.wantHits)
 			}
 		})
 	}
 	t.Run("a single-step gives a thread without state a Task", func(t *testing.T) {
 		ts := NewTasks[int](NewRegistry(), nil)
-		if sig, ok := ts.SingleStep(1, 0x401000); !ok || sig.Code != TrapTrace {
-			t.Fatalf("SingleStep = %+v, %v", sig, ok)
+		if out := ts.SingleStep(1, 0x401000); !out.Deliver || out.Signal.Code != TrapTrace {
+			t.Fatalf("SingleStep = %+v", out)
 		}
 		if task := ts.Lookup(1); task == nil || task.VirtualDR6() != DR6Reset|DR6BS {
 			t.Fatal("the single-step does not show in DR6")
@@ -176,8 +186,8 @@ func TestTrapRules(t *testing.T) {
 	})
 	t.Run("an icebp gives a thread without state none", func(t *testing.T) {
 		ts := NewTasks[int](NewRegistry(), nil)
-		if sig, ok := ts.Icebp(1, 0x401000); !ok || sig.Code != TrapBrkpt {
-			t.Fatalf("Icebp = %+v, %v", sig, ok)
+		if out := ts.Icebp(1, 0x401000); !out.Deliver || out.Signal.Code != TrapBrkpt {
+			t.Fatalf("Icebp = %+v", out)
 		}
 		if ts.Lookup(1) != nil {
 			t.Fatal("an icebp created state")

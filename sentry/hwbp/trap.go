@@ -33,19 +33,39 @@ func (t *Task) AddVirtualDR6(bits DR6) {
 	t.dr6.Or(uint64(bits &^ DR6Reset))
 }
 
+// Outcome is what a debug exception makes of the thread that took it.
+type Outcome struct {
+	// Signal is the SIGTRAP the thread must get, if Deliver.
+	Signal  Signal
+	Deliver bool
+
+	// ResumeRF is set when an execution breakpoint fired: the back end
+	// must resume the thread with EFLAGS.RF set, so that the breakpoint,
+	// a fault on the instruction that is about to run, does not fire
+	// again before it runs (Linux's hw_breakpoint_handler sets
+	// X86_EFLAGS_RF). Back ends whose host kernel takes the exception
+	// never see it set for an event of theirs: the host did it.
+	ResumeRF bool
+}
+
 // Trap delivers a debug exception that thread k took in user mode, with
 // real DR6 dr6 and user RIP ip after the trap, while the back end had img
-// loaded for it, and returns the SIGTRAP that k must get, if any. It is the
-// back ends' single entry point for debug exceptions, Linux's
-// exc_debug_user (arch/x86/kernel/traps.c):
+// loaded for it, and returns what becomes of k. It is the back ends' single
+// entry point for debug exceptions, Linux's exc_debug_user
+// (arch/x86/kernel/traps.c) with hw_breakpoint_handler
+// (arch/x86/kernel/hw_breakpoint.c):
 //
 //   - the virtual DR6 restarts from the BS bit of the real DR6, so that
 //     tracers see single-steps in DR6 too;
 //   - a DR6 that gives no reason at all is an icebp (INT1, 0xf1): it still
 //     makes a SIGTRAP;
-//   - every event of img whose slot's B bit is set fires (Image.Fire: hit
-//     count, overflow handler). The real B bits of slots that held an
-//     event are consumed, as hw_breakpoint_handler clears them;
+//   - every event of img whose slot's B bit is set fires (hit count,
+//     overflow handler), and its B bit is consumed, except an execution
+//     breakpoint reported together with a single-step: the step, a trap,
+//     takes precedence, and the breakpoint, a fault, is left to fire at
+//     the next exception (its B bit is not consumed, nor is RF set). An
+//     execution breakpoint that fires asks for RF on resume (ResumeRF);
+//   - a B bit of a slot without an event is not consumed;
 //   - a SIGTRAP is due if BS or any B bit remains set in the real DR6
 //     combined with the virtual one, or for an icebp, with si_code
 //     TRAP_TRACE for a single-step, TRAP_HWBKPT for a breakpoint and
@@ -54,7 +74,7 @@ func (t *Task) AddVirtualDR6(bits DR6) {
 //
 // A back end that has no image (a trap with nothing armed) passes an empty
 // one.
-func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) (Signal, bool) {
+func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) Outcome {
 	t := ts.Lookup(k)
 	if t == nil && dr6&DR6BS != 0 {
 		// The virtual DR6 must show the single-step. If k is exiting,
@@ -66,36 +86,42 @@ func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) (Signal, bool) {
 	}
 	icebp := dr6 == DR6Reset
 
-	img.Fire(dr6)
-
-	cond := dr6 &^ DR6Reset &^ DR6TrapBits
+	var out Outcome
+	cond := dr6 &^ DR6Reset
 	for slot := 0; slot < Slots; slot++ {
-		if dr6.Hit(slot) && img.Breakpoint(slot) == nil {
-			cond |= DR6Trap0 << slot
+		if !dr6.Hit(slot) || img.Breakpoint(slot) == nil {
+			continue
 		}
+		exec := img.DR7.RW(slot) == RWExecute
+		if exec && dr6&DR6BS != 0 {
+			continue
+		}
+		cond &^= DR6Trap0 << slot
+		img.fire(slot)
+		out.ResumeRF = out.ResumeRF || exec
 	}
 	if t != nil {
 		cond |= DR6(t.dr6.Load())
 	}
 	switch {
 	case cond&DR6BS != 0:
-		return Signal{Code: TrapTrace, Addr: ip}, true
+		out.Signal, out.Deliver = Signal{Code: TrapTrace, Addr: ip}, true
 	case cond&DR6TrapBits != 0:
-		return Signal{Code: TrapHWBkpt, Addr: ip}, true
+		out.Signal, out.Deliver = Signal{Code: TrapHWBkpt, Addr: ip}, true
 	case icebp:
-		return Signal{Code: TrapBrkpt, Addr: ip}, true
+		out.Signal, out.Deliver = Signal{Code: TrapBrkpt, Addr: ip}, true
 	}
-	return Signal{}, false
+	return out
 }
 
 // SingleStep is Trap for a single-step trap that thread k took with no
 // image loaded.
-func (ts *Tasks[K]) SingleStep(k K, ip uint64) (Signal, bool) {
+func (ts *Tasks[K]) SingleStep(k K, ip uint64) Outcome {
 	return ts.Trap(k, &Image{}, DR6Reset|DR6BS, ip)
 }
 
 // Icebp is Trap for an icebp (INT1) that thread k executed with no image
 // loaded.
-func (ts *Tasks[K]) Icebp(k K, ip uint64) (Signal, bool) {
+func (ts *Tasks[K]) Icebp(k K, ip uint64) Outcome {
 	return ts.Trap(k, &Image{}, DR6Reset, ip)
 }

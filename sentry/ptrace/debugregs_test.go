@@ -153,9 +153,9 @@ func TestTrap(t *testing.T) {
 			if task := ts.Tasks().Lookup(1); task != nil {
 				img = task.Image()
 			}
-			sig, ok := ts.Tasks().Trap(1, &img, tc.dr6, 0x401234)
-			if ok != tc.wantSig || ok && (sig.Code != tc.wantCode || sig.Addr != 0x401234) {
-				t.Fatalf("Trap = %+v, %v; want code %d, %v", sig, ok, tc.wantCode, tc.wantSig)
+			out := ts.Tasks().Trap(1, &img, tc.dr6, 0x401234)
+			if out.Deliver != tc.wantSig || out.Deliver && (out.Signal.Code != tc.wantCode || out.Signal.Addr != 0x401234) {
+				t.Fatalf("Trap = %+v; want code %d, %v", out, tc.wantCode, tc.wantSig)
 			}
 			run(t, ts, 1, []step{peek(6, tc.wantDR6)})
 		})
