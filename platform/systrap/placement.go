@@ -11,16 +11,19 @@ import (
 // of a stub process (pure logic, no host calls).
 
 // want returns the distinct entries of sp's members by position (place),
-// those of the members that run now first.
+// those of the members that run now first. It runs at every Switch of a
+// task of a process with events, so it reuses sp's buffers rather than
+// allocate.
 //
 // +checklocks:sp.mu
 func (sp *space) want() (want [hwbp.Slots]entry, use [hwbp.Slots]bool, dropped int) {
-	all := sp.entries(func(member) bool { return true })
-	running := all
-	if len(all) > hwbp.Slots {
-		running = sp.entries(func(m member) bool { return m.running })
+	sp.all = sp.entries(sp.all[:0], false)
+	running := sp.all
+	if len(sp.all) > hwbp.Slots {
+		sp.running_ = sp.entries(sp.running_[:0], true)
+		running = sp.running_
 	}
-	return place(sp.armed, sp.used, all, running)
+	return place(sp.armed, sp.used, sp.all, running)
 }
 
 // place returns the entries that the host's debug register positions must
@@ -75,18 +78,18 @@ func place(armed [hwbp.Slots]entry, used [hwbp.Slots]bool, all, running []entry)
 	return want, use, dropped
 }
 
-// entries returns the distinct entries of the members for which pick is
-// true (distinct).
+// entries appends to dst the distinct entries of the members, of those that
+// run now only if running is set, sorted (appendDistinct).
 //
 // +checklocks:sp.mu
-func (sp *space) entries(pick func(member) bool) []entry {
-	var imgs []hwbp.Image
+func (sp *space) entries(dst []entry, running bool) []entry {
 	for _, m := range sp.members {
-		if pick(m) {
-			imgs = append(imgs, m.img)
+		if !running || m.running {
+			dst = appendDistinct(dst, m.img, sp.maxUser)
 		}
 	}
-	return distinct(imgs, sp.maxUser)
+	sortEntries(dst)
+	return dst
 }
 
 // distinct returns the distinct entries that the enabled slots of imgs
@@ -96,18 +99,30 @@ func (sp *space) entries(pick func(member) bool) []entry {
 func distinct(imgs []hwbp.Image, limit uint64) []entry {
 	var entries []entry
 	for _, img := range imgs {
-		img := img.Below(limit)
-		for slot := 0; slot < hwbp.Slots; slot++ {
-			if !img.DR7.Enabled(slot) {
-				continue
-			}
-			if e := entryOf(&img, slot); !slices.Contains(entries, e) {
-				entries = append(entries, e)
-			}
+		entries = appendDistinct(entries, img, limit)
+	}
+	sortEntries(entries)
+	return entries
+}
+
+// appendDistinct appends to entries those of img's enabled slots below
+// limit that it does not hold yet.
+func appendDistinct(entries []entry, img hwbp.Image, limit uint64) []entry {
+	img = img.Below(limit)
+	for slot := 0; slot < hwbp.Slots; slot++ {
+		if !img.DR7.Enabled(slot) {
+			continue
+		}
+		if e := entryOf(&img, slot); !slices.Contains(entries, e) {
+			entries = append(entries, e)
 		}
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.key(), b.key()) })
 	return entries
+}
+
+// sortEntries sorts entries by address, type and length.
+func sortEntries(entries []entry) {
+	slices.SortFunc(entries, func(a, b entry) int { return cmp.Compare(a.key(), b.key()) })
 }
 
 // placed reports whether e is at a used position of want.

@@ -84,10 +84,14 @@ type space struct {
 	// +checklocks:mu
 	evicted bool
 
-	// tids is the buffer of stubThreads.
+	// tids is the buffer of stubThreads, all and running_ those of want.
 	//
 	// +checklocks:mu
 	tids []int32
+	// +checklocks:mu
+	all []entry
+	// +checklocks:mu
+	running_ []entry
 
 	// lastArm is the back end's clock at the last arm of one of the
 	// space's tasks: evict closes the events of the least recent first.
@@ -198,13 +202,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 //
 // +checklocks:sp.mu
 func (sp *space) stubThreads(mm platform.MemoryManager) (nursery int32, tids []int32) {
-	sp.tids = sp.tids[:0]
-	gvsystrap.StubThreads(mm, func(_ gvsystrap.StubProcess, n int32, t []int32) {
-		// StubThreads calls this before it returns, with sp.mu still
-		// held; checklocks cannot tell. It only copies: the process's
-		// thread-creation lock is held.
-		nursery, sp.tids = n, append(sp.tids, t...) // +checklocksignore
-	})
+	nursery, sp.tids, _ = gvsystrap.StubThreads(mm, sp.tids[:0])
 	return nursery, sp.tids
 }
 

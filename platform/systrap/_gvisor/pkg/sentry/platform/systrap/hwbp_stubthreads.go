@@ -17,34 +17,28 @@ import (
 // for other address spaces once its own is released.
 type StubProcess = weak.Pointer[subprocess]
 
-// StubThreads calls f with the host threads of mm's stub process: nursery is
-// the thread that clones every new stub thread (so host perf events that it
+// StubThreads returns the host threads of mm's stub process: nursery is the
+// thread that clones every new stub thread (so host perf events that it
 // carries with inherit set are inherited by each stub thread created later),
-// and tids are the stub threads that run application code. No stub thread is
-// being cloned while f runs. ok is false if mm's address space does not
-// belong to this platform.
-//
-// f must not block: it runs with the process's thread-creation lock held.
-func StubThreads(mm platform.MemoryManager, f func(p StubProcess, nursery int32, tids []int32)) (ok bool) {
+// and all is tids with the stub threads that run application code appended.
+// A thread may be cloned as soon as StubThreads returns. ok is false if mm's
+// address space does not belong to this platform.
+func StubThreads(mm platform.MemoryManager, tids []int32) (nursery int32, all []int32, ok bool) {
 	s, ok := mm.AddressSpace().(*subprocess)
 	if !ok {
-		return false
+		return 0, tids, false
 	}
 	s.syscallThreadMu.Lock()
-	defer s.syscallThreadMu.Unlock()
-	var nursery int32
 	if s.syscallThread != nil {
 		nursery = s.syscallThread.thread.tid
 	}
-	var buf [16]int32
-	tids := buf[:0]
+	s.syscallThreadMu.Unlock()
 	s.sysmsgThreadsMu.RLock()
 	for _, t := range s.sysmsgThreads {
 		tids = append(tids, t.thread.tid)
 	}
 	s.sysmsgThreadsMu.RUnlock()
-	f(weak.Make(s), nursery, tids)
-	return true
+	return nursery, tids, true
 }
 
 // CurrentStubProcess returns mm's stub process, or ok false if mm's address
