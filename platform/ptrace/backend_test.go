@@ -83,3 +83,35 @@ func TestHostRefusalDoesNotKill(t *testing.T) {
 		})
 	}
 }
+
+// TestArmedPathDoesNotAllocate checks that a Switch of a task whose image
+// the stub thread holds already, or of a task without breakpoints on a clean
+// stub thread, allocates nothing and writes nothing.
+func TestArmedPathDoesNotAllocate(t *testing.T) {
+	r := hwbp.NewRegistry()
+	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+	b := New(tasks)
+	host := &fakeRegs{}
+	b.host = host
+	task, _ := tasks.Get(&kernel.Task{})
+	if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+		t.Fatal(err)
+	}
+	armed, clean := gvptrace.StubThread{TID: 1}, gvptrace.StubThread{TID: 2}
+	b.arm(armed, task)
+	writes := host.writes
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"task whose image is loaded", func() { b.arm(armed, task) }},
+		{"task without breakpoints on a clean stub thread", func() { b.arm(clean, nil) }},
+	} {
+		if n := testing.AllocsPerRun(100, tc.f); n != 0 {
+			t.Errorf("%s: %v allocations", tc.name, n)
+		}
+	}
+	if host.writes != writes {
+		t.Errorf("%d host writes on the unchanged path", host.writes-writes)
+	}
+}

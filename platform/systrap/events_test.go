@@ -190,3 +190,18 @@ func TestIdleEventsAreBounded(t *testing.T) {
 		t.Errorf("after a reopening %d spaces have events open, want %d", got, openLimit)
 	}
 }
+
+// TestArmedPathDoesNotAllocate checks that placing a process's breakpoints
+// and applying an unchanged placement, which every Switch of a task of a
+// process with events does, allocate nothing.
+func TestArmedPathDoesNotAllocate(t *testing.T) {
+	h := newFakeHost(0, 0)
+	b, sp, _ := backendWithMember(t, h)
+	list := threads(10, 11, 12)
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	b.apply(sp, list)
+	if n := testing.AllocsPerRun(100, func() { b.apply(sp, list) }); n != 0 {
+		t.Errorf("apply of an unchanged placement: %v allocations", n)
+	}
+}
