@@ -5,13 +5,14 @@
 #   make test    vet (with checklocks), BUILD.bazel check, unit tests (-race), end-to-end tests
 #   make bench   benchmarks, with ratios against baselines of the same run
 #                (PLATFORMS="systrap ptrace" by default, RUNS=21)
+#   make gazelle regenerate BUILD.bazel files, deps.bzl and gVisor's patch for Bazel
 
 GO ?= go
 # The demo's platform: systrap is gVisor's default; ptrace works too.
 PLATFORM ?= systrap
 UNIT_PKGS = ./sentry/...
 
-.PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean
+.PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean gazelle
 
 all: runsc
 
@@ -41,6 +42,9 @@ demo: runsc bin/hostbp
 # package: the +checklocks annotations are checked, and any finding fails.
 vet: prepare
 	@out=$$(gofmt -l cmd platform plugin sentry test tools); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	@# BUILD.bazel files, deps.bzl (from go.mod) and gVisor's patch for Bazel
+	@# are what gazelle and bazel/gvisor-patch.sh generate (make gazelle).
+	GO=$(GO) ./bazel/gazelle.sh check
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...
@@ -54,7 +58,7 @@ vet: prepare
 # The packages that build only in BUILD_SRC (platform back ends, plugin) are
 # tested there.
 unit: prepare
-	$(GO) test -race -count=1 $(UNIT_PKGS) ./test/buildfiles/...
+	$(GO) test -race -count=1 $(UNIT_PKGS)
 	cd $(BUILD_SRC) && $(GO) test -mod=vendor -race -count=1 ./platform/... ./plugin/...
 
 # hostcheck says whether this machine's host kernel delivers hardware
@@ -83,6 +87,9 @@ test: vet unit e2e
 bench: runsc bin/hostbp
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./sentry/hwbp/
 	./test/bench/bench.sh
+
+gazelle:
+	GO=$(GO) ./bazel/gazelle.sh fix
 
 clean:
 	rm -rf bin .build
