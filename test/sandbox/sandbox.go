@@ -190,12 +190,21 @@ func RequireRoot(t testing.TB) {
 
 // Runsc returns the path of bin/runsc, building it the first time, or the
 // runsc named by HWBP_RUNSC (the VM pass runs a runsc built on the host:
-// building it under software emulation would take most of an hour).
+// building it under software emulation would take most of an hour; Bazel's
+// test targets name the //cmd/runsc that Bazel built, relative to the
+// directory of go.mod, which is the root of their runfiles).
 func Runsc(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
 	if p := os.Getenv("HWBP_RUNSC"); p != "" {
-		return p
+		if filepath.IsAbs(p) {
+			return p
+		}
+		root, err := RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(root, p)
 	}
 	buildOnce.Do(func() { runscPath, buildErr = build() })
 	if buildErr != nil {
