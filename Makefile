@@ -5,14 +5,15 @@
 #   make test    vet (with checklocks), BUILD.bazel check, unit tests (-race), end-to-end tests
 #   make bench   benchmarks, with ratios against baselines of the same run
 #                (PLATFORMS="systrap ptrace" by default, RUNS=21)
-#   make gazelle regenerate BUILD.bazel files, deps.bzl and gVisor's patch for Bazel
+#   make bazel-test  the same module built and tested by Bazel, offline
+#   make gazelle     regenerate BUILD.bazel files, deps.bzl and gVisor's patch
 
 GO ?= go
 # The demo's platform: systrap is gVisor's default; ptrace works too.
 PLATFORM ?= systrap
 UNIT_PKGS = ./sentry/...
 
-.PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean gazelle
+.PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean bazel-prepare bazel-test bazel-boot gazelle
 
 all: runsc
 
@@ -28,7 +29,7 @@ BUILD_SRC = .build/src
 
 prepare:
 	@rm -rf $(BUILD_SRC) && mkdir -p bin $(BUILD_SRC)
-	@tar -c --exclude=./.build --exclude=./bin --exclude=./.git --exclude=./vendor . | tar -x -C $(BUILD_SRC)
+	@tar -c --exclude=./.build --exclude=./bin --exclude=./.git --exclude=./vendor --exclude='./bazel-*' . | tar -x -C $(BUILD_SRC)
 	cd $(BUILD_SRC) && $(GO) mod vendor
 	@for d in platform/*/_gvisor plugin/_gvisor; do cp -r $$d/. $(BUILD_SRC)/vendor/gvisor.dev/gvisor/; done
 
@@ -87,6 +88,31 @@ test: vet unit e2e
 bench: runsc bin/hostbp
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./sentry/hwbp/
 	./test/bench/bench.sh
+
+# Bazel: Debian's bazel-bootstrap 4.2 with rules_go v0.34.0 and gazelle
+# v0.27.0, offline. bazel/prepare.sh installs the Debian packages when they
+# are missing and prepares the rest in .build/bazel (WORKSPACE); then "bazel
+# test //..." builds every target, //cmd/runsc among them, and runs every
+# test that needs no root. Nice, and at most two cores: the machine is shared.
+# The disk cache and the repository cache live outside the clone, so that a
+# new clone (CI's) builds from them; BAZEL_CACHE moves them.
+BAZEL ?= bazel
+# Startup options, for example --output_base=DIR (.ci/run sets one).
+BAZEL_STARTUP ?=
+BAZEL_CACHE ?= /var/cache/hwbp-bazel
+BAZEL_FLAGS = --local_cpu_resources=2 --disk_cache=$(BAZEL_CACHE)/disk --repository_cache=$(BAZEL_CACHE)/repos
+
+bazel-prepare:
+	GO=$(GO) ./bazel/prepare.sh
+
+bazel-test: bazel-prepare
+	@# Bazel 4's disk cache never shrinks: past 10 GB it starts anew.
+	@[ ! -d $(BAZEL_CACHE)/disk ] || [ $$(du -sm $(BAZEL_CACHE)/disk | cut -f1) -lt 10000 ] || rm -rf $(BAZEL_CACHE)/disk
+	nice -n 19 $(BAZEL) $(BAZEL_STARTUP) test $(BAZEL_FLAGS) --nocache_test_results //...
+
+# The runsc that Bazel built boots a sandbox on every platform (as root).
+bazel-boot: bazel-prepare
+	nice -n 19 $(BAZEL) $(BAZEL_STARTUP) test $(BAZEL_FLAGS) --test_filter=TestSandboxBootsWithPlugin --test_arg=-test.v --test_output=all //test/e2e:e2e_test
 
 gazelle:
 	GO=$(GO) ./bazel/gazelle.sh fix
