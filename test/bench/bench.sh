@@ -4,9 +4,25 @@
 # gVisor version, or the same program without a breakpoint); absolute times
 # on this kind of machine vary too much to mean anything.
 #
-# PLATFORMS (default "systrap ptrace") are the platforms whose hits are
-# measured; the no-breakpoint overhead is measured on both. RUNS (default 21)
-# is the number of runs of the no-breakpoint workload per runsc and platform.
+# usage: bench.sh [SECTION...]   (default: all; a SECTION is its number or name)
+#
+#   1 roundtrip   watchpoint hit round trip, pinned to one CPU: against the
+#                 host kernel and against stock runsc's single-step     (hits)
+#   2 hammer      gdb, watchpoint on a word that shares its page with a
+#                 hammered array, against no watchpoint                 (hits)
+#   3 overhead    no breakpoint: workload in the plugin vs stock runsc
+#   4 gdbwatch    gdb watch over a loop: hardware (plugin) vs software
+#                 watchpoint (stock runsc)                              (hits)
+#   5 mechanisms  how a systrap stub thread could be armed, host kernel (hits)
+#
+# The sections marked (hits) need a host kernel that delivers debug-register
+# traps (test/hostcheck/hostbp.c); where it does not, they are skipped with
+# the reason and the run ends with a failure status.
+#
+# Environment:
+#   PLATFORMS  platforms to measure (default "systrap ptrace")
+#   RUNS       runs per configuration in section 3 (default 21)
+#   RT_RUNS    runs per configuration in section 1 (default 9)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +31,26 @@ runsc="$root/bin/runsc"
 hostbp="$root/bin/hostbp"
 platforms=${PLATFORMS:-systrap ptrace}
 runs=${RUNS:-21}
+rt_runs=${RT_RUNS:-9}
+
+all_sections=(roundtrip hammer overhead gdbwatch mechanisms)
+sections=()
+for a in "$@"; do
+	case $a in
+	[1-5]) sections+=("${all_sections[$((a - 1))]}") ;;
+	*)
+		[[ " ${all_sections[*]} " == *" $a "* ]] || { echo "bench: unknown section $a (${all_sections[*]})" >&2; exit 2; }
+		sections+=("$a")
+		;;
+	esac
+done
+[ ${#sections[@]} -gt 0 ] || sections=("${all_sections[@]}")
+number() { # number SECTION: its number
+	local i
+	for i in "${!all_sections[@]}"; do
+		[ "${all_sections[$i]}" != "$1" ] || echo $((i + 1))
+	done
+}
 
 [ "$(id -u)" = 0 ] || { echo "bench: runsc do needs root" >&2; exit 1; }
 [ -x "$runsc" ] || { echo "bench: $runsc is missing; run make runsc" >&2; exit 1; }
@@ -22,15 +58,14 @@ runs=${RUNS:-21}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-stock="$work/stockrunsc"
-(cd "$root" && CGO_ENABLED=0 go build -o "$stock" ./test/bench/stockrunsc)
+bin=$work/bin
+mkdir "$bin"
+(cd "$root" && CGO_ENABLED=0 go build -o "$bin/stockrunsc" ./test/bench/stockrunsc)
 for p in roundtrip singlestep hammer workload loop mechanisms; do
-	gcc -O1 -g -o "$work/$p" "$here/progs/$p.c" -lpthread
+	gcc -O1 -g -o "$bin/$p" "$here/progs/$p.c" -lpthread
 done
+stock="$bin/stockrunsc"
 
-# Sections 1, 2, 4 and 5 time hardware breakpoint hits, which need a host
-# kernel that delivers them (test/hostcheck/hostbp.c); where it does not,
-# they are skipped with the reason and the run ends with a failure status.
 hits=yes
 "$hostbp" >"$work/hostbp.txt" 2>&1 || hits=no
 needs_hits() {
@@ -44,7 +79,15 @@ sandbox() { # sandbox RUNSC PLATFORM CMD...: run CMD in a fresh sandbox
 	shift 2
 	"$r" --network=none --platform="$p" do "$@" </dev/null
 }
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+pinned() { # pinned CMD...: CMD, and every process it starts, on CPU 0 only
+	taskset -c 0 "$@"
+}
+pinned_sandbox() { # pinned_sandbox RUNSC PLATFORM CMD...: sandbox, with runsc and all it starts on CPU 0
+	local r=$1 p=$2
+	shift 2
+	taskset -c 0 "$r" --network=none --platform="$p" do "$@" </dev/null
+}
+median() { sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 now() { date +%s.%N; }
 elapsed() { # elapsed CMD...: wall seconds of CMD, its output discarded
 	local a
@@ -52,78 +95,121 @@ elapsed() { # elapsed CMD...: wall seconds of CMD, its output discarded
 	"$@" >/dev/null 2>&1 || true
 	awk -v a="$a" -v b="$(now)" 'BEGIN {printf "%.3f\n", b - a}'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.3f\n", a / b}'; }
 verdict() { # verdict RATIO LIMIT
+	if [ "$1" = n/a ]; then echo "not measured"; return; fi
 	if awk -v r="$1" -v l="$2" 'BEGIN {exit !(r <= l)}'; then echo "met (<= $2)"; else echo "NOT MET (> $2)"; fi
 }
-
-echo "== 1. watchpoint hit round trip (PTRACE_CONT -> SIGTRAP -> waitpid), ns per hit, median of 9, host and sandbox interleaved"
-if needs_hits; then
-	for platform in $platforms; do
-		: >"$work/rt.host"
-		: >"$work/rt.sb"
-		: >"$work/ss.host"
-		: >"$work/ss.sb"
-		for i in $(seq 9); do
-			"$work/roundtrip" 2000 >>"$work/rt.host"
-			sandbox "$runsc" "$platform" "$work/roundtrip" 2000 >>"$work/rt.sb"
-			"$work/singlestep" 2000 >>"$work/ss.host"
-			sandbox "$stock" "$platform" "$work/singlestep" 2000 >>"$work/ss.sb"
-		done
-		host=$(median <"$work/rt.host")
-		sb=$(median <"$work/rt.sb")
-		r1=$(ratio "$sb" "$host")
-		echo "--platform=$platform: host kernel $host ns, runsc $sb ns: ratio $r1, target $(verdict "$r1" 2)"
-		# The floor: what any trap round trip costs in stock gVisor, whatever
-		# caused the trap. A hit cannot be cheaper than that.
-		hstep=$(median <"$work/ss.host")
-		sstep=$(median <"$work/ss.sb")
-		echo "    reference: PTRACE_SINGLESTEP round trip, host $hstep ns, stock runsc $sstep ns: ratio $(ratio "$sstep" "$hstep");"
-		echo "    a hit in the sandbox costs $(ratio "$sb" "$sstep")x a single-step of stock gVisor"
+sample() { # sample FILE CMD...: append CMD's output (one number) to FILE; a failed run is reported and left out
+	local f=$1 out
+	shift
+	if out=$("$@" 2>"$work/err") && [[ $out =~ ^[0-9.]+$ ]]; then
+		echo "$out" >>"$f"
+	else
+		echo "    (a run failed and is left out: $* : $(tail -n 3 "$work/err" | tr '\n' ' ')$out)" >&2
+	fi
+}
+# compare A B UNIT: "A UNIT vs B UNIT: ratio R".
+compare() { echo "$1 $3 vs $2 $3: ratio $(ratio "$1" "$2")"; }
+kernel="host kernel"
+header() { # header SECTION TEXT
+	echo
+	echo "== $(number "$1"). $2"
+}
+load() { echo "(load average at start: $(cut -d' ' -f1-3 /proc/loadavg))"; }
+warm() { # warm PLATFORM RUNSC...: one discarded run of each, so that no measured run loads runsc cold
+	local p=$1 r
+	shift
+	for r in "$@"; do
+		sandbox "$r" "$p" /bin/true >/dev/null 2>&1 || true
 	done
-fi
+}
 
-echo
-echo "== 2. gdb, watchpoint on a word that shares its page with a hammered array, median of 3"
-if needs_hits; then
-	n=3000000000
+section_roundtrip() {
+	# Everything that takes part in a round trip (tracer, tracee, and for a
+	# sandbox its sentry, stub processes and gofer) runs on CPU 0: unpinned,
+	# the host's own figure is bimodal on 2-CPU VMs, depending on whether
+	# tracer and tracee share a CPU.
+	local n=2000 platform
+	header roundtrip "watchpoint hit round trip (PTRACE_CONT -> SIGTRAP -> waitpid), pinned to CPU 0 (taskset -c 0 around the host program and around runsc do), median ns per round trip of $rt_runs interleaved runs of $n"
+	needs_hits || return 0
+	load
 	for platform in $platforms; do
-		with=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex 'watch page.watched' -ex run -ex continue --args "$work/hammer" $n; done | median)
-		without=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex run --args "$work/hammer" $n; done | median)
+		: >"$work/hit.host"
+		: >"$work/hit.plugin"
+		: >"$work/step.host"
+		: >"$work/step.stock"
+		: >"$work/step.plugin"
+		warm "$platform" "$runsc" "$stock"
+		for i in $(seq "$rt_runs"); do
+			sample "$work/hit.host" pinned "$bin/roundtrip" $n
+			sample "$work/hit.plugin" pinned_sandbox "$runsc" "$platform" "$bin/roundtrip" $n
+			sample "$work/step.stock" pinned_sandbox "$stock" "$platform" "$bin/singlestep" $n
+			sample "$work/step.host" pinned "$bin/singlestep" $n
+			sample "$work/step.plugin" pinned_sandbox "$runsc" "$platform" "$bin/singlestep" $n
+		done
+		local hh hp sh ss sp
+		hh=$(median <"$work/hit.host")
+		hp=$(median <"$work/hit.plugin")
+		sh=$(median <"$work/step.host")
+		ss=$(median <"$work/step.stock")
+		sp=$(median <"$work/step.plugin")
+		echo "--platform=$platform:"
+		echo "    (a) hit, plugin runsc vs $kernel: $(compare "$hp" "$hh" ns)"
+		echo "    (b) hit, plugin runsc vs stock runsc's single-step round trip (PTRACE_SINGLESTEP -> SIGTRAP -> waitpid,"
+		echo "        gVisor's cheapest trap): $(compare "$hp" "$ss" ns), target $(verdict "$(ratio "$hp" "$ss")" 1.15)"
+		echo "    reference, single-step round trip: stock runsc vs $kernel (gVisor's trap floor) $(compare "$ss" "$sh" ns);"
+		echo "        plugin vs stock runsc $(compare "$sp" "$ss" ns); hit vs single-step, both in the plugin runsc: ratio $(ratio "$hp" "$sp")"
+	done
+}
+
+section_hammer() {
+	header hammer "gdb, watchpoint on a word that shares its page with a hammered array, median of 3"
+	needs_hits || return 0
+	load
+	local n=3000000000 platform
+	for platform in $platforms; do
+		with=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex 'watch page.watched' -ex run -ex continue --args "$bin/hammer" $n; done | median)
+		without=$(for i in 1 2 3; do elapsed sandbox "$runsc" "$platform" gdb -nx -batch -ex run --args "$bin/hammer" $n; done | median)
 		r2=$(ratio "$with" "$without")
 		echo "--platform=$platform: with the watchpoint ${with}s, without ${without}s: ratio $r2, target $(verdict "$r2" 1.10)"
 	done
-fi
+}
 
-echo
-echo "== 3. no breakpoint: syscalls, page faults, threads; plugin runsc vs stock runsc, median ms of $runs runs each, interleaved"
-# Rounds per run, so that one run lasts about a second or more on either
-# platform: shorter runs are dominated by this VM's noise.
+# Rounds of the workload per run, so that one run lasts about a second or
+# more on either platform: shorter runs are dominated by this VM's noise.
 declare -A rounds=([ptrace]=1 [systrap]=6)
-for p in ptrace systrap; do
-	: >"$work/plugin.$p"
-	: >"$work/stock.$p"
-	for i in $(seq "$runs"); do
-		sandbox "$runsc" "$p" "$work/workload" "${rounds[$p]}" >>"$work/plugin.$p"
-		sandbox "$stock" "$p" "$work/workload" "${rounds[$p]}" >>"$work/stock.$p"
-	done
-	a=$(median <"$work/plugin.$p")
-	b=$(median <"$work/stock.$p")
-	r3=$(ratio "$a" "$b")
-	echo "--platform=$p: plugin ${a} ms, stock ${b} ms: ratio $r3, target $(verdict "$r3" 1.02)"
-done
 
-echo
-echo "== 4. gdb watch over a loop: hardware watchpoint (plugin runsc) vs software watchpoint (stock runsc)"
-if needs_hits; then
-	hw_iters=20000
-	long_iters=6000000000
-	sw_iters=${SW_ITERS:-500}
+section_overhead() {
+	header overhead "no breakpoint: syscalls, page faults, threads; plugin runsc vs stock runsc, median ms of $runs runs each, interleaved"
+	load
+	local p
+	for p in $platforms; do
+		: >"$work/plugin.$p"
+		: >"$work/stock.$p"
+		warm "$p" "$runsc" "$stock"
+		for i in $(seq "$runs"); do
+			sample "$work/plugin.$p" sandbox "$runsc" "$p" "$bin/workload" "${rounds[$p]}"
+			sample "$work/stock.$p" sandbox "$stock" "$p" "$bin/workload" "${rounds[$p]}"
+		done
+		a=$(median <"$work/plugin.$p")
+		b=$(median <"$work/stock.$p")
+		r3=$(ratio "$a" "$b")
+		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ms), target $(verdict "$r3" 1.02)"
+	done
+}
+
+section_gdbwatch() {
+	local hw_iters=20000 long_iters=6000000000 sw_iters=${SW_ITERS:-500}
+	header gdbwatch "gdb watch over a loop: hardware watchpoint (plugin runsc) vs software watchpoint (stock runsc)"
+	needs_hits || return 0
+	load
 	session() { # session RUNSC [gdb commands...] -- ITERATIONS: wall time of a gdb watch session
 		local r=$1 n=${@: -1}
 		shift
-		elapsed sandbox "$r" "$platform" gdb -nx -batch "${@:1:$#-1}" -ex 'break main' -ex run -ex 'watch target' -ex continue -ex continue --args "$work/loop" "$n"
+		elapsed sandbox "$r" "$platform" gdb -nx -batch "${@:1:$#-1}" -ex 'break main' -ex run -ex 'watch target' -ex continue -ex continue --args "$bin/loop" "$n"
 	}
+	local platform hw hw_long sw
 	for platform in $platforms; do
 		echo "--platform=$platform:"
 		hw=$(session "$runsc" $hw_iters)
@@ -137,19 +223,30 @@ if needs_hits; then
 			if (hw_per > 0) printf "per iteration, start-up subtracted: %.3g s software vs %.3g s hardware: %.3gx\n", sw_per, hw_per, sw_per / hw_per
 		}'
 	done
-fi
+}
 
-echo
-echo "== 5. how a systrap stub thread could be armed, host kernel, us per operation, median of 5 (see progs/mechanisms.c)"
-if needs_hits; then
-	for i in 1 2 3 4 5; do "$work/mechanisms"; done >"$work/mech"
+section_mechanisms() {
+	header mechanisms "how a systrap stub thread could be armed, $kernel, us per operation, median of 5 (see progs/mechanisms.c)"
+	needs_hits || return 0
+	load
+	for i in 1 2 3 4 5; do "$bin/mechanisms"; done >"$work/mech"
+	local k
 	for k in perf-open perf-modify perf-hit step-signal ptrace-arm page-protect; do
 		printf '%-13s %s\n' "$k" "$(awk -v k="$k" '$1 == k {print $2}' "$work/mech" | median)"
 	done
-fi
+}
+
+for s in "${sections[@]}"; do
+	"section_$s"
+done
 
 if [ "$hits" = no ]; then
-	echo
-	echo "bench: the hit benchmarks were skipped: this host delivers no debug-register traps" >&2
-	exit 1
+	for s in "${sections[@]}"; do
+		case $s in roundtrip | hammer | gdbwatch | mechanisms)
+			echo
+			echo "bench: the hit benchmarks were skipped: this host delivers no debug-register traps" >&2
+			exit 1
+			;;
+		esac
+	done
 fi
