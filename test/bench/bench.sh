@@ -14,6 +14,8 @@
 #   4 gdbwatch    gdb watch over a loop: hardware (plugin) vs software
 #                 watchpoint (stock runsc)                              (hits)
 #   5 mechanisms  how a systrap stub thread could be armed, host kernel (hits)
+#   6 bystander   workload next to a process with an armed, never-hit
+#                 watchpoint, against the same with nothing armed
 #
 # The sections marked (hits) need a host kernel that delivers debug-register
 # traps (test/hostcheck/hostbp.c); where it does not, they are skipped with
@@ -21,7 +23,7 @@
 #
 # Environment:
 #   PLATFORMS  platforms to measure (default "systrap ptrace")
-#   RUNS       runs per configuration in section 3 (default 21)
+#   RUNS       runs per configuration in sections 3 and 6 (default 21)
 #   RT_RUNS    runs per configuration in section 1 (default 9)
 set -euo pipefail
 
@@ -33,11 +35,11 @@ platforms=${PLATFORMS:-systrap ptrace}
 runs=${RUNS:-21}
 rt_runs=${RT_RUNS:-9}
 
-all_sections=(roundtrip hammer overhead gdbwatch mechanisms)
+all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander)
 sections=()
 for a in "$@"; do
 	case $a in
-	[1-5]) sections+=("${all_sections[$((a - 1))]}") ;;
+	[1-6]) sections+=("${all_sections[$((a - 1))]}") ;;
 	*)
 		[[ " ${all_sections[*]} " == *" $a "* ]] || { echo "bench: unknown section $a (${all_sections[*]})" >&2; exit 2; }
 		sections+=("$a")
@@ -61,7 +63,7 @@ trap 'rm -rf "$work"' EXIT
 bin=$work/bin
 mkdir "$bin"
 (cd "$root" && CGO_ENABLED=0 go build -o "$bin/stockrunsc" ./test/bench/stockrunsc)
-for p in roundtrip singlestep hammer workload loop mechanisms; do
+for p in roundtrip singlestep hammer workload loop mechanisms bystander; do
 	gcc -O1 -g -o "$bin/$p" "$here/progs/$p.c" -lpthread
 done
 stock="$bin/stockrunsc"
@@ -241,6 +243,30 @@ section_mechanisms() {
 	local k
 	for k in perf-open perf-modify perf-hit step-signal ptrace-arm page-protect; do
 		printf '%-13s %s\n' "$k" "$(awk -v k="$k" '$1 == k {print $2}' "$work/mech" | median)"
+	done
+}
+
+section_bystander() {
+	# bystander.c: a traced process that wakes every millisecond and never
+	# touches the word its tracer watches, next to the workload; "armed"
+	# pokes the watchpoint into DR0/DR7, "none" leaves it out. Nothing is
+	# hit, so this runs where the host delivers no hits too: the breakpoint
+	# is armed on the host all the same.
+	header bystander "bystander: no-breakpoint workload next to a process with an armed, never-hit watchpoint vs with nothing armed, plugin runsc, median ms of $runs runs each, interleaved"
+	load
+	local p
+	for p in $platforms; do
+		: >"$work/armed.$p"
+		: >"$work/none.$p"
+		warm "$p" "$runsc"
+		for i in $(seq "$runs"); do
+			sample "$work/armed.$p" sandbox "$runsc" "$p" "$bin/bystander" armed "$bin/workload" "${rounds[$p]}"
+			sample "$work/none.$p" sandbox "$runsc" "$p" "$bin/bystander" none "$bin/workload" "${rounds[$p]}"
+		done
+		a=$(median <"$work/armed.$p")
+		b=$(median <"$work/none.$p")
+		r6=$(ratio "$a" "$b")
+		echo "--platform=$p: armed vs nothing armed $(compare "$a" "$b" ms), target $(verdict "$r6" 1.02)"
 	done
 }
 
