@@ -16,6 +16,8 @@
 #   5 mechanisms  how a systrap stub thread could be armed, host kernel (hits)
 #   6 bystander   workload next to a process with an armed, never-hit
 #                 watchpoint, against the same with nothing armed
+#   7 syscalls    hwbp's per-system-call hook: getppid loop, plugin vs
+#                 stock runsc, pinned to one CPU
 #
 # The sections marked (hits) need a host kernel that delivers debug-register
 # traps (test/hostcheck/hostbp.c); where it does not, they are skipped with
@@ -23,7 +25,7 @@
 #
 # Environment:
 #   PLATFORMS  platforms to measure (default "systrap ptrace")
-#   RUNS       runs per configuration in sections 3 and 6 (default 21)
+#   RUNS       runs per configuration in sections 3, 6 and 7 (default 21)
 #   RT_RUNS    runs per configuration in section 1 (default 9)
 set -euo pipefail
 
@@ -35,11 +37,11 @@ platforms=${PLATFORMS:-systrap ptrace}
 runs=${RUNS:-21}
 rt_runs=${RT_RUNS:-9}
 
-all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander)
+all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls)
 sections=()
 for a in "$@"; do
 	case $a in
-	[1-6]) sections+=("${all_sections[$((a - 1))]}") ;;
+	[1-7]) sections+=("${all_sections[$((a - 1))]}") ;;
 	*)
 		[[ " ${all_sections[*]} " == *" $a "* ]] || { echo "bench: unknown section $a (${all_sections[*]})" >&2; exit 2; }
 		sections+=("$a")
@@ -63,7 +65,7 @@ trap 'rm -rf "$work"' EXIT
 bin=$work/bin
 mkdir "$bin"
 (cd "$root" && CGO_ENABLED=0 go build -o "$bin/stockrunsc" ./test/bench/stockrunsc)
-for p in roundtrip singlestep hammer workload loop mechanisms bystander; do
+for p in roundtrip singlestep hammer workload loop mechanisms bystander syscalls; do
 	gcc -O1 -g -o "$bin/$p" "$here/progs/$p.c" -lpthread
 done
 stock="$bin/stockrunsc"
@@ -267,6 +269,29 @@ section_bystander() {
 		b=$(median <"$work/none.$p")
 		r6=$(ratio "$a" "$b")
 		echo "--platform=$p: armed vs nothing armed $(compare "$a" "$b" ms), target $(verdict "$r6" 1.02)"
+	done
+}
+
+# getppid calls per run of section 7, so that a pinned run lasts a few
+# seconds on this project's VMs, where a system call in the sandbox costs
+# 30-40 us on systrap and 40-200 us on ptrace.
+declare -A calls=([ptrace]=30000 [systrap]=100000)
+
+section_syscalls() {
+	header syscalls "hwbp's per-system-call hook: getppid loop, no breakpoint, plugin vs stock runsc, pinned to CPU 0, median ns per call of $runs runs each, interleaved"
+	load
+	local p
+	for p in $platforms; do
+		: >"$work/sc.plugin.$p"
+		: >"$work/sc.stock.$p"
+		warm "$p" "$runsc" "$stock"
+		for i in $(seq "$runs"); do
+			sample "$work/sc.plugin.$p" pinned_sandbox "$runsc" "$p" "$bin/syscalls" "${calls[$p]}"
+			sample "$work/sc.stock.$p" pinned_sandbox "$stock" "$p" "$bin/syscalls" "${calls[$p]}"
+		done
+		a=$(median <"$work/sc.plugin.$p")
+		b=$(median <"$work/sc.stock.$p")
+		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ns)"
 	done
 }
 
