@@ -309,6 +309,8 @@ type Options struct {
 	Runsc string
 	// Flags are more global runsc flags, given before the others.
 	Flags []string
+	// Timeout bounds the sandboxed command; 0 is Timeout.
+	Timeout time.Duration
 }
 
 // RunWith is Run with the runsc binary and flags of opts.
@@ -328,7 +330,11 @@ func RunWith(t testing.TB, opts Options, platform string, argv ...string) Result
 		"do",
 	)
 	args = append(args, argv...)
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = Timeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, runsc, args...)
 	var stdout, stderr bytes.Buffer
@@ -338,7 +344,7 @@ func RunWith(t testing.TB, opts Options, platform string, argv ...string) Result
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("runsc %s timed out after %v; stderr:\n%s", strings.Join(args, " "), Timeout, res.Stderr)
+		t.Fatalf("runsc %s timed out after %v; stderr:\n%s", strings.Join(args, " "), timeout, res.Stderr)
 	case errors.As(err, &exit):
 		res.ExitCode = exit.ExitCode()
 	case err != nil:
