@@ -20,7 +20,8 @@ all: runsc
 # runsc is built from a copy of this module in .build/src whose vendored
 # gVisor gets the files under platform/*/_gvisor/ and plugin/_gvisor/ added
 # (they only add exported accessors to gVisor's platform and kernel
-# packages; no gVisor file is changed or copied here). A cgo build of runsc
+# packages) and the fixes in patches/gvisor/ applied (each a small change
+# written to be sent upstream, explained in its header). A cgo build of runsc
 # does not boot a sandbox. go build is incremental, so this target always
 # runs and is cheap when nothing changed.
 # The packages that use those accessors (platform/*, plugin, cmd/runsc) build
@@ -32,6 +33,7 @@ prepare:
 	@tar -c --exclude=./.build --exclude=./bin --exclude=./.git --exclude=./vendor --exclude='./bazel-*' . | tar -x -C $(BUILD_SRC)
 	cd $(BUILD_SRC) && $(GO) mod vendor
 	@for d in platform/*/_gvisor plugin/_gvisor; do cp -r $$d/. $(BUILD_SRC)/vendor/gvisor.dev/gvisor/; done
+	@for p in patches/gvisor/*.patch; do patch -s -p1 -d $(BUILD_SRC)/vendor/gvisor.dev/gvisor < $$p || { echo "$$p does not apply"; exit 1; }; done
 
 runsc: prepare
 	cd $(BUILD_SRC) && CGO_ENABLED=0 $(GO) build -mod=vendor -o $(CURDIR)/bin/runsc ./cmd/runsc
@@ -80,14 +82,16 @@ VM_QUEUE = .build/vm-queue
 
 e2e: runsc hostcheck
 	@rm -rf $(VM_QUEUE) && mkdir -p $(VM_QUEUE)
-	HWBP_VM_QUEUE=$(CURDIR)/$(VM_QUEUE) $(GO) test -count=1 -timeout 60m ./test/e2e/... ./test/conformance/... ./test/gdb/...
+	HWBP_VM_QUEUE=$(CURDIR)/$(VM_QUEUE) $(GO) test -count=1 -timeout 60m ./test/e2e/... ./test/conformance/... ./test/gdb/... ./test/restore/...
 	./test/vm/queued.sh $(VM_QUEUE)
 
 test: vet unit e2e
 
+# SECTIONS (numbers or names, see test/bench/bench.sh) runs only those; the
+# hit sections run in the test VM where the host delivers no hits.
 bench: runsc bin/hostbp
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./sentry/hwbp/
-	./test/bench/bench.sh
+	./test/bench/bench.sh $(SECTIONS)
 
 # Bazel: Debian's bazel-bootstrap 4.2 with rules_go v0.34.0 and gazelle
 # v0.27.0, offline. bazel/prepare.sh installs the Debian packages when they

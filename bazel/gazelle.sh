@@ -7,7 +7,7 @@
 #   deps.bzl              gazelle update-repos from go.mod: a go_repository for
 #                         every module of the build list; attributes added by
 #                         hand (gVisor's patches) are kept
-#   bazel/patches/gvisor/hwbp-files.patch
+#   bazel/patches/gvisor/hwbp.patch
 #                         bazel/gvisor-patch.sh, from platform/*/_gvisor and
 #                         plugin/_gvisor
 #
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GAZELLE=.build/bazel/bin/gazelle
-GVISOR_PATCH=bazel/patches/gvisor/hwbp-files.patch
+GVISOR_PATCH=bazel/patches/gvisor/hwbp.patch
 # update-repos' flags: the modules' .proto files are not compiled (their
 # generated .pb.go files are used, as the go command does).
 UPDATE_REPOS=(update-repos -from_file=go.mod -to_macro=deps.bzl%go_dependencies -prune -build_file_proto_mode=disable_global)

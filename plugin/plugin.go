@@ -4,10 +4,15 @@
 //
 //   - the guest's ptrace(2) gets the debug registers (sentry/ptrace), and the
 //     clone family passes a thread's DR6/DR7 values on to its children;
+//   - every system call is wrapped for the single-step at its exit;
 //   - every supported platform is wrapped so that each task's platform
 //     context reports its task's execve and exit, where Linux flushes the
 //     task's breakpoints;
 //   - hwbp's counters become gVisor metrics (/hwbp/...).
+//
+// Where the operator turned hwbp off with runsc's --hwbp=false (see
+// plugin/operator), init installs nothing: the process, and in it the
+// sandbox's sentry, is stock gVisor's.
 //
 // The same binary runs every runsc subcommand, so init only registers hooks:
 // anything that belongs to the sentry happens when the sentry calls into a
@@ -17,6 +22,7 @@ package plugin
 import (
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 
+	"github.com/gvisor-hwbp/hwbp/plugin/operator"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
@@ -40,6 +46,9 @@ func exited(t *kernel.Task) bool {
 }
 
 func init() {
+	if !operator.Enabled() {
+		return
+	}
 	installSyscalls()
 	wrapPlatforms()
 	registerMetrics()

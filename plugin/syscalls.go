@@ -87,6 +87,7 @@ func ptraceHook(orig kernel.SyscallFn) kernel.SyscallFn {
 		if err != nil {
 			return rv, ctl, err
 		}
+		addCheckpoint(t.Kernel())
 		target := t.PIDNamespace().TaskWithID(kernel.ThreadID(args[1].Int()))
 		if target == nil {
 			// The tracee was reaped after the checks passed; Linux

@@ -1,5 +1,8 @@
 // Binary runsc is gVisor's runsc with the hwbp plugin linked in. It must be
 // built with CGO_ENABLED=0: a cgo build of runsc does not boot a sandbox.
+//
+// runsc --hwbp=false runs sandboxes without the plugin, as stock runsc does
+// (plugin/operator).
 package main
 
 import (

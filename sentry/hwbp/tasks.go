@@ -243,6 +243,11 @@ func (ts *Tasks[K]) Exit(k K) (empty bool, created uint64) {
 	return n == 0, created
 }
 
+// Range calls f for each thread with a Task, until f returns false.
+func (ts *Tasks[K]) Range(f func(k K, t *Task) bool) {
+	ts.m.Range(func(k, t any) bool { return f(k.(K), t.(*Task)) })
+}
+
 // Len returns the number of threads with a Task.
 func (ts *Tasks[K]) Len() int {
 	return int(ts.n.Load())

@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"errors"
+	"maps"
 	"sync/atomic"
 	"testing"
 
@@ -356,4 +357,68 @@ func FuzzPokeUser(f *testing.F) {
 			t.Fatal("state left after Exit")
 		}
 	})
+}
+
+// TestSaveRestore checks that a thread's state survives Save and Restore
+// into another map of threads (a sandbox restored from a checkpoint): every
+// register reads back the same, the same slots are armed, and hits show in
+// DR6 under the same register numbers.
+func TestSaveRestore(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"fresh thread keeps nothing", nil},
+		{"disabled placeholder and DR6", []step{poke(1, user+8, 0), poke(6, 0x5, 0)}},
+		{"enabled watchpoints in every slot", []step{poke(0, user, 0), poke(1, user+8, 0), poke(2, user+16, 0), poke(3, user+24, 0), poke(7, 0xbbbb00ff, 0)}},
+		{"DR7 read-back with reserved bits", []step{poke(7, 0xffffffff00002700, 0)}},
+		{"slots registered out of order", []step{poke(3, user+24, 0), poke(0, user, 0), poke(7, 0x50000041, 0)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rBefore, before := newThreads()
+			run(t, before, 1, tc.steps)
+			st, ok := before.Save(1)
+			if ok != (len(tc.steps) > 0) {
+				t.Fatalf("Save = %+v, %v", st, ok)
+			}
+			r, after := newThreads()
+			if ok {
+				if err := after.Restore(1, st); err != nil {
+					t.Fatalf("Restore: %v", err)
+				}
+			}
+			for n := 0; n < 8; n++ {
+				want, _ := before.PeekUser(1, DebugRegOffset+8*uint64(n))
+				run(t, after, 1, []step{peek(n, want)})
+			}
+			var wantImg, gotImg hwbp.Image
+			if task := before.Tasks().Lookup(1); task != nil {
+				wantImg = task.Image()
+			}
+			if task := after.Tasks().Lookup(1); task != nil {
+				gotImg = task.Image()
+			}
+			// Which hardware slot an event takes is not visible to the
+			// guest (hits are reported under the ptrace register
+			// number); the same breakpoints must be armed.
+			if got, want := armedSet(gotImg), armedSet(wantImg); !maps.Equal(got, want) {
+				t.Fatalf("restored image arms %v, want %v", got, want)
+			}
+			if r.Enabled() != rBefore.Enabled() {
+				t.Fatalf("restored registry has %d enabled events, want %d", r.Enabled(), rBefore.Enabled())
+			}
+		})
+	}
+}
+
+// armedSet returns the breakpoints img arms, by address, R/W and LEN
+// fields, with their number of slots.
+func armedSet(img hwbp.Image) map[[3]uint64]int {
+	set := map[[3]uint64]int{}
+	for slot := 0; slot < hwbp.Slots; slot++ {
+		if img.DR7.Enabled(slot) {
+			set[[3]uint64{img.Addr[slot], uint64(img.DR7.RW(slot)), uint64(img.DR7.Len(slot))}]++
+		}
+	}
+	return set
 }

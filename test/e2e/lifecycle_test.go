@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
@@ -34,7 +35,11 @@ func TestNoStateLeaks(t *testing.T) {
 				// after the first cycle.
 				cycles = 200
 			}
-			res := sandbox.Run(t, p, prog, strconv.Itoa(cycles))
+			// A cycle takes about 20 ms on these 2-core machines when
+			// they are idle and three times that when other work
+			// competes for them: 10,000 cycles can outlast the usual
+			// bound of one sandboxed command.
+			res := sandbox.RunWith(t, sandbox.Options{Timeout: 25 * time.Minute}, p, prog, strconv.Itoa(cycles))
 			if res.ExitCode != 0 || res.Stdout != strconv.Itoa(cycles)+" cycles\n" {
 				t.Fatalf("exit %d, stdout %q, stderr:\n%s", res.ExitCode, res.Stdout, res.Stderr)
 			}

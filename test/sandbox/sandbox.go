@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -213,6 +214,46 @@ func Runsc(t testing.TB) string {
 	return runscPath
 }
 
+var (
+	stockOnce sync.Once
+	stockPath string
+	stockErr  error
+)
+
+// StockRunsc returns gVisor's runsc without the plugin (test/bench/stockrunsc,
+// built from the gVisor version in go.mod), building it the first time in a
+// test binary into a temporary directory: the oracle for what stock gVisor
+// does.
+func StockRunsc(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	stockOnce.Do(func() { stockPath, stockErr = buildStock() })
+	if stockErr != nil {
+		t.Fatalf("building stock runsc: %v", stockErr)
+	}
+	return stockPath
+}
+
+func buildStock() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "hwbp-stockrunsc-")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "runsc")
+	cmd := exec.Command("go", "build", "-o", out, "./test/bench/stockrunsc")
+	cmd.Dir = root
+	// As for bin/runsc: a cgo build of runsc does not boot a sandbox.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./test/bench/stockrunsc: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
 func build() (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -267,17 +308,42 @@ func (r Result) BootLog() (string, error) {
 // command; a non-zero exit of the command is reported in Result.ExitCode.
 func Run(t testing.TB, platform string, argv ...string) Result {
 	t.Helper()
-	runsc := Runsc(t)
+	return RunWith(t, Options{}, platform, argv...)
+}
+
+// Options change how RunWith runs a sandbox.
+type Options struct {
+	// Runsc is the runsc binary to run; "" is this repository's
+	// (Runsc). StockRunsc builds gVisor's own.
+	Runsc string
+	// Flags are more global runsc flags, given before the others.
+	Flags []string
+	// Timeout bounds the sandboxed command; 0 is Timeout.
+	Timeout time.Duration
+}
+
+// RunWith is Run with the runsc binary and flags of opts.
+func RunWith(t testing.TB, opts Options, platform string, argv ...string) Result {
+	t.Helper()
+	runsc := opts.Runsc
+	if runsc == "" {
+		runsc = Runsc(t)
+	}
 	logDir := t.TempDir()
-	args := append([]string{
+	args := append(slices.Clone(opts.Flags),
 		"--network=none",
-		"--platform=" + platform,
+		"--platform="+platform,
 		// Info level only: a debug log of a busy sandbox runs to
 		// hundreds of megabytes.
-		"--debug-log=" + logDir + "/",
+		"--debug-log="+logDir+"/",
 		"do",
-	}, argv...)
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	)
+	args = append(args, argv...)
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = Timeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, runsc, args...)
 	var stdout, stderr bytes.Buffer
@@ -287,7 +353,7 @@ func Run(t testing.TB, platform string, argv ...string) Result {
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("runsc %s timed out after %v; stderr:\n%s", strings.Join(args, " "), Timeout, res.Stderr)
+		t.Fatalf("runsc %s timed out after %v; stderr:\n%s", strings.Join(args, " "), timeout, res.Stderr)
 	case errors.As(err, &exit):
 		res.ExitCode = exit.ExitCode()
 	case err != nil:

@@ -15,7 +15,11 @@ root=$(pwd)
 queue=$(cd "$1" && pwd)
 
 shopt -s nullglob
-files=("$queue"/test.*)
+files=()
+for f in "$queue"/test.*; do
+	# Only the queue files: a previous run's test binaries sit beside them.
+	[[ $f == *.test ]] || files+=("$f")
+done
 if [ ${#files[@]} -eq 0 ]; then
 	exit 0
 fi

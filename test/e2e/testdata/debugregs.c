@@ -1,0 +1,135 @@
+/*
+ * debugregs: what a tracer sees of a stopped child's debug registers and of
+ * a single-step over a system call, in canonical lines that TestHwbpFlag
+ * compares between the host kernel, gVisor's own runsc and this
+ * repository's runsc with and without --hwbp.
+ *
+ * The tracer writes DR0 (the address of a word of the child) and DR7 (an
+ * enabled 4-byte write watchpoint on it) with PTRACE_POKEUSER and reads them
+ * back with PTRACE_PEEKUSER: Linux reads back what was written, stock
+ * gVisor reads 0. It then single-steps the child up to the syscall
+ * instruction of a getpid, and once more over it: Linux stops right after
+ * that instruction (si_code TRAP_BRKPT) with DR6's BS bit set, stock gVisor
+ * one instruction later (TRAP_TRACE) and reads DR6 as 0.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DR(n) (offsetof(struct user, u_debugreg) + (n) * sizeof(long))
+
+static volatile int watched;
+
+extern char sc_getpid[], sc_syscall[];
+__asm__(".text\n"
+	"sc_getpid:\n"
+	"	mov $39, %eax\n" /* getpid */
+	"sc_syscall:\n"
+	"	syscall\n"
+	"	nop\n"
+	"	nop\n"
+	"	ret\n");
+
+static void die(const char *what) {
+	fprintf(stderr, "debugregs: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+/* where names an address of the child for the transcript. */
+static void where(char *out, size_t n, unsigned long v) {
+	if (v == (unsigned long)&watched)
+		snprintf(out, n, "watched");
+	else if (v >= (unsigned long)sc_getpid && v < (unsigned long)sc_getpid + 16)
+		snprintf(out, n, "sc_getpid+%lu", v - (unsigned long)sc_getpid);
+	else
+		snprintf(out, n, "0x%lx", v);
+}
+
+static void poke(pid_t pid, int n, unsigned long v) {
+	char w[64];
+	where(w, sizeof w, v);
+	long r = ptrace(PTRACE_POKEUSER, pid, (void *)DR(n), (void *)v);
+	printf("poke DR%d %s -> %ld %s\n", n, w, r, r ? strerror(errno) : "OK");
+}
+
+static void peek(pid_t pid, int n) {
+	char w[64];
+	errno = 0;
+	long v = ptrace(PTRACE_PEEKUSER, pid, (void *)DR(n), 0);
+	if (errno) {
+		printf("peek DR%d -> -1 %s\n", n, strerror(errno));
+		return;
+	}
+	where(w, sizeof w, (unsigned long)v);
+	printf("peek DR%d -> %s\n", n, w);
+}
+
+/* step single-steps pid once and returns its instruction pointer. */
+static unsigned long step(pid_t pid, siginfo_t *si) {
+	int st;
+	if (ptrace(PTRACE_SINGLESTEP, pid, 0, 0))
+		die("PTRACE_SINGLESTEP");
+	if (waitpid(pid, &st, 0) != pid)
+		die("waitpid");
+	if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+		fprintf(stderr, "debugregs: step: status 0x%x\n", st);
+		exit(2);
+	}
+	if (ptrace(PTRACE_GETSIGINFO, pid, 0, si))
+		die("PTRACE_GETSIGINFO");
+	struct user_regs_struct regs;
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs))
+		die("PTRACE_GETREGS");
+	return regs.rip;
+}
+
+int main(void) {
+	setvbuf(stdout, NULL, _IONBF, 0);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		if (ptrace(PTRACE_TRACEME, 0, 0, 0))
+			die("PTRACE_TRACEME");
+		raise(SIGSTOP);
+		((void (*)(void))sc_getpid)();
+		_exit(0);
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
+		die("waitpid");
+
+	poke(pid, 0, (unsigned long)&watched);
+	poke(pid, 7, 0x000d0001); /* L0, write, 4 bytes */
+	peek(pid, 0);
+	peek(pid, 7);
+
+	siginfo_t si;
+	unsigned long ip = 0;
+	for (int i = 0; ip != (unsigned long)sc_syscall; i++) {
+		if (i == 100000) {
+			fprintf(stderr, "debugregs: the child never reached the syscall instruction\n");
+			return 2;
+		}
+		ip = step(pid, &si);
+	}
+	char w[64];
+	ip = step(pid, &si);
+	where(w, sizeof w, ip);
+	printf("step over syscall -> code %d ip %s\n", si.si_code, w);
+	peek(pid, 6);
+
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	printf("end\n");
+	return 0;
+}

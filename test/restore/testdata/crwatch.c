@@ -1,0 +1,107 @@
+/*
+ * crwatch: a tracer whose child has a write watchpoint, with two windows in
+ * which the sandbox can be checkpointed and restored: first while the child
+ * runs with its watchpoint armed ("window running"), then while it is
+ * stopped at its first hit ("window stopped"; only if the watchpoint
+ * fires). A window lasts from its line on standard output until the tracer
+ * gets SIGUSR1. Around each window the tracer prints what PTRACE_PEEKUSER
+ * reads of DR0, DR6 and DR7; after it the child writes the watched word a
+ * second time. The transcript must be the host kernel's, checkpoint or not.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+static volatile long watched;
+
+#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
+
+static void check(long r, const char *what) {
+	if (r < 0) {
+		perror(what);
+		exit(1);
+	}
+}
+
+static void regs(pid_t c, const char *when) {
+	printf("%s: DR0 %s DR6 %#lx DR7 %#lx\n", when,
+	       ptrace(PTRACE_PEEKUSER, c, DR(0), 0) == (long)&watched ? "=&watched" : "other",
+	       ptrace(PTRACE_PEEKUSER, c, DR(6), 0), ptrace(PTRACE_PEEKUSER, c, DR(7), 0));
+	fflush(stdout);
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+/* window prints its line and waits for SIGUSR1, which is blocked until
+ * then so that it cannot be missed. */
+static void window(const char *name) {
+	sigset_t usr1, old;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &old);
+	printf("window %s\n", name);
+	fflush(stdout);
+	sigset_t wait = old;
+	sigdelset(&wait, SIGUSR1);
+	sigsuspend(&wait);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* next resumes the child and describes its next stop. */
+static int next(pid_t c) {
+	int st;
+	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
+	check(waitpid(c, &st, 0), "waitpid");
+	if (WIFEXITED(st)) {
+		printf("child exited %d\n", WEXITSTATUS(st));
+		return 0;
+	}
+	printf("child stopped by signal %d\n", WSTOPSIG(st));
+	return WSTOPSIG(st);
+}
+
+int main(void) {
+	signal(SIGUSR1, on_usr1);
+	int go[2];
+	check(pipe(go), "pipe");
+	pid_t c = fork();
+	check(c, "fork");
+	if (c == 0) {
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		raise(SIGSTOP);
+		char b;
+		if (read(go[0], &b, 1) != 1)
+			_exit(2);
+		watched = 1;
+		watched = 2;
+		_exit(0);
+	}
+	int st;
+	check(waitpid(c, &st, 0), "waitpid");
+	check(ptrace(PTRACE_POKEUSER, c, DR(0), (long)&watched), "POKE DR0");
+	check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
+	check(ptrace(PTRACE_POKEUSER, c, DR(6), 0x4), "POKE DR6");
+	regs(c, "armed");
+	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
+	window("running");
+	check(kill(c, SIGSTOP), "kill");
+	check(waitpid(c, &st, 0), "waitpid");
+	regs(c, "after window running");
+	check(write(go[1], "g", 1), "write");
+	if (next(c) == SIGTRAP) {
+		regs(c, "at first hit");
+		window("stopped");
+		regs(c, "after window stopped");
+		if (next(c) == SIGTRAP) {
+			regs(c, "at second hit");
+			next(c);
+		}
+	}
+	printf("done\n");
+	return 0;
+}
