@@ -66,8 +66,9 @@ echo "vm: running in a QEMU guest the tests this machine cannot run (hardware wa
 cat "${files[@]}" | sed 's/^/  /'
 
 # A guest whose kernel dies (run.sh exits 125 with no status from the
-# guest; seen once in CI: Debian's guest kernel found a corrupted task stack
-# end in the scheduler while the suite ran under TCG) takes with it the
+# guest; Debian's 6.1 guest kernel sometimes finds a corrupted task stack
+# end in the scheduler in a sentry thread on kvm, nested SVM under TCG, see
+# test/e2e/lifecycle_test.go) takes with it the
 # tests after the one it was running. Those run again in a new guest, from
 # the interrupted one; a test that is interrupted twice fails the pass.
 log=$queue/vm-output
