@@ -35,6 +35,9 @@
 #   PLATFORMS  platforms to measure (default "systrap ptrace")
 #   RUNS       runs per configuration in sections 3, 6 and 7 (default 21)
 #   RT_RUNS    runs per configuration in section 1 (default 9)
+#   HWBP_BENCH_KEEP    directory to keep every run's figures in (one file
+#                      per configuration, one line per run; not for the
+#                      sections run in the test VM)
 #   HWBP_BENCH_VM=no   do not use the test VM for the hit sections
 #   HWBP_BENCH_BIN     directory of the already built programs and stock
 #                      runsc (set for the pass in the test VM, which builds
@@ -76,7 +79,14 @@ number() { # number SECTION: its number
 [ -x "$hostbp" ] || { echo "bench: $hostbp is missing; run make bin/hostbp" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+keep() {
+	if [ -n "${HWBP_BENCH_KEEP:-}" ]; then
+		mkdir -p "$HWBP_BENCH_KEEP"
+		find "$work" -maxdepth 1 -type f -exec cp {} "$HWBP_BENCH_KEEP/" \;
+	fi
+	rm -rf "$work"
+}
+trap keep EXIT
 progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls"
 if [ -n "${HWBP_BENCH_BIN:-}" ]; then
 	bin=$HWBP_BENCH_BIN
@@ -127,6 +137,12 @@ sample() { # sample FILE CMD...: append CMD's output (one number) to FILE; a fai
 	else
 		echo "    (a run failed and is left out: $* : $(tail -n 3 "$work/err" | tr '\n' ' ')$out)" >&2
 	fi
+}
+# spread FILE_A FILE_B: the range of the ratios of the runs of A and B made
+# side by side (run i of each), if no run failed.
+spread() {
+	[ "$(wc -l <"$1")" = "$(wc -l <"$2")" ] || return 0
+	paste "$1" "$2" | awk '{r = $1 / $2; if (NR == 1 || r < lo) lo = r; if (NR == 1 || r > hi) hi = r} END {if (NR) printf " (run by run %.2f to %.2f)", lo, hi}'
 }
 # compare A B UNIT: "A UNIT vs B UNIT: ratio R"; under emulation, where
 # times mean nothing, only "ratio R".
@@ -188,7 +204,7 @@ section_roundtrip() {
 		echo "--platform=$platform:"
 		echo "    (a) hit, plugin runsc vs $kernel: $(compare "$hp" "$hh" ns)"
 		echo "    (b) hit, plugin runsc vs stock runsc's single-step round trip (PTRACE_SINGLESTEP -> SIGTRAP -> waitpid,"
-		echo "        gVisor's cheapest trap): $(compare "$hp" "$ss" ns), target $(verdict "$(ratio "$hp" "$ss")" 1.15)"
+		echo "        gVisor's cheapest trap): $(compare "$hp" "$ss" ns)$(spread "$work/hit.plugin" "$work/step.stock"), target $(verdict "$(ratio "$hp" "$ss")" 1.15)"
 		echo "    reference, single-step round trip: stock runsc vs $kernel (gVisor's trap floor) $(compare "$ss" "$sh" ns);"
 		echo "        plugin vs stock runsc $(compare "$sp" "$ss" ns); hit vs single-step, both in the plugin runsc: ratio $(ratio "$hp" "$sp")"
 	done
@@ -235,7 +251,7 @@ section_overhead() {
 		a=$(median <"$work/plugin.$p")
 		b=$(median <"$work/stock.$p")
 		r3=$(ratio "$a" "$b")
-		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ms), target $(verdict "$r3" 1.02)"
+		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ms)$(spread "$work/plugin.$p" "$work/stock.$p"), target $(verdict "$r3" 1.02)"
 	done
 }
 
@@ -309,7 +325,7 @@ section_bystander() {
 		a=$(median <"$work/armed.$p")
 		b=$(median <"$work/none.$p")
 		r6=$(ratio "$a" "$b")
-		echo "--platform=$p: armed vs nothing armed $(compare "$a" "$b" ms), target $(verdict "$r6" 1.02)"
+		echo "--platform=$p: armed vs nothing armed $(compare "$a" "$b" ms)$(spread "$work/armed.$p" "$work/none.$p"), target $(verdict "$r6" 1.02)"
 	done
 }
 
@@ -332,7 +348,7 @@ section_syscalls() {
 		done
 		a=$(median <"$work/sc.plugin.$p")
 		b=$(median <"$work/sc.stock.$p")
-		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ns)"
+		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ns)$(spread "$work/sc.plugin.$p" "$work/sc.stock.$p")"
 	done
 }
 

@@ -70,5 +70,12 @@ if [ -s "$job/status" ]; then
 	exit "$(cat "$job/status")"
 fi
 echo "vm: the guest reported no exit status (QEMU exited with $qemu_status); its console:" >&2
-tail -n 40 "$job/console" >&2
+# A guest kernel's report (oops, BUG, panic) starts well before its last 40
+# lines: print from the first one, at most 200 lines, else the tail.
+first=$(grep -n -m1 -E 'cut here|BUG:|Oops|Kernel panic|WARNING:|rcu_.*stall' "$job/console" | cut -d: -f1 || true)
+if [ -n "$first" ]; then
+	tail -n "+$((first > 20 ? first - 20 : 1))" "$job/console" | head -n 200 >&2
+else
+	tail -n 40 "$job/console" >&2
+fi
 exit 125
