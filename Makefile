@@ -116,7 +116,7 @@ bazel-test: bazel-prepare
 
 # The runsc that Bazel built boots a sandbox on every platform (as root).
 bazel-boot: bazel-prepare
-	nice -n 19 $(BAZEL) $(BAZEL_STARTUP) test $(BAZEL_FLAGS) --test_filter=TestSandboxBootsWithPlugin --test_arg=-test.v --test_output=all //test/e2e:e2e_test
+	nice -n 19 $(BAZEL) $(BAZEL_STARTUP) test $(BAZEL_FLAGS) --nocache_test_results --test_filter=TestSandboxBootsWithPlugin --test_arg=-test.v --test_output=all //test/e2e:e2e_test
 
 gazelle:
 	GO=$(GO) ./bazel/gazelle.sh fix
