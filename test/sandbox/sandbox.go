@@ -223,10 +223,23 @@ var (
 // StockRunsc returns gVisor's runsc without the plugin (test/bench/stockrunsc,
 // built from the gVisor version in go.mod), building it the first time in a
 // test binary into a temporary directory: the oracle for what stock gVisor
-// does.
+// does. HWBP_STOCK_RUNSC names one built already: Bazel's test targets name
+// the //test/bench/stockrunsc that Bazel built, relative to the directory of
+// go.mod, as they do for HWBP_RUNSC (no go command runs in Bazel's test
+// sandbox).
 func StockRunsc(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
+	if p := os.Getenv("HWBP_STOCK_RUNSC"); p != "" {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		root, err := RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(root, p)
+	}
 	stockOnce.Do(func() { stockPath, stockErr = buildStock() })
 	if stockErr != nil {
 		t.Fatalf("building stock runsc: %v", stockErr)
