@@ -1,0 +1,518 @@
+package perf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// Events is the perf_event_open consumer of the breakpoints of a sandbox's
+// threads, identified by K as in hwbp.Tasks.
+type Events[K comparable] struct {
+	tasks *hwbp.Tasks[K]
+
+	// lastID is the last event id handed out (Linux's perf_event_id).
+	lastID atomic.Uint64
+
+	// groupMu guards every event's group membership (Linux's
+	// ctx->mutex for the group lists).
+	groupMu sync.Mutex
+}
+
+// NewEvents returns the perf view of tasks.
+func NewEvents[K comparable](tasks *hwbp.Tasks[K]) *Events[K] {
+	return &Events[K]{tasks: tasks}
+}
+
+// Target is what perf_event_open's pid and cpu arguments name.
+type Target[K comparable] struct {
+	// Task is the thread to watch, if HasTask; otherwise the event is
+	// CPU-wide.
+	Task    K
+	HasTask bool
+
+	// CPU is the cpu argument: -1 for any, else the CPU the event counts
+	// on. NumCPU is the number of CPUs of the sandbox (nr_cpu_ids).
+	CPU    int32
+	NumCPU int
+
+	// MayAccess is the caller's ptrace access check of Task
+	// (ptrace_may_access with PTRACE_MODE_READ_REALCREDS, or
+	// PTRACE_MODE_ATTACH_REALCREDS if attach).
+	MayAccess func(attach bool) bool
+
+	// Exited reports whether Task has exited (perf_event_exit_task ran:
+	// Linux's TASK_TOMBSTONE context).
+	Exited func() bool
+
+	// Clock returns the time the task has run, in nanoseconds: a task
+	// event's times advance only while its task runs.
+	Clock func() uint64
+}
+
+// Group is what perf_event_open's group_fd names.
+type Group[K comparable] struct {
+	// Leader is group_fd's event, nil if group_fd is -1 or
+	// PERF_FLAG_FD_NO_GROUP was given.
+	Leader *Event[K]
+	// Output is set by PERF_FLAG_FD_OUTPUT with a group_fd.
+	Output *Event[K]
+}
+
+// Event is one breakpoint event that perf_event_open created.
+type Event[K comparable] struct {
+	es     *Events[K]
+	id     uint64
+	target Target[K]
+
+	// leader is the event's group leader, itself for a leader.
+	//
+	// +checklocks:es.groupMu
+	leader *Event[K]
+
+	// siblings are the other members of a leader's group, in the order
+	// they joined.
+	//
+	// +checklocks:es.groupMu
+	siblings []*Event[K]
+
+	// count is the event's count (hits since the last reset). The
+	// overflow handler adds to it without any lock.
+	count atomic.Uint64
+
+	mu sync.Mutex
+
+	// attr is the attribute the event was opened with, with the period
+	// that PERF_EVENT_IOC_PERIOD set.
+	//
+	// +checklocks:mu
+	attr Attr
+
+	// bp is the core's event; nil for a closed event.
+	//
+	// +checklocks:mu
+	bp *hwbp.Breakpoint
+
+	// enabled is the event's state as the guest set it.
+	//
+	// +checklocks:mu
+	enabled bool
+
+	// since is Target.Clock when the event was last enabled; total is the
+	// time it was enabled before that.
+	//
+	// +checklocks:mu
+	since uint64
+	// +checklocks:mu
+	total uint64
+}
+
+// errorf wraps errno with a message.
+func errorf(errno unix.Errno, format string, args ...any) error {
+	return fmt.Errorf("perf: "+format+": %w", append(args, errno)...)
+}
+
+// Open creates the breakpoint event a (which passed CopyAttr and CheckOpen)
+// for target in group, with the checks of Linux's perf_event_open that
+// follow the lookup of group_fd and pid, in Linux's order
+// (kernel/events/core.c: perf_event_open, perf_event_alloc,
+// hw_breakpoint_event_init, perf_try_init_event, find_get_context):
+//
+//   - inherit differing from the group leader's: EINVAL;
+//   - a cpu past the sandbox's CPUs, other than -1 for a task: EINVAL;
+//   - sigtrap without a task; inherit with PERF_SAMPLE_READ and without
+//     PERF_SAMPLE_TID: EINVAL;
+//   - branch stack sampling: EOPNOTSUPP;
+//   - the slot reservation and the breakpoint's own checks (hwbp.Registry.
+//     Register: EINVAL for the type, ENOSPC, then hwbp.Attr.Validate); a
+//     CPU-wide event needs a slot next to the busiest task's;
+//   - XMM registers sampled: EOPNOTSUPP; AUX controls: EOPNOTSUPP or EINVAL;
+//     a clock other than an NMI-safe one: EINVAL;
+//   - a task the caller may not trace (attach mode for sigtrap): EACCES;
+//     a CPU-wide event: EACCES, as for an unprivileged caller under
+//     perf_event_paranoid 2 (see the package doc);
+//   - a task that has exited: ESRCH;
+//   - a group leader on another CPU or task, a pinned or exclusive member,
+//     an output redirection without a ring buffer, AUX sampling: EINVAL.
+//
+// On error nothing stays registered.
+func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], error) {
+	leader := group.Leader
+	if leader != nil && target.HasTask && leader.Attr().Has(FlagInherit) != a.Has(FlagInherit) {
+		return nil, errorf(unix.EINVAL, "inherit differs from the group leader's")
+	}
+	if target.CPU < 0 || int(target.CPU) >= target.NumCPU {
+		if !target.HasTask || target.CPU != -1 {
+			return nil, errorf(unix.EINVAL, "cpu %d", target.CPU)
+		}
+	}
+	if a.Has(FlagSigtrap) && !target.HasTask {
+		return nil, errorf(unix.EINVAL, "sigtrap needs a task")
+	}
+	if a.Has(FlagInherit) && a.SampleType()&SampleRead != 0 && a.SampleType()&SampleTID == 0 {
+		return nil, errorf(unix.EINVAL, "inherit with PERF_SAMPLE_READ needs PERF_SAMPLE_TID")
+	}
+	if a.SampleType()&SampleBranchStack != 0 {
+		return nil, errorf(unix.EOPNOTSUPP, "no branch sampling for breakpoints")
+	}
+
+	ev := &Event[K]{es: es, target: target, attr: a}
+	bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
+	var bp *hwbp.Breakpoint
+	exited := false
+	if target.HasTask {
+		var err error
+		bp, err = es.register(target.Task, bpAttr, ev.overflow)
+		switch {
+		case errors.Is(err, errExited):
+			exited = true
+		case err != nil:
+			return nil, err
+		}
+	} else if err := es.reserveCPUWide(bpAttr); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Event[K], error) {
+		if bp != nil {
+			bp.Unregister()
+		}
+		return nil, err
+	}
+
+	if (a.u64(offRegsUser)|a.u64(offRegsIntr))&regExtended != 0 {
+		return fail(errorf(unix.EOPNOTSUPP, "no XMM register sampling for breakpoints"))
+	}
+	aux := a.u32(offAuxAction)
+	if a.Has(FlagAuxOutput) {
+		return fail(errorf(unix.EOPNOTSUPP, "aux_output"))
+	}
+	if aux&auxPause != 0 && aux&auxResume != 0 {
+		return fail(errorf(unix.EINVAL, "aux_pause with aux_resume"))
+	}
+	if aux&auxStartPaused != 0 {
+		return fail(errorf(unix.EOPNOTSUPP, "aux_start_paused"))
+	}
+	if a.Has(FlagUseClockID) {
+		if c := a.ClockID(); c != clockMonotonic && c != clockMonotonicRaw {
+			return fail(errorf(unix.EINVAL, "clock %d", c))
+		}
+	}
+	if target.HasTask {
+		if !target.MayAccess(a.Has(FlagSigtrap)) {
+			return fail(errorf(unix.EACCES, "may not trace the task"))
+		}
+	} else {
+		return fail(errorf(unix.EACCES, "CPU-wide events need CAP_PERFMON"))
+	}
+	if exited || target.Exited != nil && target.Exited() {
+		return fail(errorf(unix.ESRCH, "the task has exited"))
+	}
+	if leader != nil {
+		if leader.target.CPU != target.CPU || leader.target.HasTask != target.HasTask || leader.target.Task != target.Task {
+			return fail(errorf(unix.EINVAL, "group leader on another CPU or task"))
+		}
+		if a.Has(FlagPinned) || a.Has(FlagExclusive) {
+			return fail(errorf(unix.EINVAL, "only a group leader may be pinned or exclusive"))
+		}
+	}
+	if group.Output != nil {
+		// perf_event_set_output: the output event has no ring
+		// buffer (no mmap yet).
+		return fail(errorf(unix.EINVAL, "output redirection"))
+	}
+	if a.u32(offAuxSample) != 0 || aux&(auxPause|auxResume) != 0 {
+		// perf_get_aux_event: no AUX event leads the group.
+		return fail(errorf(unix.EINVAL, "AUX sampling without an AUX group leader"))
+	}
+
+	ev.id = es.lastID.Add(1)
+	ev.mu.Lock()
+	ev.bp = bp
+	ev.mu.Unlock()
+	es.groupMu.Lock()
+	ev.leader = ev
+	if leader != nil {
+		ev.leader = leader.leader
+		ev.leader.siblings = append(ev.leader.siblings, ev)
+	}
+	es.groupMu.Unlock()
+	if !a.Has(FlagDisabled) {
+		ev.setEnabled(true)
+	}
+	return ev, nil
+}
+
+// errExited is register's error for a thread that has begun to exit.
+var errExited = errorf(unix.ESRCH, "the task has exited")
+
+// register reserves a slot of k for a, as register_perf_hw_breakpoint does.
+// A thread that has begun to exit gets no new state: Linux finds it still
+// there, makes every check, and fails with ESRCH only once it finds its perf
+// context gone, so register then makes the attribute's own checks and
+// returns errExited, and Open goes on with its checks.
+func (es *Events[K]) register(k K, a hwbp.Attr, handler hwbp.OverflowHandler) (*hwbp.Breakpoint, error) {
+	t, err := es.tasks.Get(k)
+	if err == nil {
+		var bp *hwbp.Breakpoint
+		bp, err = es.tasks.Registry().Register(t, a, handler)
+		if err == nil {
+			return bp, nil
+		}
+	}
+	if !errors.Is(err, unix.ESRCH) {
+		return nil, err
+	}
+	if verr := checkBreakpoint(a); verr != nil {
+		return nil, verr
+	}
+	return nil, errExited
+}
+
+// checkBreakpoint is Register's checks of a, without a task.
+func checkBreakpoint(a hwbp.Attr) error {
+	if a.Type == hwbp.TypeEmpty || a.Type == hwbp.TypeRW|hwbp.TypeX {
+		return errorf(unix.EINVAL, "breakpoint type %v", a.Type)
+	}
+	return a.Validate()
+}
+
+// reserveCPUWide is the slot reservation of a CPU-wide event: no task may
+// hold every slot (max_bp_pinned_slots). The event is never created (see
+// Open), so nothing is reserved.
+func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
+	if a.Type == hwbp.TypeEmpty || a.Type == hwbp.TypeRW|hwbp.TypeX {
+		return errorf(unix.EINVAL, "breakpoint type %v", a.Type)
+	}
+	if es.tasks.Registry().MaxSlotsInUse() >= hwbp.Slots {
+		return errorf(unix.ENOSPC, "a task uses every breakpoint slot")
+	}
+	return a.Validate()
+}
+
+// overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
+// hit.
+func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
+	ev.count.Add(1)
+}
+
+// ID is the event's id (PERF_EVENT_IOC_ID, PERF_FORMAT_ID).
+func (ev *Event[K]) ID() uint64 { return ev.id }
+
+// Attr returns the event's attribute.
+func (ev *Event[K]) Attr() Attr {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.attr
+}
+
+// setEnabled enables or disables the event, accounting its enabled time.
+func (ev *Event[K]) setEnabled(on bool) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if ev.bp == nil || ev.enabled == on {
+		return
+	}
+	now := ev.now()
+	if on {
+		ev.since = now
+		ev.bp.Enable()
+	} else {
+		ev.total += now - ev.since
+		ev.bp.Disable()
+	}
+	ev.enabled = on
+}
+
+// now returns the target's clock.
+func (ev *Event[K]) now() uint64 {
+	if ev.target.Clock == nil {
+		return 0
+	}
+	return ev.target.Clock()
+}
+
+// members returns the events an ioctl with PERF_IOC_FLAG_GROUP reaches:
+// ev's whole group (perf_event_for_each), or ev alone.
+func (ev *Event[K]) members(group bool) []*Event[K] {
+	if !group {
+		return []*Event[K]{ev}
+	}
+	ev.es.groupMu.Lock()
+	defer ev.es.groupMu.Unlock()
+	l := ev.leader
+	return append([]*Event[K]{l}, l.siblings...)
+}
+
+// groupLeader returns ev's group leader.
+func (ev *Event[K]) groupLeader() *Event[K] {
+	ev.es.groupMu.Lock()
+	defer ev.es.groupMu.Unlock()
+	return ev.leader
+}
+
+// Enable is PERF_EVENT_IOC_ENABLE; group is PERF_IOC_FLAG_GROUP.
+func (ev *Event[K]) Enable(group bool) {
+	for _, e := range ev.members(group) {
+		e.setEnabled(true)
+	}
+}
+
+// Disable is PERF_EVENT_IOC_DISABLE.
+func (ev *Event[K]) Disable(group bool) {
+	for _, e := range ev.members(group) {
+		e.setEnabled(false)
+	}
+}
+
+// Reset is PERF_EVENT_IOC_RESET: the count goes back to zero, the times
+// do not (perf_event_reset).
+func (ev *Event[K]) Reset(group bool) {
+	for _, e := range ev.members(group) {
+		e.count.Store(0)
+	}
+}
+
+// SetPeriod is PERF_EVENT_IOC_PERIOD (_perf_event_period): EINVAL for an
+// event that does not sample, for 0, for a frequency above MaxSampleRate,
+// and for a period with bit 63 set.
+func (ev *Event[K]) SetPeriod(v uint64) error {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if !ev.attr.Sampling() {
+		return errorf(unix.EINVAL, "the event does not sample")
+	}
+	if v == 0 {
+		return errorf(unix.EINVAL, "period 0")
+	}
+	if ev.attr.Has(FlagFreq) {
+		if v > MaxSampleRate {
+			return errorf(unix.EINVAL, "frequency %d", v)
+		}
+	} else if v&(1<<63) != 0 {
+		return errorf(unix.EINVAL, "period %#x", v)
+	}
+	binary.LittleEndian.PutUint64(ev.attr.raw[offSamplePeriod:], v)
+	return nil
+}
+
+// Refresh is PERF_EVENT_IOC_REFRESH (_perf_event_refresh): EINVAL for an
+// inherited event or one that does not sample.
+func (ev *Event[K]) Refresh(n int32) error {
+	if a := ev.Attr(); a.Has(FlagInherit) || !a.Sampling() {
+		return errorf(unix.EINVAL, "refresh of an inherited or counting event")
+	}
+	return errorf(unix.EOPNOTSUPP, "overflow limits are not implemented")
+}
+
+// times returns the event's enabled and running times. A breakpoint always
+// has its slot, so it runs whenever it is enabled.
+func (ev *Event[K]) times() (enabled, running uint64) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	t := ev.total
+	if ev.enabled {
+		t += ev.now() - ev.since
+	}
+	return t, t
+}
+
+// readSize is perf_event__read_size for a group of nr events.
+func readSize(rf uint64, nr int) int {
+	entry, size := 8, 0
+	if rf&FormatTotalTimeEnabled != 0 {
+		size += 8
+	}
+	if rf&FormatTotalTimeRunning != 0 {
+		size += 8
+	}
+	if rf&FormatID != 0 {
+		entry += 8
+	}
+	if rf&FormatLost != 0 {
+		entry += 8
+	}
+	if rf&FormatGroup != 0 {
+		size += 8 // nr
+	} else {
+		nr = 1
+	}
+	return size + entry*nr
+}
+
+// Read returns what read(2) of the event's fd gives for a buffer of n bytes
+// (perf_read): ENOSPC if n is below the record's size, else the record of
+// read_format: the value, the times, the id and the lost count requested,
+// or with PERF_FORMAT_GROUP the number of events of the group, the times of
+// its leader (perf_read_group) and each event's value, id and lost count.
+func (ev *Event[K]) Read(n int) ([]byte, error) {
+	rf := ev.Attr().ReadFormat()
+	group := rf&FormatGroup != 0
+	members := ev.members(group)
+	size := readSize(rf, len(members))
+	if n < size {
+		return nil, errorf(unix.ENOSPC, "read buffer of %d bytes, need %d", n, size)
+	}
+	b := make([]byte, 0, size)
+	put := func(v uint64) { b = binary.LittleEndian.AppendUint64(b, v) }
+	enabled, running := members[0].times()
+	if group {
+		put(uint64(len(members)))
+	} else {
+		put(ev.count.Load())
+	}
+	if rf&FormatTotalTimeEnabled != 0 {
+		put(enabled)
+	}
+	if rf&FormatTotalTimeRunning != 0 {
+		put(running)
+	}
+	for _, e := range members {
+		if group {
+			put(e.count.Load())
+		}
+		if rf&FormatID != 0 {
+			put(e.id)
+		}
+		if rf&FormatLost != 0 {
+			put(0) // a counting breakpoint loses no sample
+		}
+	}
+	return b, nil
+}
+
+// Close releases the event's slot (perf_release). A group leader's siblings
+// stay open, as singletons.
+func (ev *Event[K]) Close() {
+	ev.mu.Lock()
+	bp := ev.bp
+	ev.bp = nil
+	ev.enabled = false
+	ev.mu.Unlock()
+	if bp != nil {
+		bp.Unregister()
+	}
+	// perf_group_detach: a member leaves its group; a leader's members
+	// become singletons.
+	ev.es.groupMu.Lock()
+	defer ev.es.groupMu.Unlock()
+	if l := ev.leader; l != ev {
+		for i, s := range l.siblings {
+			if s == ev {
+				l.siblings = append(l.siblings[:i], l.siblings[i+1:]...)
+				break
+			}
+		}
+		ev.leader = ev
+		return
+	}
+	for _, s := range ev.siblings {
+		s.leader = s
+	}
+	ev.siblings = nil
+}
