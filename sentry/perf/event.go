@@ -71,6 +71,9 @@ type Event[K comparable] struct {
 	id     uint64
 	target Target[K]
 
+	// excludeUser is the attribute's exclude_user.
+	excludeUser bool
+
 	// leader is the event's group leader, itself for a leader.
 	//
 	// +checklocks:es.groupMu
@@ -162,7 +165,7 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 		return nil, errorf(unix.EOPNOTSUPP, "no branch sampling for breakpoints")
 	}
 
-	ev := &Event[K]{es: es, target: target, attr: a}
+	ev := &Event[K]{es: es, target: target, attr: a, excludeUser: a.Has(FlagExcludeUser)}
 	bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
 	var bp *hwbp.Breakpoint
 	exited := false
@@ -296,8 +299,12 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 }
 
 // overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
-// hit.
+// hit, unless the event excludes user mode (perf_exclude_event), where every
+// hit of a guest happens.
 func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
+	if ev.excludeUser {
+		return
+	}
 	ev.count.Add(1)
 }
 

@@ -358,6 +358,16 @@ func TestCountAndRead(t *testing.T) {
 	}
 }
 
+func TestExcludeUserCountsNothing(t *testing.T) {
+	f := newFixture()
+	ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagExcludeUser) })
+	f.hit(1)
+	b, _ := ev.Read(8)
+	if got := u64s(b); got[0] != 0 {
+		t.Errorf("an exclude_user event counted %d user-mode hits", got[0])
+	}
+}
+
 func TestGroupRead(t *testing.T) {
 	f := newFixture()
 	rf := uint64(FormatGroup | FormatID)
