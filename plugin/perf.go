@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/binary"
 
+	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
 	"gvisor.dev/gvisor/pkg/hostarch"
@@ -43,7 +44,36 @@ const (
 
 // events is the guest's perf_event_open view of the breakpoints, the
 // core's second consumer.
-var events = perf.NewEvents(tasks)
+var events = perf.NewEvents(tasks, sendSigtrap)
+
+// trapPerfCode is si_code TRAP_PERF.
+const trapPerfCode = 6
+
+// trapPerfFlagAsync is TRAP_PERF_FLAG_ASYNC, si_perf_flags of a SIGTRAP
+// that the thread blocks.
+const trapPerfFlagAsync = 1
+
+// sendSigtrap sends the SIGTRAP of a sigtrap event's overflow to t, the
+// thread that hit, from t's goroutine inside its platform Switch: Linux's
+// send_sig_perf (kernel/signal.c), an ordinary send_sig_info, with si_addr,
+// si_perf_data (offset 24 of siginfo_t), si_perf_type (32) and
+// si_perf_flags (36), which says whether t blocks SIGTRAP. Queuing it
+// interrupts t's platform context, so that t takes it before it runs
+// another instruction, as Linux delivers it from task work at the return to
+// user mode. A thread that is exiting gets none (perf_sigtrap).
+func sendSigtrap(t *kernel.Task, s perf.Sigtrap) {
+	if exited(t) {
+		return
+	}
+	info := &linux.SignalInfo{Signo: int32(linux.SIGTRAP), Code: trapPerfCode}
+	info.SetAddr(s.Addr)
+	binary.LittleEndian.PutUint64(info.Fields[8:], s.Data)
+	binary.LittleEndian.PutUint32(info.Fields[16:], s.Type)
+	if t.SignalMask()&linux.SignalSetOf(linux.SIGTRAP) != 0 {
+		binary.LittleEndian.PutUint32(info.Fields[20:], trapPerfFlagAsync)
+	}
+	t.SendSignal(info)
+}
 
 // perfEventOpenHook gives the guest perf_event_open for PERF_TYPE_BREAKPOINT
 // (sentry/perf), with Linux's checks in Linux's order; every other event

@@ -12,10 +12,28 @@ import (
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
+// Sigtrap is the SIGTRAP that an overflow of a sigtrap event sends to the
+// thread that hit (Linux's send_sig_perf): si_code TRAP_PERF, si_addr Addr
+// (bp_addr), si_perf_data Data (sig_data), si_perf_type Type (the event's
+// type).
+type Sigtrap struct {
+	Addr uint64
+	Data uint64
+	Type uint32
+}
+
+// SignalFunc sends s to thread k, which is running the instruction that
+// hit, from its own goroutine; the SIGTRAP must reach it before it runs
+// another instruction, as Linux's task work does at the return to user mode.
+type SignalFunc[K comparable] func(k K, s Sigtrap)
+
 // Events is the perf_event_open consumer of the breakpoints of a sandbox's
 // threads, identified by K as in hwbp.Tasks.
 type Events[K comparable] struct {
 	tasks *hwbp.Tasks[K]
+
+	// signal sends sigtrap events' signals; nil sends none.
+	signal SignalFunc[K]
 
 	// lastID is the last event id handed out (Linux's perf_event_id).
 	lastID atomic.Uint64
@@ -25,9 +43,10 @@ type Events[K comparable] struct {
 	groupMu sync.Mutex
 }
 
-// NewEvents returns the perf view of tasks.
-func NewEvents[K comparable](tasks *hwbp.Tasks[K]) *Events[K] {
-	return &Events[K]{tasks: tasks}
+// NewEvents returns the perf view of tasks, whose sigtrap events signal
+// through signal.
+func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K]) *Events[K] {
+	return &Events[K]{tasks: tasks, signal: signal}
 }
 
 // Target is what perf_event_open's pid and cpu arguments name.
@@ -74,6 +93,10 @@ type Event[K comparable] struct {
 	// excludeUser is the attribute's exclude_user.
 	excludeUser bool
 
+	// exec is the list of the target's events that its execve changes,
+	// if the event is on it (enable_on_exec, remove_on_exec).
+	exec *execEvents[K]
+
 	// leader is the event's group leader, itself for a leader.
 	//
 	// +checklocks:es.groupMu
@@ -106,6 +129,12 @@ type Event[K comparable] struct {
 	//
 	// +checklocks:mu
 	enabled bool
+
+	// left is the number of hits until the next overflow of a sampling
+	// event (Linux's period_left).
+	//
+	// +checklocks:mu
+	left uint64
 
 	// since is Target.Clock when the event was last enabled; total is the
 	// time it was enabled before that.
@@ -237,7 +266,12 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	ev.id = es.lastID.Add(1)
 	ev.mu.Lock()
 	ev.bp = bp
+	ev.left = ev.periodLocked()
 	ev.mu.Unlock()
+	if bp != nil && a.Flags()&(FlagEnableOnExec|FlagRemoveOnExec) != 0 {
+		ev.exec = attachExec[K](bp.Task())
+		ev.exec.add(ev)
+	}
 	es.groupMu.Lock()
 	ev.leader = ev
 	if leader != nil {
@@ -300,12 +334,43 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 
 // overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
 // hit, unless the event excludes user mode (perf_exclude_event), where every
-// hit of a guest happens.
+// hit of a guest happens. A sampling event overflows once every
+// sample_period hits (perf_swevent_event); an overflow of a sigtrap event
+// sends the SIGTRAP (__perf_event_overflow, perf_sigtrap).
 func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 	if ev.excludeUser {
 		return
 	}
 	ev.count.Add(1)
+	ev.mu.Lock()
+	a := &ev.attr
+	if !a.Sampling() || ev.bp == nil {
+		ev.mu.Unlock()
+		return
+	}
+	if ev.left > 1 {
+		ev.left--
+		ev.mu.Unlock()
+		return
+	}
+	ev.left = ev.periodLocked()
+	sig := a.Has(FlagSigtrap)
+	s := Sigtrap{Addr: a.BPAddr(), Data: a.SigData(), Type: a.Type()}
+	ev.mu.Unlock()
+	if sig && ev.es.signal != nil {
+		ev.es.signal(ev.target.Task, s)
+	}
+}
+
+// periodLocked is the number of hits between overflows: sample_period, or
+// 1 for a frequency event, whose period Linux adapts from 1 at every tick.
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) periodLocked() uint64 {
+	if ev.attr.Has(FlagFreq) {
+		return 1
+	}
+	return ev.attr.SamplePeriod()
 }
 
 // ID is the event's id (PERF_EVENT_IOC_ID, PERF_FORMAT_ID).
@@ -405,6 +470,8 @@ func (ev *Event[K]) SetPeriod(v uint64) error {
 		return errorf(unix.EINVAL, "period %#x", v)
 	}
 	binary.LittleEndian.PutUint64(ev.attr.raw[offSamplePeriod:], v)
+	// perf_event_period restarts the period.
+	ev.left = ev.periodLocked()
 	return nil
 }
 
@@ -493,16 +560,29 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 	return b, nil
 }
 
-// Close releases the event's slot (perf_release). A group leader's siblings
-// stay open, as singletons.
-func (ev *Event[K]) Close() {
+// exit removes the event from its task, which keeps its count and its
+// times as they are (perf_event_exit_event): the task exited, or an exec
+// removed the event (remove_on_exec).
+func (ev *Event[K]) exit() {
 	ev.mu.Lock()
 	bp := ev.bp
 	ev.bp = nil
-	ev.enabled = false
+	if ev.enabled {
+		ev.total += ev.now() - ev.since
+		ev.enabled = false
+	}
 	ev.mu.Unlock()
 	if bp != nil {
 		bp.Unregister()
+	}
+}
+
+// Close releases the event's slot (perf_release). A group leader's siblings
+// stay open, as singletons.
+func (ev *Event[K]) Close() {
+	ev.exit()
+	if ev.exec != nil {
+		ev.exec.remove(ev)
 	}
 	// perf_group_detach: a member leaves its group; a leader's members
 	// become singletons.
@@ -522,4 +602,65 @@ func (ev *Event[K]) Close() {
 		s.leader = s
 	}
 	ev.siblings = nil
+}
+
+// execKey names the perf state of a thread's hwbp.Task.
+var execKey = hwbp.NewExtensionKey("perf")
+
+// execEvents is the hwbp.Extension of a thread with events that its next
+// execve changes: Linux's perf_event_exec enables those with enable_on_exec
+// (perf_event_enable_on_exec, once) and removes those with remove_on_exec
+// (perf_event_remove_on_exec). Events are removed from it when they close,
+// so it never holds more than the open events of the thread.
+type execEvents[K comparable] struct {
+	mu sync.Mutex
+	// +checklocks:mu
+	events []*Event[K]
+}
+
+// attachExec returns t's execEvents, attaching one if needed; a released
+// task gets a detached one, which nothing calls.
+func attachExec[K comparable](t *hwbp.Task) *execEvents[K] {
+	if x, ok := t.Attach(execKey, func() hwbp.Extension { return &execEvents[K]{} }).(*execEvents[K]); ok {
+		return x
+	}
+	return &execEvents[K]{}
+}
+
+func (x *execEvents[K]) add(ev *Event[K]) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.events = append(x.events, ev)
+}
+
+func (x *execEvents[K]) remove(ev *Event[K]) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, e := range x.events {
+		if e == ev {
+			x.events = append(x.events[:i], x.events[i+1:]...)
+			return
+		}
+	}
+}
+
+// Clone implements hwbp.Extension.Clone: without inherit, a new thread has
+// none of its creator's events.
+func (x *execEvents[K]) Clone() hwbp.Extension { return nil }
+
+// Exec implements hwbp.Extension.Exec.
+func (x *execEvents[K]) Exec() {
+	x.mu.Lock()
+	events := x.events
+	x.events = nil
+	x.mu.Unlock()
+	for _, ev := range events {
+		a := ev.Attr()
+		switch {
+		case a.Has(FlagRemoveOnExec):
+			ev.exit()
+		case a.Has(FlagEnableOnExec):
+			ev.setEnabled(true)
+		}
+	}
 }

@@ -151,14 +151,17 @@ type thread int
 
 // fixture is a sandbox of threads 1 and 2, with thread 3 exited.
 type fixture struct {
-	tasks  *hwbp.Tasks[thread]
-	events *Events[thread]
-	clock  uint64
+	tasks   *hwbp.Tasks[thread]
+	events  *Events[thread]
+	clock   uint64
+	signals []Sigtrap
 }
 
 func newFixture() *fixture {
 	tasks := hwbp.NewTasks(hwbp.NewRegistry(), func(k thread) bool { return k == 3 })
-	return &fixture{tasks: tasks, events: NewEvents(tasks)}
+	f := &fixture{tasks: tasks}
+	f.events = NewEvents(tasks, func(k thread, s Sigtrap) { f.signals = append(f.signals, s) })
+	return f
 }
 
 func (f *fixture) target(k thread) Target[thread] {
@@ -416,4 +419,64 @@ func equal(a, b []uint64) bool {
 		}
 	}
 	return true
+}
+
+func TestSigtrap(t *testing.T) {
+	f := newFixture()
+	ev := f.open(t, 1, func(p []byte) {
+		setFlags(p, FlagSigtrap|FlagRemoveOnExec)
+		set64(p, offSamplePeriod, 3)
+		set64(p, offSigData, 0xfeed)
+	})
+	for i := 0; i < 7; i++ {
+		f.hit(1)
+	}
+	want := Sigtrap{Addr: testAddr, Data: 0xfeed, Type: TypeBreakpoint}
+	if len(f.signals) != 2 || f.signals[0] != want {
+		t.Fatalf("7 hits with period 3 sent %v, want two of %v", f.signals, want)
+	}
+	checkErrno(t, ev.SetPeriod(1), 0)
+	f.hit(1)
+	if len(f.signals) != 3 {
+		t.Errorf("after PERF_EVENT_IOC_PERIOD 1, a hit sent %d signals in all, want 3", len(f.signals))
+	}
+	counting := f.open(t, 1, func(p []byte) { set64(p, offBPAddr, testAddr+8) })
+	f.signals = nil
+	f.hit(1)
+	if len(f.signals) != 1 {
+		t.Errorf("a counting event next to the sigtrap one: %d signals, want 1", len(f.signals))
+	}
+	counting.Close()
+	ev.Close()
+}
+
+func TestExec(t *testing.T) {
+	f := newFixture()
+	onExec := f.open(t, 1, func(p []byte) { setFlags(p, FlagDisabled|FlagEnableOnExec) })
+	removed := f.open(t, 1, func(p []byte) { setFlags(p, FlagRemoveOnExec); set64(p, offBPAddr, testAddr+8) })
+	kept := f.open(t, 1, func(p []byte) { set64(p, offBPAddr, testAddr+16) })
+	closed := f.open(t, 1, func(p []byte) { setFlags(p, FlagDisabled|FlagEnableOnExec); set64(p, offBPAddr, testAddr+24) })
+	closed.Close()
+	f.hit(1)
+	f.tasks.Exec(1)
+	if n := f.tasks.Lookup(1).SlotsInUse(); n != 2 {
+		t.Errorf("after exec: %d slots in use, want 2 (enable_on_exec and plain)", n)
+	}
+	f.hit(1)
+	for _, tc := range []struct {
+		name string
+		ev   *Event[thread]
+		want uint64
+	}{{"enable_on_exec", onExec, 1}, {"remove_on_exec", removed, 1}, {"plain", kept, 2}} {
+		b, _ := tc.ev.Read(8)
+		if got := u64s(b)[0]; got != tc.want {
+			t.Errorf("%s event counted %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	f.tasks.Exec(1)
+	onExec.Disable(false)
+	f.tasks.Exec(1)
+	if got := f.tasks.Registry().Enabled(); got != 1 {
+		t.Errorf("enable_on_exec acted at a second exec: %d events enabled, want 1", got)
+	}
 }

@@ -175,6 +175,23 @@ func TestCounting(t *testing.T) {
 	}
 }
 
+// TestSigtrap compares a program that watches its own memory with sigtrap
+// events (testdata/sigtrap.c): the SIGTRAP of every overflow, its siginfo
+// (TRAP_PERF, si_addr, si_perf_data, si_perf_type, si_perf_flags) and the
+// instruction it interrupts, sample_period and PERF_EVENT_IOC_PERIOD,
+// SIGTRAP blocked and ignored.
+func TestSigtrap(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/sigtrap.c")
+	host := run(t, "", prog)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			compare(t, host, run(t, p, prog))
+		})
+	}
+}
+
 // TestDeliberateDifferences checks the comparison itself: a sandbox line
 // that differs from the host's fails, and one of the deliberate cases passes
 // only with gVisor's answer.
