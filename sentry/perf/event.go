@@ -38,15 +38,32 @@ type Events[K comparable] struct {
 	// lastID is the last event id handed out (Linux's perf_event_id).
 	lastID atomic.Uint64
 
-	// groupMu guards every event's group membership (Linux's
+	// groupMu guards the events' group membership (Linux's
 	// ctx->mutex for the group lists).
 	groupMu sync.Mutex
+
+	// leaders maps each event that joined a group to its leader; a
+	// leader, and an event alone, has no entry.
+	//
+	// +checklocks:groupMu
+	leaders map[*Event[K]]*Event[K]
+
+	// siblings maps each leader to the other members of its group, in the
+	// order they joined.
+	//
+	// +checklocks:groupMu
+	siblings map[*Event[K]][]*Event[K]
 }
 
 // NewEvents returns the perf view of tasks, whose sigtrap events signal
 // through signal.
 func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K]) *Events[K] {
-	return &Events[K]{tasks: tasks, signal: signal}
+	return &Events[K]{
+		tasks:    tasks,
+		signal:   signal,
+		leaders:  make(map[*Event[K]]*Event[K]),
+		siblings: make(map[*Event[K]][]*Event[K]),
+	}
 }
 
 // Target is what perf_event_open's pid and cpu arguments name.
@@ -97,16 +114,6 @@ type Event[K comparable] struct {
 	// if the event is on it (enable_on_exec, remove_on_exec).
 	exec *execEvents[K]
 
-	// leader is the event's group leader, itself for a leader.
-	//
-	// +checklocks:es.groupMu
-	leader *Event[K]
-
-	// siblings are the other members of a leader's group, in the order
-	// they joined.
-	//
-	// +checklocks:es.groupMu
-	siblings []*Event[K]
 
 	// count is the event's count (hits since the last reset). The
 	// overflow handler adds to it without any lock.
@@ -246,6 +253,9 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 		return fail(errorf(unix.ESRCH, "the task has exited"))
 	}
 	if leader != nil {
+		if leader.groupLeader() != leader {
+			return fail(errorf(unix.EINVAL, "group_fd is not a group leader"))
+		}
 		if leader.target.CPU != target.CPU || leader.target.HasTask != target.HasTask || leader.target.Task != target.Task {
 			return fail(errorf(unix.EINVAL, "group leader on another CPU or task"))
 		}
@@ -272,13 +282,12 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 		ev.exec = attachExec[K](bp.Task())
 		ev.exec.add(ev)
 	}
-	es.groupMu.Lock()
-	ev.leader = ev
 	if leader != nil {
-		ev.leader = leader.leader
-		ev.leader.siblings = append(ev.leader.siblings, ev)
+		es.groupMu.Lock()
+		es.leaders[ev] = leader
+		es.siblings[leader] = append(es.siblings[leader], ev)
+		es.groupMu.Unlock()
 	}
-	es.groupMu.Unlock()
 	if !a.Has(FlagDisabled) {
 		ev.setEnabled(true)
 	}
@@ -415,17 +424,25 @@ func (ev *Event[K]) members(group bool) []*Event[K] {
 	if !group {
 		return []*Event[K]{ev}
 	}
-	ev.es.groupMu.Lock()
-	defer ev.es.groupMu.Unlock()
-	l := ev.leader
-	return append([]*Event[K]{l}, l.siblings...)
+	es := ev.es
+	es.groupMu.Lock()
+	defer es.groupMu.Unlock()
+	l := ev
+	if leader, ok := es.leaders[ev]; ok {
+		l = leader
+	}
+	return append([]*Event[K]{l}, es.siblings[l]...)
 }
 
 // groupLeader returns ev's group leader.
 func (ev *Event[K]) groupLeader() *Event[K] {
-	ev.es.groupMu.Lock()
-	defer ev.es.groupMu.Unlock()
-	return ev.leader
+	es := ev.es
+	es.groupMu.Lock()
+	defer es.groupMu.Unlock()
+	if l, ok := es.leaders[ev]; ok {
+		return l
+	}
+	return ev
 }
 
 // Enable is PERF_EVENT_IOC_ENABLE; group is PERF_IOC_FLAG_GROUP.
@@ -586,22 +603,29 @@ func (ev *Event[K]) Close() {
 	}
 	// perf_group_detach: a member leaves its group; a leader's members
 	// become singletons.
-	ev.es.groupMu.Lock()
-	defer ev.es.groupMu.Unlock()
-	if l := ev.leader; l != ev {
-		for i, s := range l.siblings {
+	es := ev.es
+	es.groupMu.Lock()
+	defer es.groupMu.Unlock()
+	if l, ok := es.leaders[ev]; ok {
+		sib := es.siblings[l]
+		for i, s := range sib {
 			if s == ev {
-				l.siblings = append(l.siblings[:i], l.siblings[i+1:]...)
+				sib = append(sib[:i:i], sib[i+1:]...)
 				break
 			}
 		}
-		ev.leader = ev
+		if len(sib) == 0 {
+			delete(es.siblings, l)
+		} else {
+			es.siblings[l] = sib
+		}
+		delete(es.leaders, ev)
 		return
 	}
-	for _, s := range ev.siblings {
-		s.leader = s
+	for _, s := range es.siblings[ev] {
+		delete(es.leaders, s)
 	}
-	ev.siblings = nil
+	delete(es.siblings, ev)
 }
 
 // execKey names the perf state of a thread's hwbp.Task.

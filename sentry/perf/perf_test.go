@@ -279,6 +279,11 @@ func TestPtraceAfterFourEvents(t *testing.T) {
 func TestGroupRules(t *testing.T) {
 	f := newFixture()
 	leader := f.open(t, 1, func(p []byte) {})
+	member, err := f.events.Open(attrOf(t, func(p []byte) {}), f.target(1), Group[thread]{Leader: leader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
 	for _, tc := range []struct {
 		name   string
 		edit   func(p []byte)
@@ -291,6 +296,7 @@ func TestGroupRules(t *testing.T) {
 		{"another task is EINVAL", func(p []byte) {}, f.target(2), Group[thread]{Leader: leader}, unix.EINVAL},
 		{"a pinned member is EINVAL", func(p []byte) { setFlags(p, FlagPinned) }, f.target(1), Group[thread]{Leader: leader}, unix.EINVAL},
 		{"output redirection without a ring buffer is EINVAL", func(p []byte) {}, f.target(1), Group[thread]{Leader: leader, Output: leader}, unix.EINVAL},
+		{"a member is no leader", func(p []byte) {}, f.target(1), Group[thread]{Leader: member}, unix.EINVAL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev, err := f.events.Open(attrOf(t, tc.edit), tc.target, tc.group)
@@ -395,6 +401,15 @@ func TestGroupRead(t *testing.T) {
 	b, _ = leader.Read(40)
 	if got, want := u64s(b), []uint64{1, 1, leader.ID()}; !equal(got, want) {
 		t.Errorf("after the member's close: Read = %v, want %v", got, want)
+	}
+	other, err := f.events.Open(attrOf(t, func(p []byte) { set64(p, offReadFormat, rf) }), f.target(1), Group[thread]{Leader: leader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader.Close()
+	b, _ = other.Read(40)
+	if got, want := u64s(b), []uint64{1, 0, other.ID()}; !equal(got, want) {
+		t.Errorf("after the leader's close, a member reads alone: %v, want %v", got, want)
 	}
 }
 
