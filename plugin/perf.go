@@ -155,10 +155,14 @@ func perfEventOpen(t *kernel.Task, addr uint64, read perf.Reader, pid, cpu, grou
 		target.Task, target.HasTask = tt, true
 		target.MayAccess = func(attach bool) bool { return t.CanTrace(tt, attach) }
 		target.Exited = func() bool { return exited(tt) }
-		target.Clock = func() uint64 {
-			s := tt.CPUStats()
-			return uint64((s.UserTime + s.SysTime).Nanoseconds())
-		}
+		// Linux's times advance while the task runs, at nanosecond
+		// resolution; gVisor's task CPU clocks advance by scheduler
+		// ticks, which would leave a short program's event with a
+		// running time of 0 ("<not counted>" in perf stat). The times
+		// follow the monotonic clock instead, from enable to disable
+		// or the task's exit.
+		clock := t.Kernel().MonotonicClock()
+		target.Clock = func() uint64 { return uint64(clock.Now().Nanoseconds()) }
 	}
 	// With PERF_FLAG_PID_CGROUP, pid is a cgroup's fd and the event is
 	// CPU-wide: Open refuses it as for any CPU-wide event.

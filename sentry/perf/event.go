@@ -87,8 +87,8 @@ type Target[K comparable] struct {
 	// Linux's TASK_TOMBSTONE context).
 	Exited func() bool
 
-	// Clock returns the time the task has run, in nanoseconds: a task
-	// event's times advance only while its task runs.
+	// Clock returns the time, in nanoseconds, that the event's times
+	// (enabled, running) follow while it is enabled and its task lives.
 	Clock func() uint64
 }
 
@@ -110,9 +110,9 @@ type Event[K comparable] struct {
 	// excludeUser is the attribute's exclude_user.
 	excludeUser bool
 
-	// exec is the list of the target's events that its execve changes,
-	// if the event is on it (enable_on_exec, remove_on_exec).
-	exec *execEvents[K]
+	// onTask is the list of the target task's events, which its execve
+	// and exit change; nil for an event without a task.
+	onTask *taskEvents[K]
 
 
 	// count is the event's count (hits since the last reset). The
@@ -278,9 +278,9 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	ev.bp = bp
 	ev.left = ev.periodLocked()
 	ev.mu.Unlock()
-	if bp != nil && a.Flags()&(FlagEnableOnExec|FlagRemoveOnExec) != 0 {
-		ev.exec = attachExec[K](bp.Task())
-		ev.exec.add(ev)
+	if bp != nil {
+		ev.onTask = attachTaskEvents[K](bp.Task())
+		ev.onTask.add(ev)
 	}
 	if leader != nil {
 		es.groupMu.Lock()
@@ -598,8 +598,8 @@ func (ev *Event[K]) exit() {
 // stay open, as singletons.
 func (ev *Event[K]) Close() {
 	ev.exit()
-	if ev.exec != nil {
-		ev.exec.remove(ev)
+	if ev.onTask != nil {
+		ev.onTask.remove(ev)
 	}
 	// perf_group_detach: a member leaves its group; a leader's members
 	// become singletons.
@@ -628,36 +628,35 @@ func (ev *Event[K]) Close() {
 	delete(es.siblings, ev)
 }
 
-// execKey names the perf state of a thread's hwbp.Task.
-var execKey = hwbp.NewExtensionKey("perf")
+// taskKey names the perf state of a thread's hwbp.Task.
+var taskKey = hwbp.NewExtensionKey("perf")
 
-// execEvents is the hwbp.Extension of a thread with events that its next
-// execve changes: Linux's perf_event_exec enables those with enable_on_exec
-// (perf_event_enable_on_exec, once) and removes those with remove_on_exec
-// (perf_event_remove_on_exec). Events are removed from it when they close,
-// so it never holds more than the open events of the thread.
-type execEvents[K comparable] struct {
+// taskEvents is the hwbp.Extension of a thread that perf events watch: the
+// open events bound to it, which its execve and exit change (Linux's
+// perf_event_exec, perf_event_exit_task). Events are removed from it when
+// they close, so it never holds more than the thread's open events.
+type taskEvents[K comparable] struct {
 	mu sync.Mutex
 	// +checklocks:mu
 	events []*Event[K]
 }
 
-// attachExec returns t's execEvents, attaching one if needed; a released
-// task gets a detached one, which nothing calls.
-func attachExec[K comparable](t *hwbp.Task) *execEvents[K] {
-	if x, ok := t.Attach(execKey, func() hwbp.Extension { return &execEvents[K]{} }).(*execEvents[K]); ok {
+// attachTaskEvents returns t's taskEvents, attaching one if needed; a
+// released task gets a detached one, which nothing calls.
+func attachTaskEvents[K comparable](t *hwbp.Task) *taskEvents[K] {
+	if x, ok := t.Attach(taskKey, func() hwbp.Extension { return &taskEvents[K]{} }).(*taskEvents[K]); ok {
 		return x
 	}
-	return &execEvents[K]{}
+	return &taskEvents[K]{}
 }
 
-func (x *execEvents[K]) add(ev *Event[K]) {
+func (x *taskEvents[K]) add(ev *Event[K]) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.events = append(x.events, ev)
 }
 
-func (x *execEvents[K]) remove(ev *Event[K]) {
+func (x *taskEvents[K]) remove(ev *Event[K]) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for i, e := range x.events {
@@ -668,23 +667,52 @@ func (x *execEvents[K]) remove(ev *Event[K]) {
 	}
 }
 
-// Clone implements hwbp.Extension.Clone: without inherit, a new thread has
-// none of its creator's events.
-func (x *execEvents[K]) Clone() hwbp.Extension { return nil }
-
-// Exec implements hwbp.Extension.Exec.
-func (x *execEvents[K]) Exec() {
+func (x *taskEvents[K]) list() []*Event[K] {
 	x.mu.Lock()
-	events := x.events
-	x.events = nil
-	x.mu.Unlock()
-	for _, ev := range events {
-		a := ev.Attr()
+	defer x.mu.Unlock()
+	return append([]*Event[K](nil), x.events...)
+}
+
+// Clone implements hwbp.Extension.Clone: inherit is not implemented, so a
+// new thread has none of its creator's events.
+func (x *taskEvents[K]) Clone() hwbp.Extension { return nil }
+
+// Exec implements hwbp.Extension.Exec: perf_event_enable_on_exec enables
+// the events with enable_on_exec and clears the flag, so it acts once;
+// perf_event_remove_on_exec removes those with remove_on_exec.
+func (x *taskEvents[K]) Exec() {
+	for _, ev := range x.list() {
+		ev.mu.Lock()
+		a := &ev.attr
+		remove, enable := a.Has(FlagRemoveOnExec), a.Has(FlagEnableOnExec)
+		if enable {
+			binary.LittleEndian.PutUint64(a.raw[offFlags:], a.Flags()&^FlagEnableOnExec)
+		}
+		ev.mu.Unlock()
 		switch {
-		case a.Has(FlagRemoveOnExec):
+		case remove:
 			ev.exit()
-		case a.Has(FlagEnableOnExec):
+			x.remove(ev)
+		case enable:
 			ev.setEnabled(true)
 		}
+	}
+}
+
+// Exit removes the events of thread k from it at its exit, as Linux's
+// perf_event_exit_task does: they keep their counts, and their times stop.
+// The caller calls it before hwbp.Tasks.Exit frees k's Task.
+func (es *Events[K]) Exit(k K) {
+	t := es.tasks.Lookup(k)
+	if t == nil {
+		return
+	}
+	x, ok := t.Extension(taskKey).(*taskEvents[K])
+	if !ok {
+		return
+	}
+	for _, ev := range x.list() {
+		ev.exit()
+		x.remove(ev)
 	}
 }

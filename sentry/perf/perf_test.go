@@ -495,3 +495,19 @@ func TestExec(t *testing.T) {
 		t.Errorf("enable_on_exec acted at a second exec: %d events enabled, want 1", got)
 	}
 }
+
+func TestExitStopsTimes(t *testing.T) {
+	f := newFixture()
+	ev := f.open(t, 1, func(p []byte) { set64(p, offReadFormat, FormatTotalTimeEnabled|FormatTotalTimeRunning) })
+	f.clock = 10
+	f.hit(1)
+	f.events.Exit(1)
+	f.tasks.Exit(1)
+	f.clock = 50
+	b, _ := ev.Read(24)
+	if got, want := u64s(b), []uint64{1, 10, 10}; !equal(got, want) {
+		t.Errorf("after the task's exit: Read = %v, want %v", got, want)
+	}
+	ev.Enable(false) // no task left: nothing to arm
+	ev.Close()
+}
