@@ -38,6 +38,7 @@ const (
 	perfIocReset      = 0x2403
 	perfIocPeriod     = 0x40082404
 	perfIocID         = 0x80082407
+	perfIocModify     = 0x4008240b
 	perfIocFlagGroup  = 1
 	perfEventFDPrefix = "[perf_event]"
 )
@@ -94,7 +95,7 @@ func perfEventOpenHook(orig kernel.SyscallFn) kernel.SyscallFn {
 		if read(addr, typ[:]) == nil && binary.LittleEndian.Uint32(typ[:]) != perf.TypeBreakpoint {
 			return orig(t, sysno, args)
 		}
-		fd, err := perfEventOpen(t, addr, read, args[1].Int(), args[2].Int(), args[3].Int(), args[4].Uint64())
+		fd, err := perfEventOpen(t, addr, args[1].Int(), args[2].Int(), args[3].Int(), args[4].Uint64())
 		if err != nil {
 			return 0, nil, err
 		}
@@ -103,19 +104,13 @@ func perfEventOpenHook(orig kernel.SyscallFn) kernel.SyscallFn {
 }
 
 // perfEventOpen is perf_event_open of a breakpoint event.
-func perfEventOpen(t *kernel.Task, addr uint64, read perf.Reader, pid, cpu, groupFD int32, flags uint64) (int32, error) {
+func perfEventOpen(t *kernel.Task, addr uint64, pid, cpu, groupFD int32, flags uint64) (int32, error) {
 	if flags&^perfFlagAll != 0 {
 		return 0, linuxerr.EINVAL
 	}
-	attr, err := perf.CopyAttr(read, addr)
-	if perf.IsE2BIG(err) {
-		// Linux tells the caller its size, and ignores a fault.
-		var b [4]byte
-		binary.LittleEndian.PutUint32(b[:], perf.AttrSize)
-		t.CopyOutBytes(hostarch.Addr(addr+4), b[:])
-	}
+	attr, err := copyAttr(t, addr)
 	if err != nil {
-		return 0, guestError(err)
+		return 0, err
 	}
 	if err := attr.CheckOpen(); err != nil {
 		return 0, guestError(err)
@@ -261,8 +256,37 @@ func (pf *perfFD) Ioctl(ctx context.Context, uio usermem.IO, sysno uintptr, args
 		if _, err := v.CopyOut(kernel.TaskFromContext(ctx), arg.Pointer()); err != nil {
 			return 0, linuxerr.EFAULT
 		}
+	case perfIocModify:
+		t := kernel.TaskFromContext(ctx)
+		attr, err := copyAttr(t, arg.Uint64())
+		if err != nil {
+			return 0, err
+		}
+		if err := pf.ev.Modify(attr); err != nil {
+			return 0, guestError(err)
+		}
 	default:
 		return 0, linuxerr.ENOTTY
 	}
 	return 0, nil
+}
+
+// copyAttr is perf_copy_attr of the guest's attribute at addr: on E2BIG
+// the kernel's size is written back, and a fault doing so is ignored.
+func copyAttr(t *kernel.Task, addr uint64) (perf.Attr, error) {
+	attr, err := perf.CopyAttr(func(a uint64, dst []byte) error {
+		if _, err := t.CopyInBytes(hostarch.Addr(a), dst); err != nil {
+			return linuxerr.EFAULT
+		}
+		return nil
+	}, addr)
+	if perf.IsE2BIG(err) {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], perf.AttrSize)
+		t.CopyOutBytes(hostarch.Addr(addr+4), b[:])
+	}
+	if err != nil {
+		return attr, guestError(err)
+	}
+	return attr, nil
 }

@@ -144,6 +144,11 @@ const (
 	regExtended = ^uint64(1<<regXMM0 - 1)
 )
 
+// defaultMaxStack is kernel.perf_event_max_stack's default
+// (PERF_MAX_STACK_DEPTH), which perf_copy_attr puts in a zero
+// sample_max_stack.
+const defaultMaxStack = 127
+
 // MaxSampleRate is kernel.perf_event_max_sample_rate's default
 // (DEFAULT_MAX_SAMPLE_RATE): the largest sample_freq of a frequency event.
 const MaxSampleRate = 100000
@@ -201,6 +206,24 @@ func (a Attr) SigData() uint64 { return a.u64(offSigData) }
 
 // ClockID is clockid, used with use_clockid.
 func (a Attr) ClockID() int32 { return int32(a.u32(offClockID)) }
+
+// copyBreakpoint sets a's bp_addr, bp_type, bp_len and disabled to n's
+// (hw_breakpoint_copy_attr).
+func (a *Attr) copyBreakpoint(n Attr) {
+	copy(a.raw[offBPType:offBPType+4], n.raw[offBPType:])
+	copy(a.raw[offBPAddr:offBPLen+8], n.raw[offBPAddr:])
+	f := a.Flags()&^FlagDisabled | n.Flags()&FlagDisabled
+	binary.LittleEndian.PutUint64(a.raw[offFlags:], f)
+}
+
+// normalized is a as perf_event_alloc keeps it in the event: without
+// branch_sample_type unless the event samples the branch stack.
+func (a Attr) normalized() Attr {
+	if a.SampleType()&SampleBranchStack == 0 {
+		binary.LittleEndian.PutUint64(a.raw[offBranchType:], 0)
+	}
+	return a
+}
 
 // Sampling reports whether the event samples (is_sampling_event): a
 // non-zero sample_period or sample_freq.
@@ -263,6 +286,9 @@ func CopyAttr(read Reader, addr uint64) (Attr, error) {
 		return Attr{}, err
 	}
 	binary.LittleEndian.PutUint32(a.raw[offSize:], size)
+	if a.u16(offMaxStack) == 0 {
+		binary.LittleEndian.PutUint16(a.raw[offMaxStack:], defaultMaxStack)
+	}
 	return a, a.check()
 }
 

@@ -201,7 +201,7 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 		return nil, errorf(unix.EOPNOTSUPP, "no branch sampling for breakpoints")
 	}
 
-	ev := &Event[K]{es: es, target: target, attr: a, excludeUser: a.Has(FlagExcludeUser)}
+	ev := &Event[K]{es: es, target: target, attr: a.normalized(), excludeUser: a.Has(FlagExcludeUser)}
 	bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
 	var bp *hwbp.Breakpoint
 	exited := false
@@ -396,6 +396,11 @@ func (ev *Event[K]) Attr() Attr {
 func (ev *Event[K]) setEnabled(on bool) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	ev.setEnabledLocked(on)
+}
+
+// +checklocks:ev.mu
+func (ev *Event[K]) setEnabledLocked(on bool) {
 	if ev.bp == nil || ev.enabled == on {
 		return
 	}
@@ -489,6 +494,51 @@ func (ev *Event[K]) SetPeriod(v uint64) error {
 	binary.LittleEndian.PutUint64(ev.attr.raw[offSamplePeriod:], v)
 	// perf_event_period restarts the period.
 	ev.left = ev.periodLocked()
+	return nil
+}
+
+// Modify is PERF_EVENT_IOC_MODIFY_ATTRIBUTES with n, which passed CopyAttr
+// (perf_event_modify_attr, perf_event_modify_breakpoint,
+// modify_user_hw_breakpoint_check): EINVAL for another type; sig_data is
+// taken first whatever happens next; the event is disabled, n's breakpoint
+// is checked (EINVAL, EOPNOTSUPP), and n must equal the event's attribute
+// but for bp_addr, bp_type, bp_len and disabled (EINVAL), which it then
+// sets; at the end the event is enabled unless its attribute says disabled,
+// also after an error, as on Linux (so a modify that fails enables an event
+// that PERF_EVENT_IOC_DISABLE had disabled).
+func (ev *Event[K]) Modify(n Attr) error {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	a := &ev.attr
+	if n.Type() != a.Type() {
+		return errorf(unix.EINVAL, "type %d, the event's is %d", n.Type(), a.Type())
+	}
+	binary.LittleEndian.PutUint64(a.raw[offSigData:], n.SigData())
+	ev.setEnabledLocked(false)
+	err := ev.modifyLocked(n)
+	if !a.Has(FlagDisabled) {
+		ev.setEnabledLocked(true)
+	}
+	return err
+}
+
+// +checklocks:ev.mu
+func (ev *Event[K]) modifyLocked(n Attr) error {
+	bpAttr := hwbp.Attr{Addr: n.BPAddr(), Len: n.BPLen(), Type: hwbp.Type(n.BPType()), Disabled: true}
+	if err := checkBreakpoint(bpAttr); err != nil {
+		return err
+	}
+	want := ev.attr
+	want.copyBreakpoint(n)
+	if want != n {
+		return errorf(unix.EINVAL, "only bp_addr, bp_type, bp_len and disabled may change")
+	}
+	if ev.bp != nil {
+		if err := ev.bp.Modify(bpAttr); err != nil {
+			return err
+		}
+	}
+	ev.attr = want
 	return nil
 }
 

@@ -511,3 +511,47 @@ func TestExitStopsTimes(t *testing.T) {
 	ev.Enable(false) // no task left: nothing to arm
 	ev.Close()
 }
+
+func TestModify(t *testing.T) {
+	edit := func(p []byte) { set64(p, offReadFormat, FormatID) }
+	for _, tc := range []struct {
+		name        string
+		disable     bool // PERF_EVENT_IOC_DISABLE first
+		edit        func(p []byte)
+		want        unix.Errno
+		wantAddr    uint64
+		wantEnabled int64
+	}{
+		{"moves the breakpoint", false, func(p []byte) { set64(p, offBPAddr, testAddr+8) }, 0, testAddr + 8, 1},
+		{"retypes and resizes it", false, func(p []byte) { set32(p, offBPType, uint32(hwbp.TypeRW)); set64(p, offBPLen, 8) }, 0, testAddr, 1},
+		{"disabled disables it", false, func(p []byte) { setFlags(p, FlagDisabled) }, 0, testAddr, 0},
+		{"any other field is EINVAL", false, func(p []byte) { set64(p, offSamplePeriod, 1) }, unix.EINVAL, testAddr, 1},
+		{"another size is EINVAL", false, func(p []byte) { set32(p, offSize, 136) }, unix.EINVAL, testAddr, 1},
+		{"branch_sample_type is EINVAL", false, func(p []byte) { set64(p, offBranchType, 1) }, unix.EINVAL, testAddr, 1},
+		{"another type is EINVAL", false, func(p []byte) { set32(p, offType, 1) }, unix.EINVAL, testAddr, 1},
+		{"a bad length is EINVAL", false, func(p []byte) { set64(p, offBPLen, 3) }, unix.EINVAL, testAddr, 1},
+		{"a range is EOPNOTSUPP before the field check", false, func(p []byte) {
+			set64(p, offBPLen, 16)
+			set64(p, offSamplePeriod, 1)
+		}, unix.EOPNOTSUPP, testAddr, 1},
+		{"a failure enables an event disabled by ioctl", true, func(p []byte) { set64(p, offSamplePeriod, 1) }, unix.EINVAL, testAddr, 1},
+		{"sig_data may change", false, func(p []byte) { set64(p, offSigData, 5) }, 0, testAddr, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			ev := f.open(t, 1, edit)
+			if tc.disable {
+				ev.Disable(false)
+			}
+			n := attrOf(t, func(p []byte) { edit(p); tc.edit(p) })
+			checkErrno(t, ev.Modify(n), tc.want)
+			img := f.tasks.Lookup(1).Image()
+			if got := f.tasks.Registry().Enabled(); got != tc.wantEnabled {
+				t.Errorf("%d events enabled, want %d", got, tc.wantEnabled)
+			}
+			if tc.wantEnabled == 1 && img.Addr[0] != tc.wantAddr {
+				t.Errorf("armed at %#x, want %#x", img.Addr[0], tc.wantAddr)
+			}
+		})
+	}
+}

@@ -204,6 +204,51 @@ static void ioctls(void)
 	close(fd);
 }
 
+static void modify(void)
+{
+	struct perf_event_attr a, n;
+	attr_init(&a, 0);
+	int fd = open_event(&a, 0, -1);
+	uint64_t v;
+#define MOD(what, edit) do { n = a; edit; long r = ioctl(fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &n); \
+	printf("modify %s: %s size=%u\n", what, err(r), n.size); } while (0)
+	MOD("same", );
+	MOD("addr", n.bp_addr = (uint64_t)(uintptr_t)&watched[1]);
+	MOD("type rw", n.bp_type = HW_BREAKPOINT_RW);
+	MOD("len 4", n.bp_len = 4);
+	MOD("disabled", n.disabled = 1);
+	printf("read after disabled modify: %s\n", err(read(fd, &v, 8)));
+	MOD("enabled", n.disabled = 0);
+	MOD("sample_period", n.sample_period = 1);
+	MOD("exclude_user", n.exclude_user = 1);
+	MOD("sig_data", n.sig_data = 9);
+	MOD("type read", n.bp_type = HW_BREAKPOINT_R);
+	MOD("len 3", n.bp_len = 3);
+	MOD("len 16", n.bp_len = 16; n.bp_addr = (uint64_t)(uintptr_t)&watched[2] & ~15ULL);
+	MOD("len 16 and period", n.bp_len = 16; n.bp_addr = (uint64_t)(uintptr_t)&watched[2] & ~15ULL; n.sample_period = 1);
+	MOD("unaligned", n.bp_addr = (uint64_t)(uintptr_t)&watched[0] + 1);
+	MOD("kernel addr", n.bp_addr = 0xffff800000000000ULL);
+	MOD("x len 8", n.bp_type = HW_BREAKPOINT_X);
+	MOD("type software", n.type = PERF_TYPE_SOFTWARE);
+	MOD("size 128", n.size = 128);
+	MOD("size 0", n.size = 0);
+	MOD("size 1", n.size = 1);
+	MOD("branch_sample_type", n.branch_sample_type = 1);
+	MOD("sample_max_stack 127", n.sample_max_stack = 127);
+	MOD("reserved bit", *(uint64_t *)((char *)&n + 40) |= 1ULL << 60);
+	printf("modify null: %s\n", err(ioctl(fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, NULL)));
+	/* A failed modify enables an event that an ioctl disabled. */
+	ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+	MOD("after ioctl disable, bad", n.sample_period = 1);
+	close(fd);
+	/* A disabled event keeps its slot across a modify. */
+	a.disabled = 1;
+	fd = open_event(&a, 0, -1);
+	MOD("disabled event, enable", n.disabled = 0);
+	close(fd);
+#undef MOD
+}
+
 static void slots_close(void)
 {
 	int fds[4];
@@ -287,6 +332,7 @@ int main(void)
 	reads();
 	fileops();
 	ioctls();
+	modify();
 	slots_close();
 	with_ptrace();
 	printf("end\n");
