@@ -114,7 +114,6 @@ type Event[K comparable] struct {
 	// and exit change; nil for an event without a task.
 	onTask *taskEvents[K]
 
-
 	// count is the event's count (hits since the last reset). The
 	// overflow handler adds to it without any lock.
 	count atomic.Uint64
