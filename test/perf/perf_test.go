@@ -192,6 +192,54 @@ func TestSigtrap(t *testing.T) {
 	}
 }
 
+// TestPerfStat runs Linux's perf tool, "perf stat -e mem:ADDR:wu" over a
+// loop of 1,000,000 writes (testdata/loop.c), on the host and in the
+// sandbox: the counts must be equal. perf opens the event on the forked
+// workload, disabled with enable_on_exec and inherit, and reads it after
+// the workload exits.
+func TestPerfStat(t *testing.T) {
+	sandbox.RequireRoot(t)
+	perfTool, err := exec.LookPath("perf")
+	if err != nil {
+		t.Skipf("no perf on this machine (Debian's linux-perf): %v", err)
+	}
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/loop.c", "-no-pie")
+	addr, err := exec.Command(prog, "addr").Output()
+	if err != nil {
+		t.Fatalf("%s addr: %v", prog, err)
+	}
+	argv := []string{perfTool, "stat", "-x,", "-e", "mem:" + strings.TrimSpace(string(addr)) + ":wu", "--", prog}
+	count := func(out string) string {
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Split(line, ","); len(f) > 2 && strings.HasPrefix(f[2], "mem:") {
+				return f[0]
+			}
+		}
+		t.Fatalf("no count in perf's output:\n%s", out)
+		return ""
+	}
+	b, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf stat on the host: %v\n%s", err, b)
+	}
+	host := count(string(b))
+	if host != "1000000" {
+		t.Fatalf("perf stat on the host counted %s writes, want 1000000", host)
+	}
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			res := sandbox.Run(t, p, argv...)
+			if res.ExitCode != 0 {
+				t.Fatalf("perf stat on %s: exit %d\n%s%s", p, res.ExitCode, res.Stdout, res.Stderr)
+			}
+			if got := count(res.Stdout + res.Stderr); got != host {
+				t.Errorf("perf stat counted %s writes on %s, %s on the host", got, p, host)
+			}
+		})
+	}
+}
+
 // TestDeliberateDifferences checks the comparison itself: a sandbox line
 // that differs from the host's fails, and one of the deliberate cases passes
 // only with gVisor's answer.
