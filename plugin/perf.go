@@ -45,7 +45,11 @@ const (
 
 // events is the guest's perf_event_open view of the breakpoints, the
 // core's second consumer.
-var events = perf.NewEvents(tasks, sendSigtrap)
+var events = perf.NewEvents(tasks, sendSigtrap, sameProcess)
+
+// sameProcess reports whether a and b are threads of one process, for
+// inherit_thread.
+func sameProcess(a, b *kernel.Task) bool { return a.ThreadGroup() == b.ThreadGroup() }
 
 // trapPerfCode is si_code TRAP_PERF.
 const trapPerfCode = 6

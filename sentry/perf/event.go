@@ -35,6 +35,10 @@ type Events[K comparable] struct {
 	// signal sends sigtrap events' signals; nil sends none.
 	signal SignalFunc[K]
 
+	// sameProcess reports whether two threads belong to one process
+	// (inherit_thread: only threads inherit); nil means never.
+	sameProcess func(a, b K) bool
+
 	// lastID is the last event id handed out (Linux's perf_event_id).
 	lastID atomic.Uint64
 
@@ -56,11 +60,12 @@ type Events[K comparable] struct {
 }
 
 // NewEvents returns the perf view of tasks, whose sigtrap events signal
-// through signal.
-func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K]) *Events[K] {
+// through signal; sameProcess tells the threads of one process.
+func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K], sameProcess func(a, b K) bool) *Events[K] {
 	return &Events[K]{
-		tasks:    tasks,
-		signal:   signal,
+		tasks:       tasks,
+		signal:      signal,
+		sameProcess: sameProcess,
 		leaders:  make(map[*Event[K]]*Event[K]),
 		siblings: make(map[*Event[K]][]*Event[K]),
 	}
@@ -114,6 +119,10 @@ type Event[K comparable] struct {
 	// and exit change; nil for an event without a task.
 	onTask *taskEvents[K]
 
+	// parent is the event that the guest opened, for a copy that a new
+	// thread inherited (inherit); nil for that event itself. Immutable.
+	parent *Event[K]
+
 	// count is the event's count (hits since the last reset). The
 	// overflow handler adds to it without any lock.
 	count atomic.Uint64
@@ -130,6 +139,27 @@ type Event[K comparable] struct {
 	//
 	// +checklocks:mu
 	bp *hwbp.Breakpoint
+
+	// children are the live copies of an opened event in the threads that
+	// inherited it.
+	//
+	// +checklocks:mu
+	children []*Event[K]
+
+	// childCount and childTime are the counts and times of the copies
+	// that exited (Linux's child_count, child_total_time_enabled and
+	// _running, which are equal for breakpoints).
+	//
+	// +checklocks:mu
+	childCount uint64
+	// +checklocks:mu
+	childTime uint64
+
+	// closed is set when the guest closed the event: no copy of it may
+	// be made any more.
+	//
+	// +checklocks:mu
+	closed bool
 
 	// enabled is the event's state as the guest set it.
 	//
@@ -449,25 +479,40 @@ func (ev *Event[K]) groupLeader() *Event[K] {
 	return ev
 }
 
+// withChildren returns e and its live inherited copies: an ioctl reaches
+// them all (perf_event_for_each_child).
+func (ev *Event[K]) withChildren() []*Event[K] {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return append([]*Event[K]{ev}, ev.children...)
+}
+
 // Enable is PERF_EVENT_IOC_ENABLE; group is PERF_IOC_FLAG_GROUP.
 func (ev *Event[K]) Enable(group bool) {
-	for _, e := range ev.members(group) {
-		e.setEnabled(true)
+	for _, m := range ev.members(group) {
+		for _, e := range m.withChildren() {
+			e.setEnabled(true)
+		}
 	}
 }
 
 // Disable is PERF_EVENT_IOC_DISABLE.
 func (ev *Event[K]) Disable(group bool) {
-	for _, e := range ev.members(group) {
-		e.setEnabled(false)
+	for _, m := range ev.members(group) {
+		for _, e := range m.withChildren() {
+			e.setEnabled(false)
+		}
 	}
 }
 
-// Reset is PERF_EVENT_IOC_RESET: the count goes back to zero, the times
-// do not (perf_event_reset).
+// Reset is PERF_EVENT_IOC_RESET: the counts of the event and its live
+// copies go back to zero; the times do not, nor do the counts that exited
+// copies left (perf_event_reset clears event->count only).
 func (ev *Event[K]) Reset(group bool) {
-	for _, e := range ev.members(group) {
-		e.count.Store(0)
+	for _, m := range ev.members(group) {
+		for _, e := range m.withChildren() {
+			e.count.Store(0)
+		}
 	}
 }
 
@@ -550,16 +595,34 @@ func (ev *Event[K]) Refresh(n int32) error {
 	return errorf(unix.EOPNOTSUPP, "overflow limits are not implemented")
 }
 
-// times returns the event's enabled and running times. A breakpoint always
-// has its slot, so it runs whenever it is enabled.
-func (ev *Event[K]) times() (enabled, running uint64) {
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
+// ownTime is the time the event itself has been enabled. A breakpoint
+// always has its slot, so it runs whenever it is enabled.
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) ownTimeLocked() uint64 {
 	t := ev.total
 	if ev.enabled {
 		t += ev.now() - ev.since
 	}
-	return t, t
+	return t
+}
+
+// value returns what read reports of the event (perf_event_read_value):
+// its count and its enabled and running times, each summed with those of
+// its inherited copies, live and exited.
+func (ev *Event[K]) value() (count, enabled, running uint64) {
+	ev.mu.Lock()
+	count = ev.count.Load() + ev.childCount
+	t := ev.ownTimeLocked() + ev.childTime
+	children := append([]*Event[K](nil), ev.children...)
+	ev.mu.Unlock()
+	for _, c := range children {
+		c.mu.Lock()
+		count += c.count.Load()
+		t += c.ownTimeLocked()
+		c.mu.Unlock()
+	}
+	return count, t, t
 }
 
 // readSize is perf_event__read_size for a group of nr events.
@@ -600,11 +663,11 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 	}
 	b := make([]byte, 0, size)
 	put := func(v uint64) { b = binary.LittleEndian.AppendUint64(b, v) }
-	enabled, running := members[0].times()
+	count, enabled, running := members[0].value()
 	if group {
 		put(uint64(len(members)))
 	} else {
-		put(ev.count.Load())
+		put(count)
 	}
 	if rf&FormatTotalTimeEnabled != 0 {
 		put(enabled)
@@ -612,9 +675,12 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 	if rf&FormatTotalTimeRunning != 0 {
 		put(running)
 	}
-	for _, e := range members {
+	for i, e := range members {
 		if group {
-			put(e.count.Load())
+			if i > 0 {
+				count, _, _ = e.value()
+			}
+			put(count)
 		}
 		if rf&FormatID != 0 {
 			put(e.id)
@@ -629,6 +695,9 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 // exit removes the event from its task, which keeps its count and its
 // times as they are (perf_event_exit_event): the task exited, or an exec
 // removed the event (remove_on_exec).
+//
+// An inherited copy leaves its count and times to the event the guest
+// opened (sync_child_event) and is forgotten.
 func (ev *Event[K]) exit() {
 	ev.mu.Lock()
 	bp := ev.bp
@@ -637,9 +706,26 @@ func (ev *Event[K]) exit() {
 		ev.total += ev.now() - ev.since
 		ev.enabled = false
 	}
+	var count, t uint64
+	if ev.parent != nil {
+		count, t = ev.count.Swap(0), ev.total
+		ev.total = 0
+	}
 	ev.mu.Unlock()
 	if bp != nil {
 		bp.Unregister()
+	}
+	if p := ev.parent; p != nil {
+		p.mu.Lock()
+		for i, c := range p.children {
+			if c == ev {
+				p.children = append(p.children[:i], p.children[i+1:]...)
+				p.childCount += count
+				p.childTime += t
+				break
+			}
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -649,6 +735,18 @@ func (ev *Event[K]) Close() {
 	ev.exit()
 	if ev.onTask != nil {
 		ev.onTask.remove(ev)
+	}
+	// perf_event_release_kernel frees the inherited copies.
+	ev.mu.Lock()
+	children := ev.children
+	ev.children = nil
+	ev.closed = true
+	ev.mu.Unlock()
+	for _, c := range children {
+		c.exit()
+		if c.onTask != nil {
+			c.onTask.remove(c)
+		}
 	}
 	// perf_group_detach: a member leaves its group; a leader's members
 	// become singletons.
@@ -688,6 +786,10 @@ type taskEvents[K comparable] struct {
 	mu sync.Mutex
 	// +checklocks:mu
 	events []*Event[K]
+
+	// inherit are, in the clone that a new thread gets, the events of its
+	// creator that it inherits. Set by Clone, used by Inherited.
+	inherit []*Event[K]
 }
 
 // attachTaskEvents returns t's taskEvents, attaching one if needed; a
@@ -722,9 +824,79 @@ func (x *taskEvents[K]) list() []*Event[K] {
 	return append([]*Event[K](nil), x.events...)
 }
 
-// Clone implements hwbp.Extension.Clone: inherit is not implemented, so a
-// new thread has none of its creator's events.
-func (x *taskEvents[K]) Clone() hwbp.Extension { return nil }
+// Clone implements hwbp.Extension.Clone: a new thread gets a copy of each
+// event of its creator with inherit (perf_event_init_task); Inherited makes
+// them once the new thread has its Task.
+func (x *taskEvents[K]) Clone() hwbp.Extension {
+	var inherit []*Event[K]
+	for _, ev := range x.list() {
+		if ev.Attr().Has(FlagInherit) {
+			inherit = append(inherit, ev)
+		}
+	}
+	if len(inherit) == 0 {
+		return nil
+	}
+	return &taskEvents[K]{inherit: inherit}
+}
+
+// Inherited implements hwbp.Inheritor: child, a thread that parent created,
+// gets a copy of each event that it inherits (inherit_event), in the state
+// of the event (enabled or not) and with its attribute, so that its
+// enable_on_exec, sigtrap and sampling act in child; the copies count for
+// the event that the guest opened. With inherit_thread only threads of the
+// same process inherit. A copy that finds no free slot is not made: Linux
+// fails the fork with ENOSPC there, which the sentry cannot do this late.
+func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
+	inherit := x.inherit
+	x.inherit = nil
+	for _, ev := range inherit {
+		es := ev.es
+		a := ev.Attr()
+		if a.Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
+			continue
+		}
+		orig := ev
+		if ev.parent != nil {
+			orig = ev.parent
+		}
+		c := &Event[K]{
+			es:          es,
+			id:          es.lastID.Add(1),
+			target:      Target[K]{Task: child, HasTask: true, CPU: ev.target.CPU, NumCPU: ev.target.NumCPU, Clock: ev.target.Clock},
+			excludeUser: ev.excludeUser,
+			onTask:      x,
+			parent:      orig,
+			attr:        a,
+		}
+		bp, err := es.tasks.Registry().Register(t, hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}, c.overflow)
+		if err != nil {
+			continue
+		}
+		ev.mu.Lock()
+		enabled := ev.enabled
+		ev.mu.Unlock()
+		c.mu.Lock()
+		c.bp = bp
+		c.left = c.periodLocked()
+		c.mu.Unlock()
+		orig.mu.Lock()
+		closed := orig.closed
+		if !closed {
+			orig.children = append(orig.children, c)
+		}
+		orig.mu.Unlock()
+		if closed {
+			// The guest closed the event meanwhile.
+			bp.Unregister()
+			continue
+		}
+		x.add(c)
+		if enabled {
+			c.setEnabled(true)
+		}
+	}
+}
 
 // Exec implements hwbp.Extension.Exec: perf_event_enable_on_exec enables
 // the events with enable_on_exec and clears the flag, so it acts once;

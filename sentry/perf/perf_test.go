@@ -160,7 +160,7 @@ type fixture struct {
 func newFixture() *fixture {
 	tasks := hwbp.NewTasks(hwbp.NewRegistry(), func(k thread) bool { return k == 3 })
 	f := &fixture{tasks: tasks}
-	f.events = NewEvents(tasks, func(k thread, s Sigtrap) { f.signals = append(f.signals, s) })
+	f.events = NewEvents(tasks, func(k thread, s Sigtrap) { f.signals = append(f.signals, s) }, func(a, b thread) bool { return a/10 == b/10 })
 	return f
 }
 
@@ -553,5 +553,63 @@ func TestModify(t *testing.T) {
 				t.Errorf("armed at %#x, want %#x", img.Addr[0], tc.wantAddr)
 			}
 		})
+	}
+}
+
+func TestInherit(t *testing.T) {
+	f := newFixture()
+	rf := uint64(FormatTotalTimeEnabled | FormatTotalTimeRunning)
+	ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit); set64(p, offReadFormat, rf) })
+	plain := f.open(t, 1, func(p []byte) { set64(p, offBPAddr, testAddr+8) })
+	threadOnly := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit|FlagInheritThread); set64(p, offBPAddr, testAddr+16) })
+	f.tasks.Clone(1, 20) // another process: not inherit_thread's copy
+	f.tasks.Clone(1, 2)  // a thread of 1's process (fixture: k/10)
+	if n := f.tasks.Lookup(20).SlotsInUse(); n != 1 {
+		t.Errorf("a forked child has %d events, want 1 (inherit only)", n)
+	}
+	if n := f.tasks.Lookup(2).SlotsInUse(); n != 2 {
+		t.Errorf("a new thread has %d events, want 2 (inherit, inherit_thread)", n)
+	}
+	f.tasks.Clone(20, 21) // a grandchild: its copy counts for ev too
+	f.clock = 10
+	f.hit(1)
+	f.hit(20)
+	f.hit(21)
+	f.hit(21)
+	read := func() []uint64 {
+		b, err := ev.Read(24)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u64s(b)
+	}
+	if got := read(); got[0] != 4 || got[1] != 40 || got[1] != got[2] {
+		t.Errorf("with live copies: Read = %v, want 4 hits and 40 ns (4 events for 10 ns each)", got)
+	}
+	f.events.Exit(21)
+	f.tasks.Exit(21)
+	f.clock = 20
+	if got := read(); got[0] != 4 || got[1] != 10+20+20+20 {
+		t.Errorf("after a copy's exit: Read = %v, want 4 hits and 70 ns", got)
+	}
+	ev.Disable(false)
+	if got := f.tasks.Registry().Enabled(); got != 3 {
+		// plain, thread and its copy in 2, and nothing of ev's.
+		t.Errorf("disable reaches the copies: %d events enabled, want 3", got)
+	}
+	ev.Reset(false)
+	if got := read(); got[0] != 2 {
+		t.Errorf("after reset: count %d, want 2 (what the exited copy left)", got[0])
+	}
+	ev.Close()
+	for _, k := range []thread{2, 20} {
+		if n := f.tasks.Lookup(k).SlotsInUse(); n != map[thread]int{2: 1, 20: 0}[k] {
+			t.Errorf("after close, thread %d has %d events", k, n)
+		}
+	}
+	plain.Close()
+	threadOnly.Close()
+	if n := f.tasks.Lookup(2).SlotsInUse(); n != 0 {
+		t.Errorf("after every close, thread 2 has %d events", n)
 	}
 }
