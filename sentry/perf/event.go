@@ -66,8 +66,8 @@ func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K], samePro
 		tasks:       tasks,
 		signal:      signal,
 		sameProcess: sameProcess,
-		leaders:  make(map[*Event[K]]*Event[K]),
-		siblings: make(map[*Event[K]][]*Event[K]),
+		leaders:     make(map[*Event[K]]*Event[K]),
+		siblings:    make(map[*Event[K]][]*Event[K]),
 	}
 }
 
