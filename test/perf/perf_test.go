@@ -166,7 +166,7 @@ func TestFDOperations(t *testing.T) {
 func TestCounting(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
-	prog := sandbox.BuildC(t, "testdata/counting.c")
+	prog := sandbox.BuildC(t, "testdata/counting.c", "-lpthread")
 	host := run(t, "", prog)
 	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
 #include <stdint.h>
@@ -20,7 +21,14 @@
 
 static volatile uint64_t watched[8];
 
+static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user, int inherit);
+
 static int open_event(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user)
+{
+	return open_event_inherit(type, addr, len, pid, exclude_user, 0);
+}
+
+static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user, int inherit)
 {
 	struct perf_event_attr a;
 	memset(&a, 0, sizeof(a));
@@ -32,6 +40,8 @@ static int open_event(uint32_t type, void *addr, uint64_t len, pid_t pid, int ex
 	a.exclude_kernel = 1;
 	a.exclude_hv = 1;
 	a.exclude_user = exclude_user;
+	a.inherit = inherit != 0;
+	a.inherit_thread = inherit == 2;
 	a.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
 	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
@@ -56,6 +66,12 @@ static void writes(int n)
 {
 	for (int i = 0; i < n; i++)
 		watched[0] = (uint64_t)i;
+}
+
+static void *thread_writes(void *arg)
+{
+	writes(20);
+	return arg;
 }
 
 __attribute__((noinline)) static void target_fn(void)
@@ -140,6 +156,24 @@ int main(void)
 	waitpid(child, &status, 0);
 	show("child's 100 writes, after its exit", fd);
 	close(fd);
+
+	/* Inherited events: a forked child's and a thread's writes count
+	 * for the event, with inherit_thread only the thread's. */
+	for (int mode = 1; mode <= 2; mode++) {
+		fd = open_event_inherit(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0, 0, mode);
+		writes(1);
+		pid_t c = fork();
+		if (c == 0) {
+			writes(50);
+			_exit(0);
+		}
+		waitpid(c, &status, 0);
+		pthread_t th;
+		pthread_create(&th, NULL, thread_writes, NULL);
+		pthread_join(th, NULL);
+		show(mode == 1 ? "inherit: 1 + 50 forked + 20 threaded" : "inherit_thread: 1 + 50 forked + 20 threaded", fd);
+		close(fd);
+	}
 
 	printf("sink %llu\nend\n", (unsigned long long)(sink * 0));
 	return 0;
