@@ -39,6 +39,11 @@ const (
 	perfIocPeriod     = 0x40082404
 	perfIocID         = 0x80082407
 	perfIocModify     = 0x4008240b
+	perfIocSetOutput  = 0x2405
+	perfIocSetFilter  = 0x40082406
+	perfIocSetBPF     = 0x40042408
+	perfIocPause      = 0x40042409
+	perfIocQueryBPF   = 0xc008240a
 	perfIocFlagGroup  = 1
 	perfEventFDPrefix = "[perf_event]"
 )
@@ -260,6 +265,48 @@ func (pf *perfFD) Ioctl(ctx context.Context, uio usermem.IO, sysno uintptr, args
 		if _, err := v.CopyOut(kernel.TaskFromContext(ctx), arg.Pointer()); err != nil {
 			return 0, linuxerr.EFAULT
 		}
+	case perfIocSetOutput:
+		// perf_event_set_output: no event has a ring buffer (mmap is
+		// not implemented), so only "no output" (-1) succeeds.
+		// The argument is an unsigned long: only all ones is -1.
+		if arg.Uint64() == ^uint64(0) {
+			return 0, nil
+		}
+		f := kernel.TaskFromContext(ctx).GetFile(arg.Int())
+		if f == nil {
+			return 0, linuxerr.EBADF
+		}
+		defer f.DecRef(ctx)
+		if _, ok := f.Impl().(*perfFD); !ok {
+			return 0, linuxerr.EBADF
+		}
+		return 0, linuxerr.EINVAL
+	case perfIocSetFilter:
+		// perf_event_set_filter copies the string (strndup_user:
+		// EFAULT, EINVAL past a page); filters are for tracepoints and
+		// address filters of AUX PMUs only.
+		if _, err := kernel.TaskFromContext(ctx).CopyInString(arg.Pointer(), hostarch.PageSize); err != nil {
+			if linuxerr.Equals(linuxerr.ENAMETOOLONG, err) {
+				return 0, linuxerr.EINVAL
+			}
+			return 0, linuxerr.EFAULT
+		}
+		return 0, linuxerr.EINVAL
+	case perfIocSetBPF:
+		// bpf_prog_get: no fd of the sandbox is a BPF program.
+		f := kernel.TaskFromContext(ctx).GetFile(arg.Int())
+		if f == nil {
+			return 0, linuxerr.EBADF
+		}
+		f.DecRef(ctx)
+		return 0, linuxerr.EINVAL
+	case perfIocPause:
+		// No ring buffer to pause.
+		return 0, linuxerr.EINVAL
+	case perfIocQueryBPF:
+		// perf_event_query_prog_array: perfmon_capable() first, which
+		// no caller in the sandbox is (see sentry/perf).
+		return 0, linuxerr.EPERM
 	case perfIocModify:
 		t := kernel.TaskFromContext(ctx)
 		attr, err := copyAttr(t, arg.Uint64())

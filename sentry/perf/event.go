@@ -172,6 +172,13 @@ type Event[K comparable] struct {
 	// +checklocks:mu
 	left uint64
 
+	// limit is the number of overflows after which the event disables
+	// itself, 0 for none (Linux's event_limit, which
+	// PERF_EVENT_IOC_REFRESH adds to).
+	//
+	// +checklocks:mu
+	limit int32
+
 	// since is Target.Clock when the event was last enabled; total is the
 	// time it was enabled before that.
 	//
@@ -392,6 +399,13 @@ func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 		return
 	}
 	ev.left = ev.periodLocked()
+	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
+	// the event; it still signals.
+	if ev.limit != 0 {
+		if ev.limit--; ev.limit == 0 {
+			ev.setEnabledLocked(false)
+		}
+	}
 	sig := a.Has(FlagSigtrap)
 	s := Sigtrap{Addr: a.BPAddr(), Data: a.SigData(), Type: a.Type()}
 	ev.mu.Unlock()
@@ -587,12 +601,19 @@ func (ev *Event[K]) modifyLocked(n Attr) error {
 }
 
 // Refresh is PERF_EVENT_IOC_REFRESH (_perf_event_refresh): EINVAL for an
-// inherited event or one that does not sample.
+// inherited event or one that does not sample; otherwise the event is
+// enabled and disables itself at its n-th overflow from now.
 func (ev *Event[K]) Refresh(n int32) error {
-	if a := ev.Attr(); a.Has(FlagInherit) || !a.Sampling() {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if a := &ev.attr; a.Has(FlagInherit) || !a.Sampling() {
 		return errorf(unix.EINVAL, "refresh of an inherited or counting event")
 	}
-	return errorf(unix.EOPNOTSUPP, "overflow limits are not implemented")
+	// _perf_event_refresh adds n to the limit, whatever its sign, and
+	// enables the event.
+	ev.limit += n
+	ev.setEnabledLocked(true)
+	return nil
 }
 
 // ownTime is the time the event itself has been enabled. A breakpoint

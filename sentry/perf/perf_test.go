@@ -424,6 +424,25 @@ func TestSetPeriod(t *testing.T) {
 	checkErrno(t, counting.Refresh(1), unix.EINVAL)
 }
 
+func TestRefresh(t *testing.T) {
+	f := newFixture()
+	ev := f.open(t, 1, func(p []byte) {
+		setFlags(p, FlagDisabled|FlagSigtrap|FlagRemoveOnExec)
+		set64(p, offSamplePeriod, 2)
+	})
+	checkErrno(t, ev.Refresh(2), 0)
+	for i := 0; i < 6; i++ {
+		f.hit(1)
+	}
+	b, _ := ev.Read(8)
+	if got := u64s(b)[0]; got != 4 || len(f.signals) != 2 {
+		t.Errorf("refresh 2 with period 2: %d hits counted and %d signals, want 4 and 2", got, len(f.signals))
+	}
+	if n := f.tasks.Registry().Enabled(); n != 0 {
+		t.Errorf("the event is still enabled after its last overflow")
+	}
+}
+
 func equal(a, b []uint64) bool {
 	if len(a) != len(b) {
 		return false

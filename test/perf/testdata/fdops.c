@@ -180,6 +180,23 @@ static void ioctls(void)
 	printf("ioctl FIONBIO: %s\n", err(ioctl(fd, FIONBIO, &(int){ 1 })));
 	long n = read(fd, buf, sizeof(buf));
 	printf("read after ioctls: %s value=%llu\n", err(n), (unsigned long long)buf[0]);
+	int other = counting(1, 0, 1);
+	printf("ioctl set_output none: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, -1)));
+	printf("ioctl set_output self: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, fd)));
+	printf("ioctl set_output other: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, other)));
+	printf("ioctl set_output stdin: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, 0)));
+	printf("ioctl set_output bad fd: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, 1000)));
+	close(other);
+	printf("ioctl set_filter: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, "filter")));
+	printf("ioctl set_filter null: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, NULL)));
+	static char longstr[8192];
+	memset(longstr, 'a', sizeof(longstr) - 1);
+	printf("ioctl set_filter long: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, longstr)));
+	longstr[4095] = 0;
+	printf("ioctl set_filter 4095 chars: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, longstr)));
+	printf("ioctl set_bpf bad fd: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_BPF, 1000)));
+	printf("ioctl set_bpf stdin: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_BPF, 0)));
+	printf("ioctl pause_output: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 1)));
 	close(fd);
 
 	struct perf_event_attr a;
@@ -193,7 +210,14 @@ static void ioctls(void)
 	printf("ioctl period bit 63: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
 	v = 5;
 	printf("ioctl period 5: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl refresh sampling: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 2)));
+	printf("ioctl refresh sampling 0: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 0)));
 	close(fd);
+	a.inherit = 1;
+	fd = open_event(&a, 0, -1);
+	printf("ioctl refresh inherit: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 1)));
+	close(fd);
+	a.inherit = 0;
 	a.freq = 1;
 	a.sample_freq = 10;
 	fd = open_event(&a, 0, -1);
