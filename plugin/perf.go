@@ -3,6 +3,8 @@ package plugin
 import (
 	"encoding/binary"
 
+	"golang.org/x/sys/unix"
+
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
@@ -93,15 +95,8 @@ func sendSigtrap(t *kernel.Task, s perf.Sigtrap) {
 func perfEventOpenHook(orig kernel.SyscallFn) kernel.SyscallFn {
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
 		addr := args[0].Uint64()
-		read := func(a uint64, dst []byte) error {
-			_, err := t.CopyInBytes(hostarch.Addr(a), dst)
-			if err != nil {
-				return linuxerr.EFAULT
-			}
-			return nil
-		}
 		var typ [4]byte
-		if read(addr, typ[:]) == nil && binary.LittleEndian.Uint32(typ[:]) != perf.TypeBreakpoint {
+		if _, err := t.CopyInBytes(hostarch.Addr(addr), typ[:]); err == nil && binary.LittleEndian.Uint32(typ[:]) != perf.TypeBreakpoint {
 			return orig(t, sysno, args)
 		}
 		fd, err := perfEventOpen(t, addr, args[1].Int(), args[2].Int(), args[3].Int(), args[4].Uint64())
@@ -327,7 +322,8 @@ func (pf *perfFD) Ioctl(ctx context.Context, uio usermem.IO, sysno uintptr, args
 func copyAttr(t *kernel.Task, addr uint64) (perf.Attr, error) {
 	attr, err := perf.CopyAttr(func(a uint64, dst []byte) error {
 		if _, err := t.CopyInBytes(hostarch.Addr(a), dst); err != nil {
-			return linuxerr.EFAULT
+			// An errno that guestError passes on.
+			return unix.EFAULT
 		}
 		return nil
 	}, addr)
