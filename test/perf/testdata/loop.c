@@ -1,9 +1,10 @@
 /*
- * loop: writes a global 1,000,000 times, for perf stat -e mem:ADDR:wu. Built
- * without PIE, so that the global's address is the same on the host and in
- * the sandbox; "loop addr" prints it.
+ * loop [N]: writes a global N times (1,000,000 by default), for perf stat -e
+ * mem:ADDR:wu. Built without PIE, so that the global's address is the same
+ * on the host and in the sandbox; "loop addr" prints it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 volatile long counter;
@@ -14,7 +15,8 @@ int main(int argc, char **argv)
 		printf("%p\n", (void *)&counter);
 		return 0;
 	}
-	for (long i = 0; i < 1000000; i++)
+	long n = argc > 1 ? atol(argv[1]) : 1000000;
+	for (long i = 0; i < n; i++)
 		counter = i;
 	return 0;
 }
