@@ -271,6 +271,9 @@ func (c *taskContext) forget(exec bool) {
 	if exec {
 		empty, created = tasks.Exec(c.task)
 	} else {
+		// The perf events watching the task keep their counts, and
+		// their times stop (perf_event_exit_task).
+		events.Exit(c.task)
 		empty, created = tasks.Exit(c.task)
 	}
 	if empty {

@@ -33,8 +33,9 @@ const (
 	sysClone3   = 435
 )
 
-// installSyscalls wraps the guest's ptrace and clone-family system calls,
-// and then every system call for the single-step at its exit.
+// installSyscalls wraps the guest's ptrace, perf_event_open and
+// clone-family system calls, and then every system call for the single-step
+// at its exit.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
 	if !ok {
@@ -49,6 +50,7 @@ func installSyscalls() {
 		table.Table[sysno] = sc
 	}
 	wrap(sysPtrace, ptraceHook)
+	wrap(sysPerfEventOpen, perfEventOpenHook)
 	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
 		wrap(sysno, cloneHook)
 	}

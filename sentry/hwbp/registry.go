@@ -42,6 +42,13 @@ type Registry struct {
 	//
 	// +checklocks:mu
 	tasks int
+
+	// using[n] is the number of tasks that have n events, for n > 0:
+	// Linux's tsk_pinned histogram (kernel/events/hw_breakpoint.c), which
+	// answers in O(1) how many slots the busiest task holds.
+	//
+	// +checklocks:mu
+	using [Slots + 1]int
 }
 
 // NewRegistry returns an empty registry.
@@ -81,6 +88,33 @@ func (r *Registry) Tasks() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.tasks
+}
+
+// MaxSlotsInUse returns the largest number of slots that any one task
+// holds. A breakpoint that would apply to every task, such as a CPU-wide
+// perf event, fits only if it is below Slots: Linux's max_bp_pinned_slots
+// counts the busiest task's breakpoints against a CPU-bound one.
+func (r *Registry) MaxSlotsInUse() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for n := Slots; n > 0; n-- {
+		if r.using[n] != 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// countSlots records that a task went from having from events to having to.
+//
+// +checklocks:r.mu
+func (r *Registry) countSlots(from, to int) {
+	if from > 0 {
+		r.using[from]--
+	}
+	if to > 0 {
+		r.using[to]++
+	}
 }
 
 // Task is the breakpoint state of one thread: the events bound to it.
@@ -190,6 +224,7 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 	bp := &Breakpoint{r: r, task: t, handler: handler, attr: attr, registered: true}
 	t.bps[t.n] = bp
 	t.n++
+	r.countSlots(t.n-1, t.n)
 	if !attr.Disabled {
 		bp.armed.Store(true)
 		t.enabled.Add(1)
@@ -304,6 +339,7 @@ func (bp *Breakpoint) unregisterLocked() {
 			copy(t.bps[i:t.n], t.bps[i+1:t.n])
 			t.n--
 			t.bps[t.n] = nil
+			bp.r.countSlots(t.n+1, t.n)
 			break
 		}
 	}

@@ -330,3 +330,34 @@ func TestImageBelow(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxSlotsInUse(t *testing.T) {
+	r := NewRegistry()
+	a, b := r.NewTask(), r.NewTask()
+	if got := r.MaxSlotsInUse(); got != 0 {
+		t.Fatalf("no events: MaxSlotsInUse = %d, want 0", got)
+	}
+	var bps []*Breakpoint
+	for i := 0; i < Slots; i++ {
+		d := watch(testAddr + 8*uint64(i))
+		d.Disabled = i%2 == 0 // disabled events hold slots too
+		bps = append(bps, mustRegister(t, r, a, d))
+	}
+	mustRegister(t, r, b, watch(testAddr))
+	if got := r.MaxSlotsInUse(); got != Slots {
+		t.Fatalf("a task with %d events: MaxSlotsInUse = %d", Slots, got)
+	}
+	bps[1].Unregister()
+	bps[1].Unregister() // idempotent: counted once
+	if got := r.MaxSlotsInUse(); got != Slots-1 {
+		t.Fatalf("after one unregister: MaxSlotsInUse = %d, want %d", got, Slots-1)
+	}
+	a.Release()
+	if got := r.MaxSlotsInUse(); got != 1 {
+		t.Fatalf("after the busiest task's release: MaxSlotsInUse = %d, want 1", got)
+	}
+	b.Release()
+	if got := r.MaxSlotsInUse(); got != 0 {
+		t.Fatalf("after every release: MaxSlotsInUse = %d, want 0", got)
+	}
+}

@@ -23,6 +23,16 @@ type Extension interface {
 	Exec()
 }
 
+// Inheritor is an Extension whose clone acts on the new thread once it has
+// its Task: Linux's perf_event_init_task registers the child's copies of
+// the events that its creator's perf events inherit. Tasks.Clone calls
+// Inherited on what Clone returned, after attaching it to the new thread's
+// Task, with the creator's and the new thread's keys.
+type Inheritor[K comparable] interface {
+	Extension
+	Inherited(parent, child K, t *Task)
+}
+
 // ExtensionKey identifies one consumer's Extensions.
 type ExtensionKey struct {
 	name string
@@ -175,8 +185,9 @@ func (ts *Tasks[K]) getLocked(k K) (*Task, error) {
 // Clone gives child, a thread that parent just created, what Linux's clone
 // copies (arch_dup_task_struct copies thread_struct, then
 // copy_thread clears the breakpoints): parent's virtual DR6 and the clones
-// of its extensions, no event. A child of a thread without a Task gets
-// none.
+// of its extensions, no event of the core's own; an extension that is an
+// Inheritor then registers what it inherits. A child of a thread without a
+// Task gets none.
 func (ts *Tasks[K]) Clone(parent, child K) {
 	p := ts.Lookup(parent)
 	if p == nil {
@@ -198,7 +209,10 @@ func (ts *Tasks[K]) Clone(parent, child K) {
 	}
 	c.dr6.Store(dr6)
 	for _, e := range clones {
-		c.Attach(e.key, func() Extension { return e.ext })
+		ext := c.Attach(e.key, func() Extension { return e.ext })
+		if in, ok := ext.(Inheritor[K]); ok && ext == e.ext {
+			in.Inherited(parent, child, c)
+		}
 	}
 }
 

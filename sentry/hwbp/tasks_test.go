@@ -194,3 +194,47 @@ func TestTrapRules(t *testing.T) {
 		}
 	})
 }
+
+// heir is an Inheritor that registers a breakpoint on the new thread.
+type heir struct {
+	r       *Registry
+	parents []int
+	bps     []*Breakpoint
+}
+
+func (h *heir) Clone() Extension { return &heir{r: h.r} }
+func (h *heir) Exec()            {}
+func (h *heir) Inherited(parent, child int, t *Task) {
+	h.parents = append(h.parents, parent)
+	bp, err := h.r.Register(t, Attr{Addr: testAddr, Len: 8, Type: TypeW}, nil)
+	if err == nil {
+		h.bps = append(h.bps, bp)
+	}
+}
+
+var heirKey = NewExtensionKey("heir")
+
+func TestInheritorRegistersOnTheChild(t *testing.T) {
+	r := NewRegistry()
+	ts := NewTasks(r, func(int) bool { return false })
+	p := mustGet(t, ts, 1)
+	p.Attach(heirKey, func() Extension { return &heir{r: r} })
+	ts.Clone(1, 2)
+	c := ts.Lookup(2)
+	if c == nil {
+		t.Fatal("the child has no Task")
+	}
+	h, ok := c.Extension(heirKey).(*heir)
+	if !ok {
+		t.Fatal("the child has no clone of the extension")
+	}
+	if len(h.parents) != 1 || h.parents[0] != 1 || len(h.bps) != 1 {
+		t.Fatalf("Inherited was called with parents %v and registered %d events, want [1] and 1", h.parents, len(h.bps))
+	}
+	if n := c.SlotsInUse(); n != 1 {
+		t.Errorf("the child uses %d slots, want 1", n)
+	}
+	if n := p.SlotsInUse(); n != 0 {
+		t.Errorf("the parent uses %d slots, want 0", n)
+	}
+}

@@ -1,0 +1,960 @@
+package perf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+)
+
+// Sigtrap is the SIGTRAP that an overflow of a sigtrap event sends to the
+// thread that hit (Linux's send_sig_perf): si_code TRAP_PERF, si_addr Addr
+// (bp_addr), si_perf_data Data (sig_data), si_perf_type Type (the event's
+// type).
+type Sigtrap struct {
+	Addr uint64
+	Data uint64
+	Type uint32
+}
+
+// SignalFunc sends s to thread k, which is running the instruction that
+// hit, from its own goroutine; the SIGTRAP must reach it before it runs
+// another instruction, as Linux's task work does at the return to user mode.
+type SignalFunc[K comparable] func(k K, s Sigtrap)
+
+// Events is the perf_event_open consumer of the breakpoints of a sandbox's
+// threads, identified by K as in hwbp.Tasks.
+type Events[K comparable] struct {
+	tasks *hwbp.Tasks[K]
+
+	// signal sends sigtrap events' signals; nil sends none.
+	signal SignalFunc[K]
+
+	// sameProcess reports whether two threads belong to one process
+	// (inherit_thread: only threads inherit); nil means never.
+	sameProcess func(a, b K) bool
+
+	// lastID is the last event id handed out (Linux's perf_event_id).
+	lastID atomic.Uint64
+
+	// groupMu guards the events' group membership (Linux's
+	// ctx->mutex for the group lists).
+	groupMu sync.Mutex
+
+	// leaders maps each event that joined a group to its leader; a
+	// leader, and an event alone, has no entry.
+	//
+	// +checklocks:groupMu
+	leaders map[*Event[K]]*Event[K]
+
+	// siblings maps each leader to the other members of its group, in the
+	// order they joined.
+	//
+	// +checklocks:groupMu
+	siblings map[*Event[K]][]*Event[K]
+}
+
+// NewEvents returns the perf view of tasks, whose sigtrap events signal
+// through signal; sameProcess tells the threads of one process.
+func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K], sameProcess func(a, b K) bool) *Events[K] {
+	return &Events[K]{
+		tasks:       tasks,
+		signal:      signal,
+		sameProcess: sameProcess,
+		leaders:     make(map[*Event[K]]*Event[K]),
+		siblings:    make(map[*Event[K]][]*Event[K]),
+	}
+}
+
+// Target is what perf_event_open's pid and cpu arguments name.
+type Target[K comparable] struct {
+	// Task is the thread to watch, if HasTask; otherwise the event is
+	// CPU-wide.
+	Task    K
+	HasTask bool
+
+	// CPU is the cpu argument: -1 for any, else the CPU the event counts
+	// on. NumCPU is the number of CPUs of the sandbox (nr_cpu_ids).
+	CPU    int32
+	NumCPU int
+
+	// MayAccess is the caller's ptrace access check of Task
+	// (ptrace_may_access with PTRACE_MODE_READ_REALCREDS, or
+	// PTRACE_MODE_ATTACH_REALCREDS if attach).
+	MayAccess func(attach bool) bool
+
+	// Exited reports whether Task has exited (perf_event_exit_task ran:
+	// Linux's TASK_TOMBSTONE context).
+	Exited func() bool
+
+	// Clock returns the time, in nanoseconds, that the event's times
+	// (enabled, running) follow while it is enabled and its task lives.
+	Clock func() uint64
+}
+
+// Group is what perf_event_open's group_fd names.
+type Group[K comparable] struct {
+	// Leader is group_fd's event, nil if group_fd is -1 or
+	// PERF_FLAG_FD_NO_GROUP was given.
+	Leader *Event[K]
+	// Output is set by PERF_FLAG_FD_OUTPUT with a group_fd.
+	Output *Event[K]
+}
+
+// Event is one breakpoint event that perf_event_open created.
+type Event[K comparable] struct {
+	es     *Events[K]
+	id     uint64
+	target Target[K]
+
+	// excludeUser is the attribute's exclude_user.
+	excludeUser bool
+
+	// onTask is the list of the target task's events, which its execve
+	// and exit change; nil for an event without a task.
+	onTask *taskEvents[K]
+
+	// parent is the event that the guest opened, for a copy that a new
+	// thread inherited (inherit); nil for that event itself. Immutable.
+	parent *Event[K]
+
+	// count is the event's count (hits since the last reset). The
+	// overflow handler adds to it without any lock.
+	count atomic.Uint64
+
+	mu sync.Mutex
+
+	// attr is the attribute the event was opened with, with the period
+	// that PERF_EVENT_IOC_PERIOD set.
+	//
+	// +checklocks:mu
+	attr Attr
+
+	// bp is the core's event; nil for a closed event.
+	//
+	// +checklocks:mu
+	bp *hwbp.Breakpoint
+
+	// children are the live copies of an opened event in the threads that
+	// inherited it.
+	//
+	// +checklocks:mu
+	children []*Event[K]
+
+	// childCount and childTime are the counts and times of the copies
+	// that exited (Linux's child_count, child_total_time_enabled and
+	// _running, which are equal for breakpoints).
+	//
+	// +checklocks:mu
+	childCount uint64
+	// +checklocks:mu
+	childTime uint64
+
+	// closed is set when the guest closed the event: no copy of it may
+	// be made any more.
+	//
+	// +checklocks:mu
+	closed bool
+
+	// enabled is the event's state as the guest set it.
+	//
+	// +checklocks:mu
+	enabled bool
+
+	// left is the number of hits until the next overflow of a sampling
+	// event (Linux's period_left).
+	//
+	// +checklocks:mu
+	left uint64
+
+	// limit is the number of overflows after which the event disables
+	// itself, 0 for none (Linux's event_limit, which
+	// PERF_EVENT_IOC_REFRESH adds to).
+	//
+	// +checklocks:mu
+	limit int32
+
+	// since is Target.Clock when the event was last enabled; total is the
+	// time it was enabled before that.
+	//
+	// +checklocks:mu
+	since uint64
+	// +checklocks:mu
+	total uint64
+}
+
+// errorf wraps errno with a message.
+func errorf(errno unix.Errno, format string, args ...any) error {
+	return fmt.Errorf("perf: "+format+": %w", append(args, errno)...)
+}
+
+// Open creates the breakpoint event a (which passed CopyAttr and CheckOpen)
+// for target in group, with the checks of Linux's perf_event_open that
+// follow the lookup of group_fd and pid, in Linux's order
+// (kernel/events/core.c: perf_event_open, perf_event_alloc,
+// hw_breakpoint_event_init, perf_try_init_event, find_get_context):
+//
+//   - inherit differing from the group leader's: EINVAL;
+//   - a cpu past the sandbox's CPUs, other than -1 for a task: EINVAL;
+//   - sigtrap without a task; inherit with PERF_SAMPLE_READ and without
+//     PERF_SAMPLE_TID: EINVAL;
+//   - branch stack sampling: EOPNOTSUPP;
+//   - the slot reservation and the breakpoint's own checks (hwbp.Registry.
+//     Register: EINVAL for the type, ENOSPC, then hwbp.Attr.Validate); a
+//     CPU-wide event needs a slot next to the busiest task's;
+//   - XMM registers sampled: EOPNOTSUPP; AUX controls: EOPNOTSUPP or EINVAL;
+//     a clock other than an NMI-safe one: EINVAL;
+//   - a task the caller may not trace (attach mode for sigtrap): EACCES;
+//     a CPU-wide event: EACCES, as for an unprivileged caller under
+//     perf_event_paranoid 2 (see the package doc);
+//   - a task that has exited: ESRCH;
+//   - a group leader on another CPU or task, a pinned or exclusive member,
+//     an output redirection without a ring buffer, AUX sampling: EINVAL.
+//
+// On error nothing stays registered.
+func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], error) {
+	leader := group.Leader
+	if leader != nil && target.HasTask && leader.Attr().Has(FlagInherit) != a.Has(FlagInherit) {
+		return nil, errorf(unix.EINVAL, "inherit differs from the group leader's")
+	}
+	if target.CPU < 0 || int(target.CPU) >= target.NumCPU {
+		if !target.HasTask || target.CPU != -1 {
+			return nil, errorf(unix.EINVAL, "cpu %d", target.CPU)
+		}
+	}
+	if a.Has(FlagSigtrap) && !target.HasTask {
+		return nil, errorf(unix.EINVAL, "sigtrap needs a task")
+	}
+	if a.Has(FlagInherit) && a.SampleType()&SampleRead != 0 && a.SampleType()&SampleTID == 0 {
+		return nil, errorf(unix.EINVAL, "inherit with PERF_SAMPLE_READ needs PERF_SAMPLE_TID")
+	}
+	if a.SampleType()&SampleBranchStack != 0 {
+		return nil, errorf(unix.EOPNOTSUPP, "no branch sampling for breakpoints")
+	}
+
+	ev := &Event[K]{es: es, target: target, attr: a.normalized(), excludeUser: a.Has(FlagExcludeUser)}
+	bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
+	var bp *hwbp.Breakpoint
+	exited := false
+	if target.HasTask {
+		var err error
+		bp, err = es.register(target.Task, bpAttr, ev.overflow)
+		switch {
+		case errors.Is(err, errExited):
+			exited = true
+		case err != nil:
+			return nil, err
+		}
+	} else if err := es.reserveCPUWide(bpAttr); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Event[K], error) {
+		if bp != nil {
+			bp.Unregister()
+		}
+		return nil, err
+	}
+
+	if (a.u64(offRegsUser)|a.u64(offRegsIntr))&regExtended != 0 {
+		return fail(errorf(unix.EOPNOTSUPP, "no XMM register sampling for breakpoints"))
+	}
+	aux := a.u32(offAuxAction)
+	if a.Has(FlagAuxOutput) {
+		return fail(errorf(unix.EOPNOTSUPP, "aux_output"))
+	}
+	if aux&auxPause != 0 && aux&auxResume != 0 {
+		return fail(errorf(unix.EINVAL, "aux_pause with aux_resume"))
+	}
+	if aux&auxStartPaused != 0 {
+		return fail(errorf(unix.EOPNOTSUPP, "aux_start_paused"))
+	}
+	if a.Has(FlagUseClockID) {
+		if c := a.ClockID(); c != clockMonotonic && c != clockMonotonicRaw {
+			return fail(errorf(unix.EINVAL, "clock %d", c))
+		}
+	}
+	if target.HasTask {
+		if !target.MayAccess(a.Has(FlagSigtrap)) {
+			return fail(errorf(unix.EACCES, "may not trace the task"))
+		}
+	} else {
+		return fail(errorf(unix.EACCES, "CPU-wide events need CAP_PERFMON"))
+	}
+	if exited || target.Exited != nil && target.Exited() {
+		return fail(errorf(unix.ESRCH, "the task has exited"))
+	}
+	if leader != nil {
+		if leader.groupLeader() != leader {
+			return fail(errorf(unix.EINVAL, "group_fd is not a group leader"))
+		}
+		if leader.target.CPU != target.CPU || leader.target.HasTask != target.HasTask || leader.target.Task != target.Task {
+			return fail(errorf(unix.EINVAL, "group leader on another CPU or task"))
+		}
+		if a.Has(FlagPinned) || a.Has(FlagExclusive) {
+			return fail(errorf(unix.EINVAL, "only a group leader may be pinned or exclusive"))
+		}
+	}
+	if group.Output != nil {
+		// perf_event_set_output: the output event has no ring
+		// buffer (no mmap yet).
+		return fail(errorf(unix.EINVAL, "output redirection"))
+	}
+	if a.u32(offAuxSample) != 0 || aux&(auxPause|auxResume) != 0 {
+		// perf_get_aux_event: no AUX event leads the group.
+		return fail(errorf(unix.EINVAL, "AUX sampling without an AUX group leader"))
+	}
+
+	ev.id = es.lastID.Add(1)
+	ev.mu.Lock()
+	ev.bp = bp
+	ev.left = ev.periodLocked()
+	ev.mu.Unlock()
+	if bp != nil {
+		ev.onTask = attachTaskEvents[K](bp.Task())
+		ev.onTask.add(ev)
+	}
+	if leader != nil {
+		es.groupMu.Lock()
+		es.leaders[ev] = leader
+		es.siblings[leader] = append(es.siblings[leader], ev)
+		es.groupMu.Unlock()
+	}
+	if !a.Has(FlagDisabled) {
+		ev.setEnabled(true)
+	}
+	return ev, nil
+}
+
+// errExited is register's error for a thread that has begun to exit.
+var errExited = errorf(unix.ESRCH, "the task has exited")
+
+// register reserves a slot of k for a, as register_perf_hw_breakpoint does.
+// A thread that has begun to exit gets no new state: Linux finds it still
+// there, makes every check, and fails with ESRCH only once it finds its perf
+// context gone, so register then makes the attribute's own checks and
+// returns errExited, and Open goes on with its checks.
+func (es *Events[K]) register(k K, a hwbp.Attr, handler hwbp.OverflowHandler) (*hwbp.Breakpoint, error) {
+	t, err := es.tasks.Get(k)
+	if err == nil {
+		var bp *hwbp.Breakpoint
+		bp, err = es.tasks.Registry().Register(t, a, handler)
+		if err == nil {
+			return bp, nil
+		}
+	}
+	if !errors.Is(err, unix.ESRCH) {
+		return nil, err
+	}
+	if verr := checkBreakpoint(a); verr != nil {
+		return nil, verr
+	}
+	return nil, errExited
+}
+
+// checkBreakpoint is Register's checks of a, without a task.
+func checkBreakpoint(a hwbp.Attr) error {
+	if a.Type == hwbp.TypeEmpty || a.Type == hwbp.TypeRW|hwbp.TypeX {
+		return errorf(unix.EINVAL, "breakpoint type %v", a.Type)
+	}
+	return a.Validate()
+}
+
+// reserveCPUWide is the slot reservation of a CPU-wide event: no task may
+// hold every slot (max_bp_pinned_slots). The event is never created (see
+// Open), so nothing is reserved.
+func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
+	if a.Type == hwbp.TypeEmpty || a.Type == hwbp.TypeRW|hwbp.TypeX {
+		return errorf(unix.EINVAL, "breakpoint type %v", a.Type)
+	}
+	if es.tasks.Registry().MaxSlotsInUse() >= hwbp.Slots {
+		return errorf(unix.ENOSPC, "a task uses every breakpoint slot")
+	}
+	return a.Validate()
+}
+
+// overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
+// hit, unless the event excludes user mode (perf_exclude_event), where every
+// hit of a guest happens. A sampling event overflows once every
+// sample_period hits (perf_swevent_event); an overflow of a sigtrap event
+// sends the SIGTRAP (__perf_event_overflow, perf_sigtrap).
+func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
+	if ev.excludeUser {
+		return
+	}
+	ev.count.Add(1)
+	ev.mu.Lock()
+	a := &ev.attr
+	if !a.Sampling() || ev.bp == nil {
+		ev.mu.Unlock()
+		return
+	}
+	if ev.left > 1 {
+		ev.left--
+		ev.mu.Unlock()
+		return
+	}
+	ev.left = ev.periodLocked()
+	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
+	// the event; it still signals.
+	if ev.limit != 0 {
+		if ev.limit--; ev.limit == 0 {
+			ev.setEnabledLocked(false)
+		}
+	}
+	sig := a.Has(FlagSigtrap)
+	s := Sigtrap{Addr: a.BPAddr(), Data: a.SigData(), Type: a.Type()}
+	ev.mu.Unlock()
+	if sig && ev.es.signal != nil {
+		ev.es.signal(ev.target.Task, s)
+	}
+}
+
+// periodLocked is the number of hits between overflows: sample_period, or
+// 1 for a frequency event, whose period Linux adapts from 1 at every tick.
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) periodLocked() uint64 {
+	if ev.attr.Has(FlagFreq) {
+		return 1
+	}
+	return ev.attr.SamplePeriod()
+}
+
+// ID is the event's id (PERF_EVENT_IOC_ID, PERF_FORMAT_ID).
+func (ev *Event[K]) ID() uint64 { return ev.id }
+
+// Attr returns the event's attribute.
+func (ev *Event[K]) Attr() Attr {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.attr
+}
+
+// setEnabled enables or disables the event, accounting its enabled time.
+func (ev *Event[K]) setEnabled(on bool) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	ev.setEnabledLocked(on)
+}
+
+// +checklocks:ev.mu
+func (ev *Event[K]) setEnabledLocked(on bool) {
+	if ev.bp == nil || ev.enabled == on {
+		return
+	}
+	now := ev.now()
+	if on {
+		ev.since = now
+		ev.bp.Enable()
+	} else {
+		ev.total += now - ev.since
+		ev.bp.Disable()
+	}
+	ev.enabled = on
+}
+
+// now returns the target's clock.
+func (ev *Event[K]) now() uint64 {
+	if ev.target.Clock == nil {
+		return 0
+	}
+	return ev.target.Clock()
+}
+
+// members returns the events an ioctl with PERF_IOC_FLAG_GROUP reaches:
+// ev's whole group (perf_event_for_each), or ev alone.
+func (ev *Event[K]) members(group bool) []*Event[K] {
+	if !group {
+		return []*Event[K]{ev}
+	}
+	es := ev.es
+	es.groupMu.Lock()
+	defer es.groupMu.Unlock()
+	l := ev
+	if leader, ok := es.leaders[ev]; ok {
+		l = leader
+	}
+	return append([]*Event[K]{l}, es.siblings[l]...)
+}
+
+// groupLeader returns ev's group leader.
+func (ev *Event[K]) groupLeader() *Event[K] {
+	es := ev.es
+	es.groupMu.Lock()
+	defer es.groupMu.Unlock()
+	if l, ok := es.leaders[ev]; ok {
+		return l
+	}
+	return ev
+}
+
+// withChildren returns e and its live inherited copies: an ioctl reaches
+// them all (perf_event_for_each_child).
+func (ev *Event[K]) withChildren() []*Event[K] {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return append([]*Event[K]{ev}, ev.children...)
+}
+
+// Enable is PERF_EVENT_IOC_ENABLE; group is PERF_IOC_FLAG_GROUP.
+func (ev *Event[K]) Enable(group bool) {
+	for _, m := range ev.members(group) {
+		for _, e := range m.withChildren() {
+			e.setEnabled(true)
+		}
+	}
+}
+
+// Disable is PERF_EVENT_IOC_DISABLE.
+func (ev *Event[K]) Disable(group bool) {
+	for _, m := range ev.members(group) {
+		for _, e := range m.withChildren() {
+			e.setEnabled(false)
+		}
+	}
+}
+
+// Reset is PERF_EVENT_IOC_RESET: the counts of the event and its live
+// copies go back to zero; the times do not, nor do the counts that exited
+// copies left (perf_event_reset clears event->count only).
+func (ev *Event[K]) Reset(group bool) {
+	for _, m := range ev.members(group) {
+		for _, e := range m.withChildren() {
+			e.count.Store(0)
+		}
+	}
+}
+
+// SetPeriod is PERF_EVENT_IOC_PERIOD (_perf_event_period): EINVAL for an
+// event that does not sample, for 0, for a frequency above MaxSampleRate,
+// and for a period with bit 63 set.
+func (ev *Event[K]) SetPeriod(v uint64) error {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if !ev.attr.Sampling() {
+		return errorf(unix.EINVAL, "the event does not sample")
+	}
+	if v == 0 {
+		return errorf(unix.EINVAL, "period 0")
+	}
+	if ev.attr.Has(FlagFreq) {
+		if v > MaxSampleRate {
+			return errorf(unix.EINVAL, "frequency %d", v)
+		}
+	} else if v&(1<<63) != 0 {
+		return errorf(unix.EINVAL, "period %#x", v)
+	}
+	binary.LittleEndian.PutUint64(ev.attr.raw[offSamplePeriod:], v)
+	// perf_event_period restarts the period.
+	ev.left = ev.periodLocked()
+	return nil
+}
+
+// Modify is PERF_EVENT_IOC_MODIFY_ATTRIBUTES with n, which passed CopyAttr
+// (perf_event_modify_attr, perf_event_modify_breakpoint,
+// modify_user_hw_breakpoint_check): EINVAL for another type; sig_data is
+// taken first whatever happens next; the event is disabled, n's breakpoint
+// is checked (EINVAL, EOPNOTSUPP), and n must equal the event's attribute
+// but for bp_addr, bp_type, bp_len and disabled (EINVAL), which it then
+// sets; at the end the event is enabled unless its attribute says disabled,
+// also after an error, as on Linux (so a modify that fails enables an event
+// that PERF_EVENT_IOC_DISABLE had disabled).
+func (ev *Event[K]) Modify(n Attr) error {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	a := &ev.attr
+	if n.Type() != a.Type() {
+		return errorf(unix.EINVAL, "type %d, the event's is %d", n.Type(), a.Type())
+	}
+	binary.LittleEndian.PutUint64(a.raw[offSigData:], n.SigData())
+	ev.setEnabledLocked(false)
+	err := ev.modifyLocked(n)
+	if !a.Has(FlagDisabled) {
+		ev.setEnabledLocked(true)
+	}
+	return err
+}
+
+// +checklocks:ev.mu
+func (ev *Event[K]) modifyLocked(n Attr) error {
+	bpAttr := hwbp.Attr{Addr: n.BPAddr(), Len: n.BPLen(), Type: hwbp.Type(n.BPType()), Disabled: true}
+	if err := checkBreakpoint(bpAttr); err != nil {
+		return err
+	}
+	want := ev.attr
+	want.copyBreakpoint(n)
+	if want != n {
+		return errorf(unix.EINVAL, "only bp_addr, bp_type, bp_len and disabled may change")
+	}
+	if ev.bp != nil {
+		if err := ev.bp.Modify(bpAttr); err != nil {
+			return err
+		}
+	}
+	ev.attr = want
+	return nil
+}
+
+// Refresh is PERF_EVENT_IOC_REFRESH (_perf_event_refresh): EINVAL for an
+// inherited event or one that does not sample; otherwise the event is
+// enabled and disables itself at its n-th overflow from now.
+func (ev *Event[K]) Refresh(n int32) error {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if a := &ev.attr; a.Has(FlagInherit) || !a.Sampling() {
+		return errorf(unix.EINVAL, "refresh of an inherited or counting event")
+	}
+	// _perf_event_refresh adds n to the limit, whatever its sign, and
+	// enables the event.
+	ev.limit += n
+	ev.setEnabledLocked(true)
+	return nil
+}
+
+// ownTime is the time the event itself has been enabled. A breakpoint
+// always has its slot, so it runs whenever it is enabled.
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) ownTimeLocked() uint64 {
+	t := ev.total
+	if ev.enabled {
+		t += ev.now() - ev.since
+	}
+	return t
+}
+
+// value returns what read reports of the event (perf_event_read_value):
+// its count and its enabled and running times, each summed with those of
+// its inherited copies, live and exited.
+func (ev *Event[K]) value() (count, enabled, running uint64) {
+	ev.mu.Lock()
+	count = ev.count.Load() + ev.childCount
+	t := ev.ownTimeLocked() + ev.childTime
+	children := append([]*Event[K](nil), ev.children...)
+	ev.mu.Unlock()
+	for _, c := range children {
+		c.mu.Lock()
+		count += c.count.Load()
+		t += c.ownTimeLocked()
+		c.mu.Unlock()
+	}
+	return count, t, t
+}
+
+// readSize is perf_event__read_size for a group of nr events.
+func readSize(rf uint64, nr int) int {
+	entry, size := 8, 0
+	if rf&FormatTotalTimeEnabled != 0 {
+		size += 8
+	}
+	if rf&FormatTotalTimeRunning != 0 {
+		size += 8
+	}
+	if rf&FormatID != 0 {
+		entry += 8
+	}
+	if rf&FormatLost != 0 {
+		entry += 8
+	}
+	if rf&FormatGroup != 0 {
+		size += 8 // nr
+	} else {
+		nr = 1
+	}
+	return size + entry*nr
+}
+
+// Read returns what read(2) of the event's fd gives for a buffer of n bytes
+// (perf_read): ENOSPC if n is below the record's size, else the record of
+// read_format: the value, the times, the id and the lost count requested,
+// or with PERF_FORMAT_GROUP the number of events of the group, the times of
+// its leader (perf_read_group) and each event's value, id and lost count.
+func (ev *Event[K]) Read(n int) ([]byte, error) {
+	rf := ev.Attr().ReadFormat()
+	group := rf&FormatGroup != 0
+	members := ev.members(group)
+	size := readSize(rf, len(members))
+	if n < size {
+		return nil, errorf(unix.ENOSPC, "read buffer of %d bytes, need %d", n, size)
+	}
+	b := make([]byte, 0, size)
+	put := func(v uint64) { b = binary.LittleEndian.AppendUint64(b, v) }
+	count, enabled, running := members[0].value()
+	if group {
+		put(uint64(len(members)))
+	} else {
+		put(count)
+	}
+	if rf&FormatTotalTimeEnabled != 0 {
+		put(enabled)
+	}
+	if rf&FormatTotalTimeRunning != 0 {
+		put(running)
+	}
+	for i, e := range members {
+		if group {
+			if i > 0 {
+				count, _, _ = e.value()
+			}
+			put(count)
+		}
+		if rf&FormatID != 0 {
+			put(e.id)
+		}
+		if rf&FormatLost != 0 {
+			put(0) // a counting breakpoint loses no sample
+		}
+	}
+	return b, nil
+}
+
+// exit removes the event from its task, which keeps its count and its
+// times as they are (perf_event_exit_event): the task exited, or an exec
+// removed the event (remove_on_exec).
+//
+// An inherited copy leaves its count and times to the event the guest
+// opened (sync_child_event) and is forgotten.
+func (ev *Event[K]) exit() {
+	ev.mu.Lock()
+	bp := ev.bp
+	ev.bp = nil
+	if ev.enabled {
+		ev.total += ev.now() - ev.since
+		ev.enabled = false
+	}
+	var count, t uint64
+	if ev.parent != nil {
+		count, t = ev.count.Swap(0), ev.total
+		ev.total = 0
+	}
+	ev.mu.Unlock()
+	if bp != nil {
+		bp.Unregister()
+	}
+	if p := ev.parent; p != nil {
+		p.mu.Lock()
+		for i, c := range p.children {
+			if c == ev {
+				p.children = append(p.children[:i], p.children[i+1:]...)
+				p.childCount += count
+				p.childTime += t
+				break
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Close releases the event's slot (perf_release). A group leader's siblings
+// stay open, as singletons.
+func (ev *Event[K]) Close() {
+	ev.exit()
+	if ev.onTask != nil {
+		ev.onTask.remove(ev)
+	}
+	// perf_event_release_kernel frees the inherited copies.
+	ev.mu.Lock()
+	children := ev.children
+	ev.children = nil
+	ev.closed = true
+	ev.mu.Unlock()
+	for _, c := range children {
+		c.exit()
+		if c.onTask != nil {
+			c.onTask.remove(c)
+		}
+	}
+	// perf_group_detach: a member leaves its group; a leader's members
+	// become singletons.
+	es := ev.es
+	es.groupMu.Lock()
+	defer es.groupMu.Unlock()
+	if l, ok := es.leaders[ev]; ok {
+		sib := es.siblings[l]
+		for i, s := range sib {
+			if s == ev {
+				sib = append(sib[:i:i], sib[i+1:]...)
+				break
+			}
+		}
+		if len(sib) == 0 {
+			delete(es.siblings, l)
+		} else {
+			es.siblings[l] = sib
+		}
+		delete(es.leaders, ev)
+		return
+	}
+	for _, s := range es.siblings[ev] {
+		delete(es.leaders, s)
+	}
+	delete(es.siblings, ev)
+}
+
+// taskKey names the perf state of a thread's hwbp.Task.
+var taskKey = hwbp.NewExtensionKey("perf")
+
+// taskEvents is the hwbp.Extension of a thread that perf events watch: the
+// open events bound to it, which its execve and exit change (Linux's
+// perf_event_exec, perf_event_exit_task). Events are removed from it when
+// they close, so it never holds more than the thread's open events.
+type taskEvents[K comparable] struct {
+	mu sync.Mutex
+	// +checklocks:mu
+	events []*Event[K]
+
+	// inherit are, in the clone that a new thread gets, the events of its
+	// creator that it inherits. Set by Clone, used by Inherited.
+	inherit []*Event[K]
+}
+
+// attachTaskEvents returns t's taskEvents, attaching one if needed; a
+// released task gets a detached one, which nothing calls.
+func attachTaskEvents[K comparable](t *hwbp.Task) *taskEvents[K] {
+	if x, ok := t.Attach(taskKey, func() hwbp.Extension { return &taskEvents[K]{} }).(*taskEvents[K]); ok {
+		return x
+	}
+	return &taskEvents[K]{}
+}
+
+func (x *taskEvents[K]) add(ev *Event[K]) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.events = append(x.events, ev)
+}
+
+func (x *taskEvents[K]) remove(ev *Event[K]) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, e := range x.events {
+		if e == ev {
+			x.events = append(x.events[:i], x.events[i+1:]...)
+			return
+		}
+	}
+}
+
+func (x *taskEvents[K]) list() []*Event[K] {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]*Event[K](nil), x.events...)
+}
+
+// Clone implements hwbp.Extension.Clone: a new thread gets a copy of each
+// event of its creator with inherit (perf_event_init_task); Inherited makes
+// them once the new thread has its Task.
+func (x *taskEvents[K]) Clone() hwbp.Extension {
+	var inherit []*Event[K]
+	for _, ev := range x.list() {
+		if ev.Attr().Has(FlagInherit) {
+			inherit = append(inherit, ev)
+		}
+	}
+	if len(inherit) == 0 {
+		return nil
+	}
+	return &taskEvents[K]{inherit: inherit}
+}
+
+// Inherited implements hwbp.Inheritor: child, a thread that parent created,
+// gets a copy of each event that it inherits (inherit_event), in the state
+// of the event (enabled or not) and with its attribute, so that its
+// enable_on_exec, sigtrap and sampling act in child; the copies count for
+// the event that the guest opened. With inherit_thread only threads of the
+// same process inherit. A copy that finds no free slot is not made: Linux
+// fails the fork with ENOSPC there, which the sentry cannot do this late.
+func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
+	inherit := x.inherit
+	x.inherit = nil
+	for _, ev := range inherit {
+		es := ev.es
+		a := ev.Attr()
+		if a.Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
+			continue
+		}
+		orig := ev
+		if ev.parent != nil {
+			orig = ev.parent
+		}
+		c := &Event[K]{
+			es:          es,
+			id:          es.lastID.Add(1),
+			target:      Target[K]{Task: child, HasTask: true, CPU: ev.target.CPU, NumCPU: ev.target.NumCPU, Clock: ev.target.Clock},
+			excludeUser: ev.excludeUser,
+			onTask:      x,
+			parent:      orig,
+			attr:        a,
+		}
+		bp, err := es.tasks.Registry().Register(t, hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}, c.overflow)
+		if err != nil {
+			continue
+		}
+		ev.mu.Lock()
+		enabled := ev.enabled
+		ev.mu.Unlock()
+		c.mu.Lock()
+		c.bp = bp
+		c.left = c.periodLocked()
+		c.mu.Unlock()
+		orig.mu.Lock()
+		closed := orig.closed
+		if !closed {
+			orig.children = append(orig.children, c)
+		}
+		orig.mu.Unlock()
+		if closed {
+			// The guest closed the event meanwhile.
+			bp.Unregister()
+			continue
+		}
+		x.add(c)
+		if enabled {
+			c.setEnabled(true)
+		}
+	}
+}
+
+// Exec implements hwbp.Extension.Exec: perf_event_enable_on_exec enables
+// the events with enable_on_exec and clears the flag, so it acts once;
+// perf_event_remove_on_exec removes those with remove_on_exec.
+func (x *taskEvents[K]) Exec() {
+	for _, ev := range x.list() {
+		ev.mu.Lock()
+		a := &ev.attr
+		remove, enable := a.Has(FlagRemoveOnExec), a.Has(FlagEnableOnExec)
+		if enable {
+			binary.LittleEndian.PutUint64(a.raw[offFlags:], a.Flags()&^FlagEnableOnExec)
+		}
+		ev.mu.Unlock()
+		switch {
+		case remove:
+			ev.exit()
+			x.remove(ev)
+		case enable:
+			ev.setEnabled(true)
+		}
+	}
+}
+
+// Exit removes the events of thread k from it at its exit, as Linux's
+// perf_event_exit_task does: they keep their counts, and their times stop.
+// The caller calls it before hwbp.Tasks.Exit frees k's Task.
+func (es *Events[K]) Exit(k K) {
+	t := es.tasks.Lookup(k)
+	if t == nil {
+		return
+	}
+	x, ok := t.Extension(taskKey).(*taskEvents[K])
+	if !ok {
+		return
+	}
+	for _, ev := range x.list() {
+		ev.exit()
+		x.remove(ev)
+	}
+}

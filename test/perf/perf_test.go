@@ -1,0 +1,265 @@
+// Package perf runs the same perf_event_open(PERF_TYPE_BREAKPOINT) programs
+// on the host kernel and inside sandboxes booted by this repository's runsc,
+// and fails on any difference between their transcripts: the host kernel is
+// the specification of the guest's perf events (sentry/perf).
+package perf
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/gvisor-hwbp/hwbp/test/sandbox"
+)
+
+// nobody is the user the attribute program drops to: the host then answers
+// an unprivileged caller, which is what the sandbox answers everyone.
+const nobody = "65534"
+
+// run runs prog with args on the host (platform "") or in a sandbox and
+// returns its transcript, which must end with "end".
+func run(t *testing.T, platform, prog string, args ...string) string {
+	t.Helper()
+	var out string
+	if platform == "" {
+		b, err := exec.Command(prog, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v on the host: %v\n%s", prog, args, err, b)
+		}
+		out = string(b)
+	} else {
+		res := sandbox.Run(t, platform, append([]string{prog}, args...)...)
+		if res.ExitCode != 0 {
+			t.Fatalf("%s %v on %s: exit %d\nstdout:\n%s\nstderr:\n%s", prog, args, platform, res.ExitCode, res.Stdout, res.Stderr)
+		}
+		out = res.Stdout
+	}
+	if !strings.HasSuffix(out, "end\n") {
+		t.Fatalf("transcript of %s %v on %q is incomplete:\n%s", prog, args, platform, out)
+	}
+	return out
+}
+
+// lines splits a transcript into "name: outcome" pairs, in order.
+func lines(s string) [][2]string {
+	var l [][2]string
+	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		name, outcome, _ := strings.Cut(line, ": ")
+		l = append(l, [2]string{name, outcome})
+	}
+	return l
+}
+
+// deliberate is what the sandbox answers, by design, where it differs from
+// the host: event types other than PERF_TYPE_BREAKPOINT keep gVisor's
+// ENODEV (the "type-" cases).
+func deliberate(name string) (string, bool) {
+	if strings.HasPrefix(name, "type-") {
+		return "ENODEV", true
+	}
+	return "", false
+}
+
+// hostBusy reports whether a "cpuwide-" case of host reads ENOSPC: a CPU-wide
+// breakpoint needs a slot next to the busiest task of the whole host, and
+// another process (a systrap sandbox's stub threads, a debugger) held four
+// when it ran. The sandbox's own tasks are all it answers for.
+func hostBusy(host string) bool {
+	for _, l := range lines(host) {
+		if strings.HasPrefix(l[0], "cpuwide-") && l[1] == "ENOSPC" {
+			return true
+		}
+	}
+	return false
+}
+
+// differences lists the differences between the host's transcript and
+// got's, except the deliberate ones, which must be exactly what deliberate
+// says.
+func differences(host, got string) []string {
+	h, g := lines(host), lines(got)
+	var d []string
+	if len(h) != len(g) {
+		d = append(d, fmt.Sprintf("transcripts have %d lines on the host, %d in the sandbox", len(h), len(g)))
+	}
+	for i := 0; i < len(h) && i < len(g); i++ {
+		want := h[i]
+		if o, ok := deliberate(want[0]); ok {
+			want[1] = o
+		}
+		if g[i] != want {
+			d = append(d, fmt.Sprintf("line %d: host %q, sandbox %q", i+1, strings.Join(want[:], ": "), strings.Join(g[i][:], ": ")))
+		}
+	}
+	return d
+}
+
+// compare fails t on any of differences(host, got).
+func compare(t *testing.T, host, got string) {
+	t.Helper()
+	d := differences(host, got)
+	if len(d) > 20 {
+		d = append(d[:20], "...")
+	}
+	if len(d) > 0 {
+		t.Errorf("transcript differs from the host kernel's:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// hostTranscript runs prog on the host until its CPU-wide cases are not
+// disturbed by other processes' breakpoints (hostBusy), a few times at
+// most; it fails t if they always are.
+func hostTranscript(t *testing.T, prog string, args ...string) string {
+	t.Helper()
+	for try := 0; try < 5; try++ {
+		out := run(t, "", prog, args...)
+		if !hostBusy(out) {
+			return out
+		}
+	}
+	t.Fatalf("other processes on this host held four breakpoints during five runs of %s: its CPU-wide cases cannot be compared", prog)
+	return ""
+}
+
+// TestAttributes opens a table of attributes (testdata/perfattr.c: sizes,
+// bp_type, bp_len and alignment, addresses up to and past the user address
+// space, every flag, sample_type and read_format bit, pid, cpu, group_fd and
+// flags, faulting pointers, slots) as an unprivileged caller on the host and
+// in the sandbox, and as root in the sandbox, which must answer like the
+// unprivileged host: no hits are needed, so it runs on any machine.
+func TestAttributes(t *testing.T) {
+	sandbox.RequireRoot(t)
+	prog := sandbox.BuildC(t, "testdata/perfattr.c")
+	host := hostTranscript(t, prog, nobody)
+	// -p leaves out the cases that need a dropped caller (a target of
+	// another user): the sandbox's root may trace it.
+	hostPriv := hostTranscript(t, prog, "-p", nobody)
+	for _, p := range sandbox.Platforms {
+		t.Run(p, func(t *testing.T) {
+			t.Run("nobody", func(t *testing.T) { compare(t, host, run(t, p, prog, nobody)) })
+			t.Run("root", func(t *testing.T) { compare(t, hostPriv, run(t, p, prog, "-p")) })
+		})
+	}
+}
+
+// TestFDOperations compares what an event's fd answers without hits
+// (testdata/fdops.c: read with every read_format and short buffers, group
+// reads, write, pread, lseek, fcntl, the fd's name, the ioctls), and how
+// perf events and a tracee's ptrace debug registers share its four slots.
+func TestFDOperations(t *testing.T) {
+	sandbox.RequireRoot(t)
+	prog := sandbox.BuildC(t, "testdata/fdops.c")
+	host := run(t, "", prog)
+	for _, p := range sandbox.Platforms {
+		t.Run(p, func(t *testing.T) {
+			compare(t, host, run(t, p, prog))
+		})
+	}
+}
+
+// TestCounting compares counting events that hits reach through the core's
+// hit path (testdata/counting.c: writes, reads, execution, enable, disable
+// and reset between hits, exclude_user, four events at once, an event on a
+// child that outlives it). It needs a host that delivers hits: elsewhere it
+// is queued for the test VM.
+func TestCounting(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/counting.c", "-lpthread")
+	host := run(t, "", prog)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			compare(t, host, run(t, p, prog))
+		})
+	}
+}
+
+// TestSigtrap compares a program that watches its own memory with sigtrap
+// events (testdata/sigtrap.c): the SIGTRAP of every overflow, its siginfo
+// (TRAP_PERF, si_addr, si_perf_data, si_perf_type, si_perf_flags) and the
+// instruction it interrupts, sample_period and PERF_EVENT_IOC_PERIOD,
+// SIGTRAP blocked and ignored.
+func TestSigtrap(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/sigtrap.c")
+	host := run(t, "", prog)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			compare(t, host, run(t, p, prog))
+		})
+	}
+}
+
+// TestPerfStat runs Linux's perf tool, "perf stat -e mem:ADDR:wu" over a
+// loop of 1,000 writes (testdata/loop.c; few, since hits are slow under the
+// test VM's emulation), on the host and in the sandbox: the counts must be
+// equal. perf opens the event on the forked
+// workload, disabled with enable_on_exec and inherit, and reads it after
+// the workload exits.
+func TestPerfStat(t *testing.T) {
+	sandbox.RequireRoot(t)
+	perfTool, err := exec.LookPath("perf")
+	if err != nil {
+		t.Skipf("no perf on this machine (Debian's linux-perf): %v", err)
+	}
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/loop.c", "-no-pie")
+	addr, err := exec.Command(prog, "addr").Output()
+	if err != nil {
+		t.Fatalf("%s addr: %v", prog, err)
+	}
+	argv := []string{perfTool, "stat", "-x,", "-e", "mem:" + strings.TrimSpace(string(addr)) + ":wu", "--", prog, "1000"}
+	count := func(out string) string {
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Split(line, ","); len(f) > 2 && strings.HasPrefix(f[2], "mem:") {
+				return f[0]
+			}
+		}
+		t.Fatalf("no count in perf's output:\n%s", out)
+		return ""
+	}
+	b, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("perf stat on the host: %v\n%s", err, b)
+	}
+	host := count(string(b))
+	if host != "1000" {
+		t.Fatalf("perf stat on the host counted %s writes, want 1000", host)
+	}
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			res := sandbox.Run(t, p, argv...)
+			if res.ExitCode != 0 {
+				t.Fatalf("perf stat on %s: exit %d\n%s%s", p, res.ExitCode, res.Stdout, res.Stderr)
+			}
+			if got := count(res.Stdout + res.Stderr); got != host {
+				t.Errorf("perf stat counted %s writes on %s, %s on the host", got, p, host)
+			}
+		})
+	}
+}
+
+// TestDeliberateDifferences checks the comparison itself: a sandbox line
+// that differs from the host's fails, and one of the deliberate cases passes
+// only with gVisor's answer.
+func TestDeliberateDifferences(t *testing.T) {
+	host := "size-ver7: ok\ntype-software: ok\nend\n"
+	for _, tc := range []struct {
+		got    string
+		differ bool
+	}{
+		{"size-ver7: ok\ntype-software: ENODEV\nend\n", false},
+		{"size-ver7: EINVAL\ntype-software: ENODEV\nend\n", true},
+		{"size-ver7: ok\ntype-software: ok\nend\n", true},
+		{"size-ver7: ok\nend\n", true},
+	} {
+		if got := len(differences(host, tc.got)) != 0; got != tc.differ {
+			t.Errorf("differences(%q) found some: %v, want %v", tc.got, got, tc.differ)
+		}
+	}
+	if !hostBusy("cpuwide-x: ENOSPC\nend\n") || hostBusy("cpuwide-x: EACCES\nend\n") {
+		t.Errorf("hostBusy does not tell a disturbed CPU-wide case")
+	}
+}

@@ -1,0 +1,180 @@
+/*
+ * counting: perf breakpoint events that count hits (no signal, no sample):
+ * writes, reads, execution, enable/disable/reset between hits, an event on
+ * another process that outlives it, exclude_user, and slots freed by close.
+ * One line per step with the counts read, for the host kernel's transcript
+ * and a sandbox's to be compared.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile uint64_t watched[8];
+
+static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user, int inherit);
+
+static int open_event(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user)
+{
+	return open_event_inherit(type, addr, len, pid, exclude_user, 0);
+}
+
+static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user, int inherit)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.type = PERF_TYPE_BREAKPOINT;
+	a.size = sizeof(a);
+	a.bp_type = type;
+	a.bp_addr = (uint64_t)(uintptr_t)addr;
+	a.bp_len = len;
+	a.exclude_kernel = 1;
+	a.exclude_hv = 1;
+	a.exclude_user = exclude_user;
+	a.inherit = inherit != 0;
+	a.inherit_thread = inherit == 2;
+	a.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
+	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		printf("perf_event_open: %s\n", strerrorname_np(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static void show(const char *what, int fd)
+{
+	uint64_t v[3];
+	long n = read(fd, v, sizeof(v));
+	if (n != sizeof(v)) {
+		printf("%s: read %ld %s\n", what, n, n < 0 ? strerrorname_np(errno) : "");
+		return;
+	}
+	printf("%s: count=%llu running==enabled:%d enabled>0:%d\n", what, (unsigned long long)v[0], v[1] == v[2], v[1] > 0);
+}
+
+static void writes(int n)
+{
+	for (int i = 0; i < n; i++)
+		watched[0] = (uint64_t)i;
+}
+
+static void *thread_writes(void *arg)
+{
+	writes(20);
+	return arg;
+}
+
+__attribute__((noinline)) static void target_fn(void)
+{
+	__asm__ volatile("" ::: "memory");
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	int fd = open_event(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0, 0);
+	writes(1000);
+	show("1000 writes", fd);
+	uint64_t sink = 0;
+	for (int i = 0; i < 10; i++)
+		sink += watched[0];
+	show("10 reads, write watchpoint", fd);
+	ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+	writes(10);
+	show("10 writes while disabled", fd);
+	ioctl(fd, PERF_EVENT_IOC_RESET, 0);
+	show("reset", fd);
+	ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+	writes(5);
+	show("5 writes after enable", fd);
+	watched[1] = 1;
+	show("a write next to the watched word", fd);
+	close(fd);
+
+	fd = open_event(HW_BREAKPOINT_R | HW_BREAKPOINT_W, (void *)&watched[2], 8, 0, 0);
+	for (int i = 0; i < 7; i++)
+		sink += watched[2];
+	watched[2] = 3;
+	show("7 reads and a write, rw watchpoint", fd);
+	close(fd);
+
+	fd = open_event(HW_BREAKPOINT_X, (void *)target_fn, sizeof(long), 0, 0);
+	for (int i = 0; i < 3; i++)
+		target_fn();
+	show("3 calls, execution breakpoint", fd);
+	close(fd);
+
+	fd = open_event(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0, 1);
+	writes(10);
+	show("10 writes, exclude_user", fd);
+	close(fd);
+
+	/* Four events at once, then the slots are free again. */
+	int fds[4];
+	for (int i = 0; i < 4; i++)
+		fds[i] = open_event(HW_BREAKPOINT_W, (void *)&watched[4 + i], 8, 0, 0);
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j <= i; j++)
+			watched[4 + i] = (uint64_t)j;
+	for (int i = 0; i < 4; i++) {
+		char what[32];
+		snprintf(what, sizeof(what), "slot %d", i);
+		show(what, fds[i]);
+		close(fds[i]);
+	}
+
+	/* An event on a child, which outlives it. */
+	int p[2];
+	if (pipe(p))
+		return 2;
+	pid_t child = fork();
+	if (child == 0) {
+		char c;
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(1);
+		writes(100);
+		_exit(0);
+	}
+	close(p[0]);
+	fd = open_event(HW_BREAKPOINT_W, (void *)&watched[0], 8, child, 0);
+	writes(3); /* the parent's writes do not count */
+	if (write(p[1], "x", 1) != 1)
+		return 2;
+	int status;
+	waitpid(child, &status, 0);
+	show("child's 100 writes, after its exit", fd);
+	close(fd);
+
+	/* Inherited events: a forked child's and a thread's writes count
+	 * for the event, with inherit_thread only the thread's. */
+	for (int mode = 1; mode <= 2; mode++) {
+		fd = open_event_inherit(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0, 0, mode);
+		writes(1);
+		pid_t c = fork();
+		if (c == 0) {
+			writes(50);
+			_exit(0);
+		}
+		waitpid(c, &status, 0);
+		pthread_t th;
+		pthread_create(&th, NULL, thread_writes, NULL);
+		pthread_join(th, NULL);
+		show(mode == 1 ? "inherit: 1 + 50 forked + 20 threaded" : "inherit_thread: 1 + 50 forked + 20 threaded", fd);
+		close(fd);
+	}
+
+	printf("sink %llu\nend\n", (unsigned long long)(sink * 0));
+	return 0;
+}
