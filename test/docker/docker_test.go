@@ -12,7 +12,8 @@
 // end, also when the test fails) except the cgroups of its containers,
 // which live under a cgroup parent of their own that the test removes, and
 // the shims' sockets in containerd's fixed /run/containerd/s, which the
-// shims remove as they exit.
+// shims remove as they exit (and the test removes that folder if it is
+// then empty).
 package docker
 
 import (
@@ -419,6 +420,12 @@ func (d *daemon) stop() {
 	d.killLeftovers()
 	unmountUnder(d.t, d.dir)
 	removeCgroup(d.t, d.cgroup)
+	// containerd puts its shims' sockets in /run/containerd/s whatever
+	// its state folder; the shims remove them as they exit. The folders
+	// go too if they are empty, as they are where no other containerd
+	// runs.
+	os.Remove("/run/containerd/s")
+	os.Remove("/run/containerd")
 	if err := os.RemoveAll(d.dir); err != nil {
 		d.t.Errorf("removing the daemons' folder: %v", err)
 	}
