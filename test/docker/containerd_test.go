@@ -6,12 +6,25 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 	"golang.org/x/sys/unix"
 )
+
+// atLeast says whether version (such as "1.6.20~ds1") is at least
+// major.minor.
+func atLeast(version string, major, minor int) bool {
+	f := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(f) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(f[0])
+	mi, err2 := strconv.Atoi(f[1])
+	return err1 == nil && err2 == nil && (ma > major || ma == major && mi >= minor)
+}
 
 // hasCapability says whether this process has capability c in its
 // effective set.
@@ -104,6 +117,19 @@ func (c *ctr) run(t *testing.T, tg target, mounts []string, argv ...string) (std
 // of the same files as TestDocker's image.
 func TestContainerd(t *testing.T) {
 	sandbox.RequireRoot(t)
+	bins := lookPaths(t, "containerd", "containerd", "ctr")
+	// The shim answers containerd's "start" with its bootstrap
+	// parameters as a JSON object, the shim protocol of containerd 1.7
+	// and later; containerd 1.6 (Debian 12's) takes the whole reply for
+	// a socket address and fails ("dial unix {"version":2,...}: connect:
+	// invalid argument", seen here with 1.6.20).
+	out, err := exec.Command(bins["containerd"], "--version").Output()
+	if err != nil {
+		t.Fatalf("containerd --version: %v", err)
+	}
+	if f := strings.Fields(string(out)); len(f) < 3 || !atLeast(f[2], 1, 7) {
+		t.Skipf("gVisor's shim (go.mod's gVisor) needs containerd 1.7 or later, which understands its bootstrap reply; this is %s", strings.TrimSpace(string(out)))
+	}
 	runsc := sandbox.Runsc(t)
 	p := buildPrograms(t)
 	shim := buildShim(t, runsc)
@@ -115,7 +141,6 @@ func TestContainerd(t *testing.T) {
 	if !hasCapability(t, unix.CAP_SYS_RESOURCE) {
 		sandbox.SkipToVM(t, "root here lacks CAP_SYS_RESOURCE, without which gVisor's shim refuses to start (it sets its oom_score_adj to -999)")
 	}
-	bins := lookPaths(t, "containerd", "containerd", "ctr")
 	d := newDaemon(t)
 	d.startContainerd(bins["containerd"], filepath.Dir(shim))
 	c := &ctr{daemon: d, ctr: bins["ctr"], rootfs: filepath.Join(d.dir, "rootfs"), configs: map[string]string{}}
