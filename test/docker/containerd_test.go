@@ -119,8 +119,9 @@ func TestContainerd(t *testing.T) {
 	sandbox.RequireRoot(t)
 	bins := lookPaths(t, "containerd", "containerd", "ctr")
 	// The shim answers containerd's "start" with its bootstrap
-	// parameters as a JSON object, the shim protocol of containerd 1.7
-	// and later; containerd 1.6 (Debian 12's) takes the whole reply for
+	// parameters as a JSON object (BootstrapParams, which containerd
+	// reads since 1.7: containerd PR 8052); containerd 1.6 (Debian 12's)
+	// takes the whole reply for
 	// a socket address and fails ("dial unix {"version":2,...}: connect:
 	// invalid argument", seen here with 1.6.20).
 	out, err := exec.Command(bins["containerd"], "--version").Output()

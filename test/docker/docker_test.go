@@ -5,10 +5,11 @@
 // test (no registry is reachable) with runsc as runtime "runsc-hwbp"
 // (gVisor's default platform, systrap) and "runsc-hwbp-ptrace" (runtime
 // arguments selecting ptrace), and what the containers print must be what
-// the same programs print on the host kernel.
+// the same programs print on the host kernel. TestContainerd does the same
+// through a private containerd with gVisor's shim (containerd_test.go).
 //
-// The daemon leaves any other Docker or containerd on the machine alone:
-// everything it writes is under one temporary directory (removed at the
+// The daemons leave any other Docker or containerd on the machine alone:
+// everything they write is under one temporary directory (removed at the
 // end, also when the test fails) except the cgroups of its containers,
 // which live under a cgroup parent of their own that the test removes, and
 // the shims' sockets in containerd's fixed /run/containerd/s, which the
