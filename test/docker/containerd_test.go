@@ -102,7 +102,9 @@ func (c *ctr) run(t *testing.T, tg target, mounts []string, argv ...string) (std
 	logs := c.freshLogs(t, tg.name)
 	c.n++
 	args := []string{"--address", c.containerdSocket(), "--namespace", "hwbp-test",
-		"run", "--rm", "--runtime", "io.containerd.runsc.v1", "--runtime-config-path", c.configs[tg.name]}
+		"run", "--rm", "--runtime", "io.containerd.runsc.v1", "--runtime-config-path", c.configs[tg.name],
+		// Not /run/containerd/fifo.
+		"--fifo-dir", filepath.Join(c.dir, "fifo")}
 	for _, m := range mounts {
 		args = append(args, "--mount", "type=bind,src="+m+",dst="+m+",options=rbind:ro")
 	}
