@@ -5,11 +5,8 @@
 package gdb
 
 import (
-	"bufio"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -22,61 +19,6 @@ var sessions = map[string]string{
 	"rwatch":  "widths",
 	"hbreak":  "widths",
 	"threads": "threads",
-}
-
-// commands returns the commands of a script, which are passed as separate
-// -ex options: unlike -x, gdb goes on after a command that fails, such as
-// a watchpoint it cannot insert.
-func commands(t *testing.T, script string) []string {
-	f, err := os.Open(script)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var args []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		args = append(args, "-ex", line)
-	}
-	return args
-}
-
-var (
-	// dropped are lines that depend on the environment, not on the
-	// debugging: gVisor does not let gdb disable ASLR, libthread_db
-	// notices, and the notices of threads that exit as the process ends,
-	// which depend on whether gdb reaps the last worker before the main
-	// thread's exit_group: on Linux 6.1 in the test VM the same session
-	// printed one "[Thread ... exited]" line in most runs and two plus
-	// "[New process N]" in others, and so did the sandbox.
-	dropped  = regexp.MustCompile(`^(warning: Error disabling address space randomization|\[Thread debugging using libthread_db|Using host libthread_db|\[Thread 0x[0-9a-f]+ \(LWP \d+\) exited\]$|\[New process \d+\]$)`)
-	rewrites = []struct {
-		re   *regexp.Regexp
-		with string
-	}{
-		{regexp.MustCompile(`0x[0-9a-f]+`), "ADDR"},
-		{regexp.MustCompile(`process \d+`), "process PID"},
-		{regexp.MustCompile(`LWP \d+`), "LWP N"},
-	}
-)
-
-func normalize(out string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(out, "\n") {
-		if dropped.MatchString(line) {
-			continue
-		}
-		for _, r := range rewrites {
-			line = r.re.ReplaceAllString(line, r.with)
-		}
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
-	return b.String()
 }
 
 // TestSessions runs each testdata/*.gdb script with gdb on the host and
@@ -95,7 +37,7 @@ func TestSessions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			args := append(append([]string{"-nx", "-batch"}, commands(t, abs)...), bin)
+			args := append(append([]string{"-nx", "-batch"}, sandbox.GDBCommands(t, abs)...), bin)
 			// gdb's exit status reflects its last command only; the
 			// output is what matters. Standard output and error are
 			// compared separately: their interleaving depends on
@@ -104,17 +46,17 @@ func TestSessions(t *testing.T) {
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			_ = cmd.Run()
-			host := normalize(stdout.String())
+			host := sandbox.NormalizeGDB(stdout.String())
 			if !strings.Contains(host, "exited normally") {
 				t.Fatalf("the host session did not run to its end:\n%s\n%s", host, stderr.String())
 			}
 			for _, p := range sandbox.HitPlatforms {
 				t.Run(p, func(t *testing.T) {
 					res := sandbox.Run(t, p, append([]string{gdb}, args...)...)
-					if got := normalize(res.Stdout); got != host {
+					if got := sandbox.NormalizeGDB(res.Stdout); got != host {
 						t.Errorf("gdb's output differs from the host's.\nhost:\n%s\nsandbox:\n%s", host, got)
 					}
-					if got, want := normalize(res.Stderr), normalize(stderr.String()); got != want {
+					if got, want := sandbox.NormalizeGDB(res.Stderr), sandbox.NormalizeGDB(stderr.String()); got != want {
 						t.Errorf("gdb's errors differ from the host's.\nhost:\n%s\nsandbox:\n%s", want, got)
 					}
 				})

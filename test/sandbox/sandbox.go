@@ -40,6 +40,17 @@ func RequireKVM(t testing.TB) {
 	skipToVM(t, "gVisor's KVM platform runs in the test VM (test/vm), not on this machine")
 }
 
+// SkipToVM skips t on this machine, saying why, and queues it for the test
+// VM as RequireHostHits does: for a test that needs something this machine
+// lacks and the VM's guest has. In the VM it fails t instead.
+func SkipToVM(t testing.TB, why string) {
+	t.Helper()
+	if e := os.Getenv("HWBP_EMULATED"); e != "" {
+		t.Fatalf("in the %s test VM: %s", e, why)
+	}
+	skipToVM(t, why)
+}
+
 // skipToVM skips t, saying why, and, where HWBP_VM_QUEUE names a folder,
 // adds t to the tests that test/vm/queued.sh runs in the test VM.
 func skipToVM(t testing.TB, why string) {

@@ -1,0 +1,177 @@
+package docker
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gvisor-hwbp/hwbp/test/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// atLeast says whether version (such as "1.6.20~ds1") is at least
+// major.minor.
+func atLeast(version string, major, minor int) bool {
+	f := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(f) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(f[0])
+	mi, err2 := strconv.Atoi(f[1])
+	return err1 == nil && err2 == nil && (ma > major || ma == major && mi >= minor)
+}
+
+// hasCapability says whether this process has capability c in its
+// effective set.
+func hasCapability(t *testing.T, c int) bool {
+	t.Helper()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatalf("capget: %v", err)
+	}
+	return data[c/32].Effective&(1<<(c%32)) != 0
+}
+
+// shimName is the name containerd derives from the runtime
+// io.containerd.runsc.v1 and looks up on its PATH.
+const shimName = "containerd-shim-runsc-v1"
+
+// buildShim builds gVisor's containerd shim from the gVisor version that
+// go.mod pins, next to runsc (bin/), and returns its path. The shim is
+// gVisor's own: it runs whatever runsc its configuration names. The VM pass
+// uses the one the host pass built, as it does runsc.
+func buildShim(t *testing.T, runsc string) string {
+	t.Helper()
+	out := filepath.Join(filepath.Dir(runsc), shimName)
+	if os.Getenv("HWBP_EMULATED") != "" {
+		if _, err := os.Stat(out); err != nil {
+			t.Fatalf("the host pass builds the shim for the VM: %v", err)
+		}
+		return out
+	}
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "gvisor.dev/gvisor")
+	cmd.Dir = root
+	v, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -m gvisor.dev/gvisor: %v", err)
+	}
+	version := strings.TrimSpace(string(v))
+	// A module of its own: the shim's dependencies (containerd's
+	// libraries) are not this module's.
+	mod := t.TempDir()
+	for _, args := range [][]string{
+		{"mod", "init", "hwbp-shim"},
+		{"get", "gvisor.dev/gvisor/shim@" + version},
+		{"build", "-o", out, "gvisor.dev/gvisor/shim"},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = mod
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			cannotStart(t, fmt.Sprintf("building gVisor's shim: go %s: %v\n%s", strings.Join(args, " "), err, b))
+		}
+	}
+	return out
+}
+
+// ctr runs containers with the private containerd and gVisor's shim.
+type ctr struct {
+	*daemon
+	ctr string
+	// rootfs is the containers' root file system, configs the shim's
+	// configuration of each target.
+	rootfs  string
+	configs map[string]string
+	n       int
+}
+
+// run is a runFunc: ctr run with gVisor's shim, whose configuration file
+// names this repository's runsc and the target's platform.
+func (c *ctr) run(t *testing.T, tg target, mounts []string, argv ...string) (stdout, stderr string) {
+	t.Helper()
+	logs := c.freshLogs(t, tg.name)
+	c.n++
+	args := []string{"--address", c.containerdSocket(), "--namespace", "hwbp-test",
+		"run", "--rm", "--runtime", "io.containerd.runsc.v1", "--runtime-config-path", c.configs[tg.name],
+		// Not /run/containerd/fifo.
+		"--fifo-dir", filepath.Join(c.dir, "fifo")}
+	for _, m := range mounts {
+		args = append(args, "--mount", "type=bind,src="+m+",dst="+m+",options=rbind:ro")
+	}
+	args = append(append(args, "--rootfs", c.rootfs, fmt.Sprintf("hwbp-%d", c.n)), argv...)
+	return c.runClient(t, tg, logs, c.ctr, args...)
+}
+
+// TestContainerd runs the sessions of TestDocker in containers that a
+// private containerd runs with gVisor's shim (built from the gVisor version
+// in go.mod), configured as README says to run this repository's runsc on
+// systrap and on ptrace. ctr runs them from a root file system folder made
+// of the same files as TestDocker's image.
+func TestContainerd(t *testing.T) {
+	sandbox.RequireRoot(t)
+	bins := lookPaths(t, "containerd", "containerd", "ctr")
+	// The shim answers containerd's "start" with its bootstrap
+	// parameters as a JSON object (BootstrapParams, which containerd
+	// reads since 1.7: containerd PR 8052); containerd 1.6 (Debian 12's)
+	// takes the whole reply for
+	// a socket address and fails ("dial unix {"version":2,...}: connect:
+	// invalid argument", seen here with 1.6.20).
+	out, err := exec.Command(bins["containerd"], "--version").Output()
+	if err != nil {
+		t.Fatalf("containerd --version: %v", err)
+	}
+	if f := strings.Fields(string(out)); len(f) < 3 || !atLeast(f[2], 1, 7) {
+		t.Skipf("gVisor's shim (go.mod's gVisor) needs containerd 1.7 or later, which understands its bootstrap reply; this is %s", strings.TrimSpace(string(out)))
+	}
+	runsc := sandbox.Runsc(t)
+	p := buildPrograms(t)
+	shim := buildShim(t, runsc)
+	// gVisor's shim gives itself an OOM score adjustment of -999, which
+	// needs CAP_SYS_RESOURCE, and fails to start without it
+	// (pkg/shim/v1/manager.go; containerd's SetOOMScore forgives EPERM
+	// only to unprivileged users and user namespaces). Root in some
+	// containers and sandboxes lacks it; the test VM's root has it.
+	if !hasCapability(t, unix.CAP_SYS_RESOURCE) {
+		sandbox.SkipToVM(t, "root here lacks CAP_SYS_RESOURCE, without which gVisor's shim refuses to start (it sets its oom_score_adj to -999)")
+	}
+	d := newDaemon(t)
+	d.startContainerd(bins["containerd"], filepath.Dir(shim))
+	c := &ctr{daemon: d, ctr: bins["ctr"], rootfs: filepath.Join(d.dir, "rootfs"), configs: map[string]string{}}
+	if err := os.MkdirAll(c.rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	untar := exec.Command("tar", "-x", "-C", c.rootfs)
+	untar.Stdin = bytes.NewReader(p.rootfs(t))
+	if out, err := untar.CombinedOutput(); err != nil {
+		t.Fatalf("unpacking the root file system: %v\n%s", err, out)
+	}
+	var targets []target
+	for _, platform := range []string{"systrap", "ptrace"} {
+		tg := target{"shim-" + platform, platform}
+		targets = append(targets, tg)
+		// The shim's options: the runsc binary and its state folder,
+		// and runsc's flags.
+		conf := fmt.Sprintf(`binary_name = %q
+root = %q
+[runsc_config]
+  platform = %q
+  network = "none"
+  debug-log = %q
+`, runsc, filepath.Join(d.dir, "runsc"), platform, d.logDir(tg.name)+"/")
+		c.configs[tg.name] = filepath.Join(d.dir, tg.name+".toml")
+		if err := os.WriteFile(c.configs[tg.name], []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compare(t, p, targets, c.run)
+}

@@ -1,0 +1,140 @@
+/*
+ * dockerwatch N: a tracer that sets a 4-byte write watchpoint on a word of
+ * its child with PTRACE_POKEUSER and lets the child write that word N
+ * times, printing a transcript that TestDocker compares between the host
+ * kernel and containers run by Docker with this repository's runsc.
+ *
+ * The transcript has two parts. The first needs no hits: what
+ * PTRACE_PEEKUSER reads back of DR0-DR3, DR6 and DR7 after the pokes, and
+ * that a DR7 value Linux refuses (an I/O breakpoint, RW=10: x86's
+ * arch_build_bp_info returns EINVAL) fails with EINVAL and leaves DR7 as
+ * it was. The second is every stop of the child as it writes: the wait
+ * status, the siginfo of a SIGTRAP (si_code, and si_addr as an offset into
+ * the writing function) and DR6 as PEEKUSER reads it there. With N = 0 the
+ * child runs to its exit with the watchpoint armed, which also needs no
+ * hits.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DR(n) (offsetof(struct user, u_debugreg) + (n) * sizeof(long))
+
+static volatile int watched;
+static volatile int other;
+
+static void die(const char *what) {
+	fprintf(stderr, "dockerwatch: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+/* writer is the child's only code that touches watched: si_addr of a hit
+ * is printed as an offset into it. */
+__attribute__((noinline)) static void writer(int n) {
+	for (int i = 0; i < n; i++)
+		watched = i + 1;
+}
+
+/* name describes an address of the child for the transcript. */
+static void name(char *out, size_t n, unsigned long v) {
+	if (v == (unsigned long)&watched)
+		snprintf(out, n, "&watched");
+	else if (v == (unsigned long)&other)
+		snprintf(out, n, "&other");
+	else if (v >= (unsigned long)writer && v < (unsigned long)writer + 256)
+		snprintf(out, n, "writer+%lu", v - (unsigned long)writer);
+	else
+		snprintf(out, n, "%#lx", v);
+}
+
+static void poke(pid_t pid, int n, unsigned long v) {
+	char w[64];
+	name(w, sizeof w, v);
+	errno = 0;
+	long r = ptrace(PTRACE_POKEUSER, pid, (void *)DR(n), (void *)v);
+	printf("poke DR%d %s -> %ld %s\n", n, w, r, r ? strerror(errno) : "OK");
+}
+
+static void peek(pid_t pid, int n) {
+	char w[64];
+	errno = 0;
+	long v = ptrace(PTRACE_PEEKUSER, pid, (void *)DR(n), 0);
+	if (errno) {
+		printf("peek DR%d -> -1 %s\n", n, strerror(errno));
+		return;
+	}
+	name(w, sizeof w, (unsigned long)v);
+	printf("peek DR%d -> %s\n", n, w);
+}
+
+int main(int argc, char **argv) {
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (argc != 2) {
+		fprintf(stderr, "usage: dockerwatch N\n");
+		return 2;
+	}
+	int n = atoi(argv[1]);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		if (ptrace(PTRACE_TRACEME, 0, 0, 0))
+			die("PTRACE_TRACEME");
+		raise(SIGSTOP);
+		writer(n);
+		_exit(0);
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
+		die("waitpid");
+
+	poke(pid, 0, (unsigned long)&watched);
+	poke(pid, 1, (unsigned long)&other);
+	poke(pid, 7, 0x000d0001); /* L0: write, 4 bytes; DR1 stays disabled */
+	poke(pid, 7, 0x000e0001); /* L0 as an I/O breakpoint: EINVAL */
+	for (int i = 0; i < 4; i++)
+		peek(pid, i);
+	peek(pid, 6);
+	peek(pid, 7);
+
+	/* N writes give at most N stops before the exit; more would be a bug. */
+	for (int stops = 0; stops <= n + 1; stops++) {
+		if (ptrace(PTRACE_CONT, pid, 0, 0))
+			die("PTRACE_CONT");
+		if (waitpid(pid, &st, 0) != pid)
+			die("waitpid");
+		if (WIFEXITED(st)) {
+			printf("exited %d\n", WEXITSTATUS(st));
+			return 0;
+		}
+		if (!WIFSTOPPED(st)) {
+			printf("status %#x\n", st);
+			return 1;
+		}
+		printf("stopped by signal %d", WSTOPSIG(st));
+		siginfo_t si;
+		if (ptrace(PTRACE_GETSIGINFO, pid, 0, &si))
+			die("PTRACE_GETSIGINFO");
+		char w[64];
+		name(w, sizeof w, (unsigned long)si.si_addr);
+		errno = 0;
+		long v = ptrace(PTRACE_PEEKDATA, pid, (void *)&watched, 0);
+		if (errno)
+			die("PTRACE_PEEKDATA");
+		printf(": si_code %d si_addr %s watched %d", si.si_code, w, (int)v);
+		errno = 0;
+		long dr6 = ptrace(PTRACE_PEEKUSER, pid, (void *)DR(6), 0);
+		printf(" DR6 %#lx%s\n", dr6, errno ? " (error)" : "");
+	}
+	printf("more stops than writes\n");
+	kill(pid, SIGKILL);
+	return 1;
+}
