@@ -15,6 +15,7 @@ type refModel struct {
 	released []bool
 	attrs    []Attr
 	live     []bool
+	owner    []int // the task each event id was registered for
 }
 
 // refErrno is Linux's verdict on an attribute, written as a table of what
@@ -68,6 +69,7 @@ func (m *refModel) register(task int, a Attr) (int, unix.Errno) {
 	id := len(m.attrs)
 	m.attrs = append(m.attrs, a)
 	m.live = append(m.live, true)
+	m.owner = append(m.owner, task)
 	m.tasks[task] = append(m.tasks[task], id)
 	return id, 0
 }
@@ -167,6 +169,8 @@ func TestRegistryMatchesModel(t *testing.T) {
 					op = fmt.Sprintf("modify(%d, %v)", id, a)
 					gotErr = errnoOf(t, bps[id].Modify(a))
 					switch {
+					case !m.live[id] && m.released[m.owner[id]]:
+						wantErr = unix.ESRCH // its task's exit flushed it
 					case !m.live[id]:
 						wantErr = unix.ENOENT
 					default:

@@ -265,6 +265,12 @@ func (bp *Breakpoint) Modify(attr Attr) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !bp.registered {
+		if bp.task.released {
+			// The task's exit flushed bp while its consumer was
+			// changing it (Release): the task is gone, as Register
+			// answers for it.
+			return fmt.Errorf("hwbp: task has exited: %w", unix.ESRCH)
+		}
 		return fmt.Errorf("hwbp: breakpoint is not registered: %w", unix.ENOENT)
 	}
 	if err := attr.Validate(); err != nil {

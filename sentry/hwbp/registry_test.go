@@ -98,6 +98,35 @@ func TestSlotConstraints(t *testing.T) {
 	}
 }
 
+// TestModifyOfAFlushedBreakpoint checks what a consumer that changes one of
+// its breakpoints gets once that breakpoint is gone: ENOENT after its own
+// Unregister, ESRCH after its task's exit flushed it (Release), as Register
+// answers for an exited task; so that a ptrace write racing with the
+// tracee's exit can tell the exit apart from a bug of its own.
+func TestModifyOfAFlushedBreakpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flush func(*Task, *Breakpoint)
+		want  unix.Errno
+	}{
+		{"unregistered by its consumer is ENOENT", func(_ *Task, bp *Breakpoint) { bp.Unregister() }, unix.ENOENT},
+		{"flushed by its task's exit is ESRCH", func(task *Task, _ *Breakpoint) { task.Release() }, unix.ESRCH},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRegistry()
+			task := r.NewTask()
+			bp := mustRegister(t, r, task, watch(testAddr))
+			tc.flush(task, bp)
+			if got := errnoOf(t, bp.Modify(watch(testAddr+8))); got != tc.want {
+				t.Fatalf("Modify = %v, want %v", got, tc.want)
+			}
+			if r.Active() || task.HasBreakpoints() {
+				t.Errorf("a flushed breakpoint is armed again")
+			}
+		})
+	}
+}
+
 func TestModifyIsAllOrNothing(t *testing.T) {
 	r := NewRegistry()
 	task := r.NewTask()

@@ -1,6 +1,7 @@
 package ptrace
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -170,7 +171,9 @@ func (d *DebugRegs) eventsDR7Locked() uint64 {
 func (d *DebugRegs) writeDR7Locked(r *hwbp.Registry, t *hwbp.Task, v uint64) error {
 	old := d.eventsDR7Locked()
 	err := d.applyDR7Locked(r, t, v)
-	if err != nil {
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		// (ESRCH: t's exit flushed its events meanwhile; there is
+		// nothing left to restore.)
 		if restoreErr := d.applyDR7Locked(r, t, old); restoreErr != nil {
 			// Linux WARNs here; it cannot happen, since every event
 			// was valid with these fields a moment ago.
