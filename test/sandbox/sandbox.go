@@ -208,21 +208,30 @@ func RequireRoot(t testing.TB) {
 func Runsc(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
-	if p := os.Getenv("HWBP_RUNSC"); p != "" {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(root, p)
+	if p, ok := builtRunsc(t, "HWBP_RUNSC"); ok {
+		return p
 	}
 	buildOnce.Do(func() { runscPath, buildErr = build() })
 	if buildErr != nil {
 		t.Fatalf("building runsc: %v", buildErr)
 	}
 	return runscPath
+}
+
+// builtRunsc returns the runsc that the environment variable name names, if
+// it is set: an absolute path, or one relative to the directory of go.mod
+// (Bazel's test targets name their runfiles so).
+func builtRunsc(t testing.TB, name string) (string, bool) {
+	t.Helper()
+	p := os.Getenv(name)
+	if p == "" || filepath.IsAbs(p) {
+		return p, p != ""
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, p), true
 }
 
 var (
@@ -241,15 +250,8 @@ var (
 func StockRunsc(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
-	if p := os.Getenv("HWBP_STOCK_RUNSC"); p != "" {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		root, err := RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(root, p)
+	if p, ok := builtRunsc(t, "HWBP_STOCK_RUNSC"); ok {
+		return p
 	}
 	stockOnce.Do(func() { stockPath, stockErr = buildStock() })
 	if stockErr != nil {
