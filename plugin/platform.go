@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 
+	kvmplatform "github.com/gvisor-hwbp/hwbp/platform/kvm"
 	ptraceplatform "github.com/gvisor-hwbp/hwbp/platform/ptrace"
 	systrapplatform "github.com/gvisor-hwbp/hwbp/platform/systrap"
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
@@ -69,6 +70,7 @@ type seccompExtender interface {
 // backends are the platforms on which breakpoints fire. On the others the
 // guest's debug registers are kept (sentry/ptrace) but never armed.
 var backends = map[string]backend{
+	"kvm":     kvmplatform.New(tasks),
 	"ptrace":  ptraceplatform.New(tasks),
 	"systrap": systrapplatform.New(tasks, logEvents),
 }
@@ -84,7 +86,7 @@ func logEvents(opened bool, processes, fds int64) {
 }
 
 // wrapPlatforms replaces the constructor of every registered platform with
-// one that wraps the platform, also of those without a back end (kvm): the
+// one that wraps the platform, also of those without a back end: the
 // guest's debug-register state lives in the sentry whatever the platform,
 // and only the wrapper's task contexts see the execve and exit at which
 // Linux flushes and frees it.
