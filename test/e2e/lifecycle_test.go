@@ -15,8 +15,9 @@ import (
 // that inherits state, execs and exits, and checks in the sentry's log that
 // every debug-register state the plugin created was released and, where the
 // back end arms breakpoints with host perf events (systrap), that every stub
-// process that got events had them closed. kvm has no back end yet, but its
-// tasks' state must be freed all the same.
+// process that got events had them closed. On kvm, whose back end keeps no
+// state of its own (the vCPU's registers are set for one Switch at a time),
+// the tasks' state must be freed all the same.
 func TestNoStateLeaks(t *testing.T) {
 	prog := sandbox.BuildC(t, "testdata/cycles.c")
 	released := regexp.MustCompile(regexp.QuoteMeta(status.ReleasedMessage) + ` (\d+)`)

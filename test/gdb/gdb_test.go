@@ -52,6 +52,7 @@ func TestSessions(t *testing.T) {
 			}
 			for _, p := range sandbox.HitPlatforms {
 				t.Run(p, func(t *testing.T) {
+					sandbox.RequirePlatform(t, p)
 					res := sandbox.Run(t, p, append([]string{gdb}, args...)...)
 					if got := sandbox.NormalizeGDB(res.Stdout); got != host {
 						t.Errorf("gdb's output differs from the host's.\nhost:\n%s\nsandbox:\n%s", host, got)

@@ -170,6 +170,7 @@ func TestCounting(t *testing.T) {
 	host := run(t, "", prog)
 	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
 			compare(t, host, run(t, p, prog))
 		})
 	}
@@ -187,6 +188,7 @@ func TestSigtrap(t *testing.T) {
 	host := run(t, "", prog)
 	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
 			compare(t, host, run(t, p, prog))
 		})
 	}
@@ -230,6 +232,7 @@ func TestPerfStat(t *testing.T) {
 	}
 	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
 			res := sandbox.Run(t, p, argv...)
 			if res.ExitCode != 0 {
 				t.Fatalf("perf stat on %s: exit %d\n%s%s", p, res.ExitCode, res.Stdout, res.Stderr)

@@ -204,6 +204,7 @@ func TestCheckpointRestore(t *testing.T) {
 			}
 			for _, p := range sandbox.HitPlatforms {
 				t.Run(p, func(t *testing.T) {
+					sandbox.RequirePlatform(t, p)
 					c := newContainer(t, p, prog)
 					got := c.transcript(tc.at)
 					if got != host {

@@ -70,9 +70,18 @@ func skipToVM(t testing.TB, why string) {
 }
 
 // HitPlatforms are the platforms whose back end delivers hardware
-// breakpoint hits. On the others the guest's debug registers read and
-// write exactly as on Linux but arm nothing yet.
-var HitPlatforms = []string{"ptrace", "systrap"}
+// breakpoint hits. A subtest per platform calls RequirePlatform: kvm's
+// run only in the test VM.
+var HitPlatforms = []string{"ptrace", "systrap", KVM}
+
+// RequirePlatform skips t where platform p cannot run, and queues it for
+// the test VM if p runs there (RequireKVM).
+func RequirePlatform(t testing.TB, p string) {
+	t.Helper()
+	if p == KVM {
+		RequireKVM(t)
+	}
+}
 
 // RequireHostHits skips t when the host kernel on this machine does not
 // deliver hardware watchpoint hits at all (test/hostcheck/hostbp.c decides,

@@ -24,8 +24,47 @@ if [ ${#files[@]} -eq 0 ]; then
 	exit 0
 fi
 
-# quote escapes a test name for one level of go test's -run.
-quote() { sed 's/[][\\.*^$+?(){}|]/\\&/g' <<<"$1"; }
+# patterns prints the go test -run patterns that together select exactly
+# the tests named in the queue file $1, one per run of its test binary: a
+# pattern for the subtests of one top-level test would filter out those of
+# another, and one for subtests two levels down selects every combination
+# of its second and third elements, so those are grouped by their last
+# element (the platform, in the suites' naming). Deeper names run one by
+# one.
+patterns() {
+	awk -F/ '
+	function q(s) { gsub(/[][\\.*^$+?(){}|]/, "\\\\&", s); return s }
+	{ name[$0] = 1; top[$1] = 1 }
+	END {
+		for (t in top) {
+			if (t in name) {
+				print "^" q(t) "$"
+				continue
+			}
+			two = ""
+			split("", mids)
+			for (n in name) {
+				k = split(n, e, "/")
+				if (e[1] != t)
+					continue
+				if (k == 2) {
+					two = two (two == "" ? "" : "|") q(e[2])
+				} else if (k == 3) {
+					mids[e[3]] = mids[e[3]] (mids[e[3]] == "" ? "" : "|") q(e[2])
+				} else {
+					p = "^" q(e[1]) "$"
+					for (i = 2; i <= k; i++)
+						p = p "/^" q(e[i]) "$"
+					print p
+				}
+			}
+			if (two != "")
+				print "^" q(t) "$/^(" two ")$"
+			for (l in mids)
+				print "^" q(t) "$/^(" mids[l] ")$/^" q(l) "$"
+		}
+	}' "$1" | sort
+}
 
 # The guest runs the tests in order from the one numbered by its first
 # argument and reports each one's end on its standard output as
@@ -41,15 +80,7 @@ n=0
 		pkg=$(basename "$f" | tr . /)
 		bin=$queue/$(basename "$f").test
 		go test -c -o "$bin" "./$pkg"
-		# One run per top-level test: a pattern for the subtests of one
-		# would filter out those of another.
-		for top in $(cut -d/ -f1 "$f" | sort -u); do
-			if grep -qx "$top" "$f"; then
-				pattern="^$(quote "$top")\$"
-			else
-				subs=$(grep "^$top/" "$f" | cut -d/ -f2- | sort -u | while read -r s; do quote "$s"; done | paste -sd'|')
-				pattern="^$(quote "$top")\$/^($subs)\$"
-			fi
+		while read -r pattern; do
 			n=$((n + 1))
 			printf 'if [ %d -ge "$from" ]; then\n' "$n"
 			printf '\techo "=== VM: %s -run %q"\n' "$pkg" "$pattern"
@@ -57,7 +88,7 @@ n=0
 			printf '\techo "hwbp-vm: test %d status $s"\n' "$n"
 			printf '\t[ $s -eq 0 ] || failed=1\n'
 			echo 'fi'
-		done
+		done < <(patterns "$f")
 	done
 	echo 'exit $failed'
 } >"$script"
