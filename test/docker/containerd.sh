@@ -10,8 +10,8 @@
 # Why build it: gVisor's shim (containerd-shim-runsc-v1, of the gVisor
 # version in go.mod) answers containerd's "start" with a JSON
 # BootstrapParams, which containerd reads since 1.7; Debian 12 ships 1.6.
-# 1.7 is also what Debian 13 ships, and reads the configuration (version 2)
-# that README shows.
+# 1.7 is also what Debian 13 ships (1.7.24), and reads the configuration
+# (version 2) that README shows.
 #
 # The source is containerd's module as the Go module proxy serves it, built
 # with its own go.mod and go.sum (go install PKG@VERSION refuses this module:
