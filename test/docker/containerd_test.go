@@ -215,3 +215,30 @@ root = %q
 	}
 	compare(t, p, targets, c.run)
 }
+
+// TestAtLeast checks the version check of TestContainerd on the versions
+// that containerd --version prints: the project's build stamps
+// "v1.7.35", Debian's packages "1.6.20~ds1" and "1.7.24~ds1".
+func TestAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version string
+		want    bool
+	}{
+		{"project build with v prefix", "v1.7.35", true},
+		{"debian 12 is older", "1.6.20~ds1", false},
+		{"debian 13 is recent enough", "1.7.24~ds1", true},
+		{"next major", "2.0.0", true},
+		{"minor compared as a number", "1.10.0", true},
+		{"older major", "0.9.0", false},
+		{"no minor", "1", false},
+		{"not a number", "unknown", false},
+		{"empty", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := atLeast(tc.version, 1, 7); got != tc.want {
+				t.Errorf("atLeast(%q, 1, 7) = %v, want %v", tc.version, got, tc.want)
+			}
+		})
+	}
+}
