@@ -3,6 +3,8 @@
 #   make runsc   build bin/runsc (gVisor's runsc with the plugin linked in)
 #   make demo    gdb inside the sandbox with a hardware watchpoint
 #   make test    vet (with checklocks), BUILD.bazel check, unit tests (-race), end-to-end tests
+#   make containerd  build containerd and ctr 1.7 for gVisor's shim, once per
+#                machine (test/docker/containerd.sh), and print their folder
 #   make bench   benchmarks, with ratios against baselines of the same run
 #                (PLATFORMS="systrap ptrace" by default, RUNS=21)
 #   make bazel-test  the same module built and tested by Bazel, offline
@@ -13,7 +15,7 @@ GO ?= go
 PLATFORM ?= systrap
 UNIT_PKGS = ./sentry/...
 
-.PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean bazel-prepare bazel-test bazel-boot gazelle
+.PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean containerd bazel-prepare bazel-test bazel-boot gazelle
 
 all: runsc
 
@@ -86,6 +88,14 @@ e2e: runsc hostcheck
 	./test/vm/queued.sh $(VM_QUEUE)
 
 test: vet unit e2e
+
+# containerd 1.7 or later, which gVisor's shim needs (Debian 12 has 1.6), is
+# built from containerd's module once per machine into a cache outside the
+# work tree (HWBP_CONTAINERD_CACHE, default /var/cache/hwbp-containerd).
+# TestContainerd runs the same script, so e2e builds it the first time
+# without this target, and no other test waits for it.
+containerd:
+	@GO=$(GO) ./test/docker/containerd.sh
 
 # SECTIONS (numbers or names, see test/bench/bench.sh) runs only those; the
 # hit sections run in the test VM where the host delivers no hits.

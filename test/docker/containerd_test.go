@@ -84,6 +84,30 @@ func buildShim(t *testing.T, runsc string) string {
 	return out
 }
 
+// containerdEnv names a folder holding the containerd and ctr to test
+// instead of the project's build, such as a distribution's /usr/bin.
+const containerdEnv = "HWBP_CONTAINERD"
+
+// containerdBins returns the folder holding containerd and ctr: the one
+// HWBP_CONTAINERD names, else the project's build of a containerd recent
+// enough for gVisor's shim (containerd.sh), which the first run on a
+// machine builds (a few minutes) and later runs, the VM pass's among them,
+// find in place.
+func containerdBins(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv(containerdEnv); dir != "" {
+		return dir
+	}
+	cmd := exec.Command("./containerd.sh")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		cannotStart(t, fmt.Sprintf("building containerd (test/docker/containerd.sh): %v\n%s", err, stderr.String()))
+	}
+	return strings.TrimSpace(string(out))
+}
+
 // ctr runs containers with the private containerd and gVisor's shim.
 type ctr struct {
 	*daemon
@@ -103,6 +127,15 @@ func (c *ctr) run(t *testing.T, tg target, mounts []string, argv ...string) (std
 	c.n++
 	args := []string{"--address", c.containerdSocket(), "--namespace", "hwbp-test",
 		"run", "--rm", "--runtime", "io.containerd.runsc.v1", "--runtime-config-path", c.configs[tg.name],
+		// The container is its sandbox's root container, which is
+		// what CRI's annotation says and what gVisor's shim needs to
+		// be told: without it, the shim (pkg/shim/v1/runsc/service.go,
+		// newInit) does not hand runsc create the container's standard
+		// input and output, and then waits for the end of runsc
+		// create's output, which the sandbox holds, so that ctr run
+		// never returns (gVisor issue 12198; issue 4544 gives this
+		// annotation as the way around).
+		"--annotation", "io.kubernetes.cri.container-type=sandbox",
 		// Not /run/containerd/fifo.
 		"--fifo-dir", filepath.Join(c.dir, "fifo")}
 	for _, m := range mounts {
@@ -113,40 +146,47 @@ func (c *ctr) run(t *testing.T, tg target, mounts []string, argv ...string) (std
 }
 
 // TestContainerd runs the sessions of TestDocker in containers that a
-// private containerd runs with gVisor's shim (built from the gVisor version
-// in go.mod), configured as README says to run this repository's runsc on
+// private containerd (the project's build of containerd 1.7,
+// containerd.sh) runs with gVisor's shim (built from the gVisor version in
+// go.mod), configured as README says to run this repository's runsc on
 // systrap and on ptrace. ctr runs them from a root file system folder made
 // of the same files as TestDocker's image.
 func TestContainerd(t *testing.T) {
 	sandbox.RequireRoot(t)
-	bins := lookPaths(t, "containerd", "containerd", "ctr")
+	bins := containerdBins(t)
+	containerd, ctrPath := filepath.Join(bins, "containerd"), filepath.Join(bins, "ctr")
 	// The shim answers containerd's "start" with its bootstrap
 	// parameters as a JSON object (BootstrapParams, which containerd
 	// reads since 1.7: containerd PR 8052); containerd 1.6 (Debian 12's)
-	// takes the whole reply for
-	// a socket address and fails ("dial unix {"version":2,...}: connect:
-	// invalid argument", seen here with 1.6.20).
-	out, err := exec.Command(bins["containerd"], "--version").Output()
+	// takes the whole reply for a socket address and fails ("dial unix
+	// {"version":2,...}: connect: invalid argument", seen here with
+	// 1.6.20). The project's build is recent enough; one that
+	// HWBP_CONTAINERD names may not be.
+	out, err := exec.Command(containerd, "--version").Output()
 	if err != nil {
-		t.Fatalf("containerd --version: %v", err)
+		t.Fatalf("%s --version: %v", containerd, err)
 	}
 	if f := strings.Fields(string(out)); len(f) < 3 || !atLeast(f[2], 1, 7) {
-		t.Skipf("gVisor's shim (go.mod's gVisor) needs containerd 1.7 or later, which understands its bootstrap reply; this is %s", strings.TrimSpace(string(out)))
+		t.Skipf("gVisor's shim (go.mod's gVisor) needs containerd 1.7 or later, which understands its bootstrap reply; this is %s (%s)", strings.TrimSpace(string(out)), containerd)
 	}
 	runsc := sandbox.Runsc(t)
 	p := buildPrograms(t)
 	shim := buildShim(t, runsc)
 	// gVisor's shim gives itself an OOM score adjustment of -999, which
 	// needs CAP_SYS_RESOURCE, and fails to start without it
-	// (pkg/shim/v1/manager.go; containerd's SetOOMScore forgives EPERM
+	// (pkg/shim/v1/manager.go; Linux refuses with EACCES, fs/proc/base.c
+	// __set_oom_adj, and containerd's SetOOMScore forgives that
 	// only to unprivileged users and user namespaces). Root in some
-	// containers and sandboxes lacks it; the test VM's root has it.
+	// containers and sandboxes lacks it, this project's machines among
+	// them, where the whole test (its register part too) runs in the
+	// test VM, whose root has it, with the containerd and shim built
+	// above.
 	if !hasCapability(t, unix.CAP_SYS_RESOURCE) {
 		sandbox.SkipToVM(t, "root here lacks CAP_SYS_RESOURCE, without which gVisor's shim refuses to start (it sets its oom_score_adj to -999)")
 	}
 	d := newDaemon(t)
-	d.startContainerd(bins["containerd"], filepath.Dir(shim))
-	c := &ctr{daemon: d, ctr: bins["ctr"], rootfs: filepath.Join(d.dir, "rootfs"), configs: map[string]string{}}
+	d.startContainerd(containerd, filepath.Dir(shim))
+	c := &ctr{daemon: d, ctr: ctrPath, rootfs: filepath.Join(d.dir, "rootfs"), configs: map[string]string{}}
 	if err := os.MkdirAll(c.rootfs, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +214,31 @@ root = %q
 		}
 	}
 	compare(t, p, targets, c.run)
+}
+
+// TestAtLeast checks the version check of TestContainerd on the versions
+// that containerd --version prints: the project's build stamps
+// "v1.7.35", Debian's packages "1.6.20~ds1" and "1.7.24~ds1".
+func TestAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version string
+		want    bool
+	}{
+		{"project build with v prefix", "v1.7.35", true},
+		{"debian 12 is older", "1.6.20~ds1", false},
+		{"debian 13 is recent enough", "1.7.24~ds1", true},
+		{"next major", "2.0.0", true},
+		{"minor compared as a number", "1.10.0", true},
+		{"older major", "0.9.0", false},
+		{"no minor", "1", false},
+		{"not a number", "unknown", false},
+		{"empty", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := atLeast(tc.version, 1, 7); got != tc.want {
+				t.Errorf("atLeast(%q, 1, 7) = %v, want %v", tc.version, got, tc.want)
+			}
+		})
+	}
 }

@@ -82,8 +82,7 @@ type process struct {
 }
 
 // install installs Debian's package pkg (docker.io brings dockerd,
-// containerd and runc; containerd brings containerd and ctr). It returns
-// why it could not.
+// containerd and runc). It returns why it could not.
 func install(t *testing.T, pkg string) error {
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		return fmt.Errorf("%s is not installed and there is no apt-get to install it with", pkg)
