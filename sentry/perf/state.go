@@ -32,9 +32,8 @@ type EventState[K comparable] struct {
 	// Enabled is the state the guest set.
 	Enabled bool
 	// Count is the event's own count; Time its own enabled (and running)
-	// time up to the save. The time the sandbox spends saved and restored
-	// is not counted, as for a thread that does not run.
-	Count, Time uint64
+	// time up to the save, when the target's clock read Now.
+	Count, Time, Now uint64
 	// Left and Limit are the sampling state: hits until the next
 	// overflow (period_left) and the PERF_EVENT_IOC_REFRESH limit.
 	Left  uint64
@@ -88,6 +87,7 @@ func (ev *Event[K]) saveOwn() (EventState[K], []*Event[K]) {
 		Enabled:    ev.enabled,
 		Count:      ev.count.Load(),
 		Time:       ev.ownTimeLocked(),
+		Now:        ev.now(),
 		Left:       ev.left,
 		Limit:      ev.limit,
 		ChildCount: ev.childCount,
@@ -103,8 +103,11 @@ func (ev *Event[K]) saveOwn() (EventState[K], []*Event[K]) {
 // id, attribute, counts, times, sampling state and its live copies, each
 // registered again as a breakpoint of its thread (sharing the thread's
 // slots with the ptrace registers as before), enabled as it was. clock is
-// Target.Clock for the event and its copies; the times continue from
-// where the save left them.
+// Target.Clock for the event and its copies. Restore never reads it (a
+// restored sandbox's clocks are set only once every object is loaded):
+// an enabled event's time goes on from the clock's reading at the save, so
+// that it keeps following the sandbox's clock, which gVisor carries on
+// from that reading (advanced by the real time the sandbox spent saved).
 //
 // A thread that has begun to exit gets no breakpoint, as it would have
 // lost it a moment later: the event keeps its count and times, and a copy
@@ -181,7 +184,10 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 		ev.onTask = attachTaskEvents[K](bp.Task())
 		ev.onTask.add(ev)
 		if s.Enabled {
-			ev.setEnabledLocked(true)
+			// setEnabledLocked, with the time of the save.
+			ev.enabled = true
+			ev.since = s.Now
+			bp.Enable()
 		}
 	}
 	return ev, err
@@ -200,3 +206,11 @@ func (es *Events[K]) RestoreGroup(leader *Event[K], members []*Event[K]) {
 	}
 	es.siblings[leader] = append([]*Event[K](nil), members...)
 }
+
+// Bytes returns the attribute as the kernel holds it (AttrSize bytes), for
+// a checkpoint.
+func (a Attr) Bytes() [AttrSize]byte { return a.raw }
+
+// AttrFromBytes returns the attribute whose Bytes are b: one that a
+// checkpoint kept, which passed CopyAttr when the guest gave it.
+func AttrFromBytes(b [AttrSize]byte) Attr { return Attr{raw: b} }

@@ -4,18 +4,19 @@ import (
 	"testing"
 )
 
-// restored returns a fresh sandbox (new registry, clock at 1000, so that a
-// restore cannot lean on the old clock) with the events of states restored
-// in it, groups linked as a restore does.
-func restored(t *testing.T, states []EventState[thread]) (*fixture, []*Event[thread]) {
+// restored returns a fresh sandbox (new registry and threads) whose clock
+// goes on from now, as gVisor's does, with the events of states restored in
+// it, groups linked as a restore does.
+func restored(t *testing.T, states []EventState[thread], now uint64) (*fixture, []*Event[thread]) {
 	t.Helper()
 	f := newFixture()
-	f.clock = 1000
 	clock := func() uint64 { return f.clock }
 	byID := map[uint64]*Event[thread]{}
 	var evs []*Event[thread]
 	for _, s := range states {
+		f.clock = 1 << 40 // Restore must not read the clock
 		ev, err := f.events.Restore(s, clock)
+		f.clock = now
 		if err != nil {
 			t.Errorf("Restore(event %d): %v", s.ID, err)
 		}
@@ -60,7 +61,7 @@ func TestSaveRestore(t *testing.T) {
 			f.hit(1)
 			return []*Event[thread]{ev}
 		}, func(t *testing.T, f *fixture, evs []*Event[thread]) {
-			f.clock = 1005
+			f.clock += 5
 			f.hit(1)
 			if got, want := read(t, evs[0]), []uint64{3, 35, 35, evs[0].ID()}; !equal(got, want) {
 				t.Errorf("after a hit and 5 ns: Read = %v, want %v", got, want)
@@ -74,7 +75,7 @@ func TestSaveRestore(t *testing.T) {
 			f.clock = 20
 			return []*Event[thread]{ev}
 		}, func(t *testing.T, f *fixture, evs []*Event[thread]) {
-			f.clock = 1010
+			f.clock += 10
 			f.hit(1)
 			if got, want := read(t, evs[0]), []uint64{1, 10, 10, evs[0].ID()}; !equal(got, want) {
 				t.Errorf("Read = %v, want %v", got, want)
@@ -149,7 +150,7 @@ func TestSaveRestore(t *testing.T) {
 			f.tasks.Exit(20)
 			return []*Event[thread]{ev}
 		}, func(t *testing.T, f *fixture, evs []*Event[thread]) {
-			f.clock = 1010
+			f.clock += 10
 			f.hit(2)
 			if got, want := read(t, evs[0]), []uint64{4, 50, 50, evs[0].ID()}; !equal(got, want) {
 				t.Errorf("Read = %v, want %v (3 events for 10 ns, 2 live ones for 10 more)", got, want)
@@ -208,7 +209,7 @@ func TestSaveRestore(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(states)
 			}
-			rf, revs := restored(t, states)
+			rf, revs := restored(t, states, f.clock)
 			for i, ev := range revs {
 				if ev.ID() != evs[i].ID() {
 					t.Errorf("event %d restored with id %d", evs[i].ID(), ev.ID())
