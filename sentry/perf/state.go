@@ -13,8 +13,11 @@ import (
 // sandbox, where the guest's fd then reaches it. The live inherited copies
 // of an opened event are part of its state, as is its place in a group.
 type EventState[K comparable] struct {
-	// ID is the event's id (PERF_EVENT_IOC_ID), kept across the restore.
-	ID uint64
+	// ID is the event's id (PERF_EVENT_IOC_ID), kept across the restore;
+	// LastID the last id the sandbox had handed out at the save, after
+	// which the restored sandbox goes on (ids are never reused, as Linux's
+	// perf_event_id).
+	ID, LastID uint64
 	// Attr is the attribute with every change the guest made since the
 	// open (PERF_EVENT_IOC_PERIOD, MODIFY_ATTRIBUTES, the enable_on_exec
 	// that an execve used up).
@@ -58,6 +61,7 @@ type EventState[K comparable] struct {
 // saved at one instant.
 func (ev *Event[K]) Save() EventState[K] {
 	s, children := ev.saveOwn()
+	s.LastID = ev.es.lastID.Load()
 	for _, c := range children {
 		cs, _ := c.saveOwn()
 		s.Children = append(s.Children, cs)
@@ -116,6 +120,7 @@ func (ev *Event[K]) saveOwn() (EventState[K], []*Event[K]) {
 // save) is treated alike and returned, joined, with the event; the event
 // is usable either way. The group is not restored here: see RestoreGroup.
 func (es *Events[K]) Restore(s EventState[K], clock func() uint64) (*Event[K], error) {
+	es.idAtLeast(s.LastID)
 	ev, err := es.restoreOne(s, nil, clock)
 	var errs []error
 	if err != nil {
@@ -144,13 +149,7 @@ func (es *Events[K]) Restore(s EventState[K], clock func() uint64) (*Event[K], e
 
 // restoreOne makes one event of s, a copy of parent if parent is not nil.
 func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() uint64) (*Event[K], error) {
-	// Ids handed out after the restore follow the restored ones.
-	for {
-		last := es.lastID.Load()
-		if last >= s.ID || es.lastID.CompareAndSwap(last, s.ID) {
-			break
-		}
-	}
+	es.idAtLeast(s.ID)
 	ev := &Event[K]{
 		es:          es,
 		id:          s.ID,
@@ -191,6 +190,16 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 		}
 	}
 	return ev, err
+}
+
+// idAtLeast makes the last id handed out at least id.
+func (es *Events[K]) idAtLeast(id uint64) {
+	for {
+		last := es.lastID.Load()
+		if last >= id || es.lastID.CompareAndSwap(last, id) {
+			return
+		}
+	}
 }
 
 // RestoreGroup makes the restored members of leader's group its members
