@@ -218,3 +218,48 @@ func TestCheckpointRestore(t *testing.T) {
 		})
 	}
 }
+
+// TestPerfCheckpointRestore checkpoints and restores a sandbox whose
+// program has perf breakpoint events open on itself (counting, enabled and
+// disabled, in a group, inherited by a child that lives across the
+// checkpoint and one that exited before it, and one with sigtrap and a
+// refresh limit), on each platform with breakpoints: the ids, counts, times
+// and enabled states that the program reads after the restore, and on hosts
+// that deliver hits the hits that the restored events count, the SIGTRAPs
+// and the refresh limit that runs out, must be the host kernel's.
+func TestPerfCheckpointRestore(t *testing.T) {
+	sandbox.RequireRoot(t)
+	prog := sandbox.BuildC(t, "testdata/crperf.c")
+	host := hostTranscript(t, prog)
+	for _, tc := range []struct {
+		name string
+		hits bool
+	}{
+		{"registers", false},
+		{"hits", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.hits {
+				sandbox.RequireHostHits(t)
+				// Where hits arrive, the transcript must show them,
+				// or the comparison would prove nothing about them.
+				if !strings.Contains(host, "hits: yes\n") {
+					t.Fatalf("the host kernel delivered no hits to the program:\n%s", host)
+				}
+			}
+			for _, p := range sandbox.HitPlatforms {
+				t.Run(p, func(t *testing.T) {
+					sandbox.RequirePlatform(t, p)
+					c := newContainer(t, p, prog)
+					got := c.transcript(map[string]bool{"saved": true})
+					if got != host {
+						t.Errorf("after %d checkpoint/restore cycles the transcript differs from the host kernel's:\n--- host\n%s--- sandbox\n%s", c.restores, host, got)
+					}
+					if c.restores == 0 {
+						t.Errorf("no checkpoint was taken")
+					}
+				})
+			}
+		})
+	}
+}

@@ -1,0 +1,235 @@
+/*
+ * crperf: perf breakpoint events on the program itself, read before and
+ * after a window in which the sandbox can be checkpointed and restored
+ * ("window saved"; it lasts from that line until SIGUSR1). The events:
+ *
+ *   A  counting write watchpoint on w[0], enabled, leader of a group with
+ *      D  counting write watchpoint on w[3], enabled;
+ *   B  counting write watchpoint on w[1] with inherit, opened disabled: a
+ *      child that exited before the window left it 2 hits (B was enabled
+ *      meanwhile), another child lives across the window with B's copy;
+ *   C  sigtrap write watchpoint on w[2], sample_period 3, sig_data 0xabc,
+ *      enabled by PERF_EVENT_IOC_REFRESH 2: it disables itself at its
+ *      second overflow.
+ *
+ * Around the window it prints what the host kernel would show whatever the
+ * time: ids (PERF_EVENT_IOC_ID and PERF_FORMAT_ID) equal to those before,
+ * counts equal, the time of the disabled event B standing and the times of
+ * the enabled ones going on, enabled equal to running. Then hits that need
+ * the restored breakpoints: on a host that delivers no debug-register hits
+ * every count is 0, on one that does they are what the comments say. The
+ * transcript must be the host kernel's, checkpoint or not.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile uint64_t w[8];
+static volatile int signals, badsignals;
+
+static void check(long r, const char *what)
+{
+	if (r < 0) {
+		printf("%s: %s\n", what, strerrorname_np(errno));
+		exit(1);
+	}
+}
+
+static void on_trap(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	uint64_t data;
+	memcpy(&data, (const char *)si + 24, 8);
+	if (si->si_code == 6 /* TRAP_PERF */ && si->si_addr == (void *)&w[2] && data == 0xabc)
+		signals++;
+	else
+		badsignals++;
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+static void window(const char *name)
+{
+	sigset_t usr1, old;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &old);
+	printf("window %s\n", name);
+	fflush(stdout);
+	sigset_t wait = old;
+	sigdelset(&wait, SIGUSR1);
+	sigsuspend(&wait);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static int open_bp(volatile uint64_t *addr, uint64_t flags, uint64_t period, uint64_t read_format, int group)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.type = PERF_TYPE_BREAKPOINT;
+	a.size = sizeof(a);
+	a.bp_type = HW_BREAKPOINT_W;
+	a.bp_addr = (uint64_t)(uintptr_t)addr;
+	a.bp_len = 8;
+	a.sample_period = period;
+	a.read_format = read_format;
+	a.exclude_kernel = 1;
+	a.exclude_hv = 1;
+	a.disabled = !!(flags & 1);
+	a.inherit = !!(flags & 2);
+	if (flags & 4) {
+		a.sigtrap = 1;
+		a.remove_on_exec = 1;
+		a.sig_data = 0xabc;
+	}
+	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, group, PERF_FLAG_FD_CLOEXEC);
+	check(fd, "perf_event_open");
+	return fd;
+}
+
+enum { DISABLED = 1, INHERIT = 2, SIGTRAP_ = 4 };
+#define TIMES (PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING)
+
+/* One read of every event. */
+struct reading {
+	uint64_t a[7]; /* nr, enabled, running, count A, id A, count D, id D */
+	uint64_t b[3], c[3];
+	uint64_t ida, idb, idc, idd;
+};
+
+static int fa, fb, fc, fd_;
+
+static void readall(struct reading *r)
+{
+	check(read(fa, r->a, sizeof(r->a)) == sizeof(r->a) ? 0 : -1, "read A");
+	check(read(fb, r->b, sizeof(r->b)) == sizeof(r->b) ? 0 : -1, "read B");
+	check(read(fc, r->c, sizeof(r->c)) == sizeof(r->c) ? 0 : -1, "read C");
+	check(ioctl(fa, PERF_EVENT_IOC_ID, &r->ida), "ID A");
+	check(ioctl(fb, PERF_EVENT_IOC_ID, &r->idb), "ID B");
+	check(ioctl(fc, PERF_EVENT_IOC_ID, &r->idc), "ID C");
+	check(ioctl(fd_, PERF_EVENT_IOC_ID, &r->idd), "ID D");
+}
+
+static void counts(const char *when, const struct reading *r)
+{
+	printf("%s: A %llu D %llu B %llu C %llu signals %d bad %d\n", when, (unsigned long long)r->a[3],
+	       (unsigned long long)r->a[5], (unsigned long long)r->b[0], (unsigned long long)r->c[0], signals,
+	       badsignals);
+}
+
+static void times(const char *when, const struct reading *r)
+{
+	printf("%s: enabled==running A %d B %d C %d; group of %llu, ids in it %d\n", when, r->a[1] == r->a[2],
+	       r->b[1] == r->b[2], r->c[1] == r->c[2], (unsigned long long)r->a[0],
+	       r->a[4] == r->ida && r->a[6] == r->idd);
+}
+
+/* child lives with B's copy until it reads a byte from go, then writes w[1]
+ * n times and exits. */
+static pid_t child(int go, int n)
+{
+	fflush(stdout);
+	pid_t c = fork();
+	check(c, "fork");
+	if (c == 0) {
+		char x;
+		if (read(go, &x, 1) != 1)
+			_exit(2);
+		for (int i = 0; i < n; i++)
+			w[1] = (uint64_t)i;
+		_exit(0);
+	}
+	return c;
+}
+
+static void finish(pid_t c, int go)
+{
+	int st;
+	check(write(go, "g", 1), "write");
+	check(waitpid(c, &st, 0), "waitpid");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		printf("child ended with status %#x\n", st);
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGUSR1, on_usr1);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_trap;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGTRAP, &sa, NULL);
+
+	fa = open_bp(&w[0], 0, 0, PERF_FORMAT_GROUP | PERF_FORMAT_ID | TIMES, -1);
+	fd_ = open_bp(&w[3], 0, 0, 0, fa);
+	fb = open_bp(&w[1], DISABLED | INHERIT, 0, TIMES, -1);
+	fc = open_bp(&w[2], DISABLED | SIGTRAP_, 3, TIMES, -1);
+	check(ioctl(fc, PERF_EVENT_IOC_REFRESH, 2), "REFRESH C");
+
+	int go1[2], go2[2];
+	check(pipe(go1), "pipe");
+	check(pipe(go2), "pipe");
+	pid_t c1 = child(go1[0], 1); /* lives across the window */
+	pid_t c2 = child(go2[0], 2); /* exits before it */
+	check(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
+	finish(c2, go2[1]); /* B: 2 from the exited child */
+	check(ioctl(fb, PERF_EVENT_IOC_DISABLE, 0), "DISABLE B");
+
+	w[0] = 1;
+	w[0] = 2; /* A: 2 */
+	w[3] = 1; /* D: 1 */
+	w[1] = 1; /* B disabled: nothing */
+	for (int i = 0; i < 4; i++)
+		w[2] = (uint64_t)i; /* C: 4, an overflow at the 3rd, 2 left */
+
+	struct reading before, after;
+	readall(&before);
+	counts("before", &before);
+	times("before", &before);
+	printf("hits: %s\n", before.a[3] ? "yes" : "no");
+
+	window("saved");
+
+	readall(&after);
+	counts("after", &after);
+	times("after", &after);
+	printf("same ids: A %d B %d C %d D %d\n", after.ida == before.ida, after.idb == before.idb,
+	       after.idc == before.idc, after.idd == before.idd);
+	printf("times: A goes on %d, C goes on %d, B stands %d\n", after.a[1] > before.a[1],
+	       after.c[1] > before.c[1], after.b[1] == before.b[1]);
+
+	/* Hits on the restored breakpoints. */
+	w[0] = 3;  /* A: 3 */
+	w[3] = 2;  /* D: 2 */
+	w[1] = 2;  /* B disabled: nothing */
+	check(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
+	finish(c1, go1[1]); /* B: 3, through the restored copy */
+	w[1] = 3; /* B: 4 */
+	for (int i = 0; i < 3; i++)
+		w[2] = (uint64_t)i; /* C: 6, its second overflow at the 6th disables it */
+	w[2] = 9;                  /* C disabled: nothing */
+	readall(&after);
+	counts("hits after", &after);
+
+	close(fd_); /* its slot, for E */
+	int fe = open_bp(&w[4], 0, 0, 0, -1);
+	uint64_t ide;
+	check(ioctl(fe, PERF_EVENT_IOC_ID, &ide), "ID E");
+	/* Linux's ids only grow. */
+	printf("a new event's id is above the others: %d\n",
+	       ide > before.ida && ide > before.idb && ide > before.idc && ide > before.idd);
+	printf("done\n");
+	return 0;
+}
