@@ -428,6 +428,19 @@ func (ev *Event[K]) periodLocked() uint64 {
 // ID is the event's id (PERF_EVENT_IOC_ID, PERF_FORMAT_ID).
 func (ev *Event[K]) ID() uint64 { return ev.id }
 
+// Defunct reports whether the event is gone from its task: the task exited
+// or an exec removed the event (remove_on_exec); both are Linux's
+// perf_event_exit_event. perf_event_open refuses such an event as group_fd
+// with ENODEV, right after looking up group_fd (kernel/events/core.c, the
+// check of the leader's state that came with PMU revocation in 6.15;
+// measured on 6.18: also before ESRCH and before the attribute's breakpoint
+// checks, and with PERF_FLAG_FD_NO_GROUP or PERF_FLAG_FD_OUTPUT).
+func (ev *Event[K]) Defunct() bool {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.bp == nil
+}
+
 // Attr returns the event's attribute.
 func (ev *Event[K]) Attr() Attr {
 	ev.mu.Lock()

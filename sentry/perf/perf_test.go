@@ -632,3 +632,31 @@ func TestInherit(t *testing.T) {
 		t.Errorf("after every close, thread 2 has %d events", n)
 	}
 }
+
+// TestDefunct checks which events perf_event_open refuses as group_fd with
+// ENODEV: those whose task exited or that an exec removed.
+func TestDefunct(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(p []byte)
+		// then runs after the event is opened on thread 1.
+		then func(f *fixture)
+		want bool
+	}{
+		{"an open event is a leader", func(p []byte) {}, func(f *fixture) {}, false},
+		{"a disabled event is a leader", func(p []byte) { setFlags(p, FlagDisabled) }, func(f *fixture) {}, false},
+		{"an event whose task exited is defunct", func(p []byte) {}, func(f *fixture) { f.events.Exit(1); f.tasks.Exit(1) }, true},
+		{"a remove_on_exec event after an exec is defunct", func(p []byte) { setFlags(p, FlagRemoveOnExec) }, func(f *fixture) { f.tasks.Exec(1) }, true},
+		{"an event that an exec keeps is a leader", func(p []byte) {}, func(f *fixture) { f.tasks.Exec(1) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			ev := f.open(t, 1, tc.edit)
+			defer ev.Close()
+			tc.then(f)
+			if got := ev.Defunct(); got != tc.want {
+				t.Errorf("Defunct() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
