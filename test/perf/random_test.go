@@ -96,8 +96,9 @@ func randomAttrFields(rng *rand.Rand, group bool) string {
 // randomPerfOps returns n random perfdriver requests: perf events opened,
 // modified, read, controlled by ioctls and closed on one traced child, and
 // ptrace writes and reads of its debug registers, which share its four
-// slots with the events; now and then the child runs a turn or is
-// replaced (its events see it exit).
+// slots with the events; now and then the child runs a turn, execs (which
+// removes the remove_on_exec events and flushes the ptrace breakpoints) or
+// is replaced (its events see it exit).
 func randomPerfOps(seed int64, n int) []string {
 	rng := rand.New(rand.NewSource(seed))
 	ops := make([]string, 0, n)
@@ -150,8 +151,10 @@ func randomPerfOps(seed int64, n int) []string {
 			op = fmt.Sprintf("read %d %d", k, pick(rng, 0, 7, 8, 16, 24, 32, 40, 48, 56, 63, 256))
 		case r < 95:
 			op = fmt.Sprintf("close %d", k)
-		case r < 97:
+		case r < 96:
 			op = "cont"
+		case r < 98:
+			op = "exec"
 		default:
 			op = "respawn"
 		}
@@ -310,7 +313,7 @@ func TestRandomPerfOpsAreDeterministic(t *testing.T) {
 		}
 	}
 	var missing []string
-	for _, k := range []string{"poke 0", "poke 3", "poke 6", "poke 7", "peek", "open", "modify", "read", "close", "cont", "respawn",
+	for _, k := range []string{"poke 0", "poke 3", "poke 6", "poke 7", "peek", "open", "modify", "read", "close", "cont", "exec", "respawn",
 		"ioctl enable", "ioctl disable", "ioctl reset", "ioctl id", "ioctl period", "ioctl refresh",
 		"open t=", "open l=", "open a=", "open d=", "open i=", "open g=", "open k=", "open u=", "open rf=", "open p=", "open s=", "open r=", "open f=",
 		"modify a=", "modify t=", "modify l=", "modify d=", "modify ty=", "modify sz=", "modify sd=", "modify p="} {

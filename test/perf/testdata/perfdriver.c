@@ -31,6 +31,9 @@
  *                  and of the times only whether enabled equals running
  *   close K        close the slot's fd
  *   cont           the child runs one turn of its loop and stops again
+ *   exec           the child execs this program again, which maps its pages
+ *                  at the same addresses and stops (remove_on_exec removes
+ *                  events, the ptrace breakpoints are flushed)
  *   respawn        SIGKILL the child, reap it, and trace a new one: the
  *                  events on the old one see their task exit
  * VALUE is a number (strtoull base 0), "buf+N" for an address N bytes into
@@ -39,6 +42,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
 #include <signal.h>
@@ -56,7 +60,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BUF_ADDR 0x10001000UL
+/* The child's control page, which no breakpoint watches, and its buffer. */
+#define CONTROL_ADDR 0x10000000UL
+#define BUF_ADDR (CONTROL_ADDR + 0x1000)
 #define BUF_SIZE 0x1000
 #define NSLOTS 8
 
@@ -67,6 +73,11 @@ struct slot {
 
 static struct slot slots[NSLOTS];
 static pid_t child;
+
+/* self is this program, opened before the driver dropped its privileges
+ * (the directory it is in may be closed to the dropped user) and kept open
+ * across the child's execs: the child's argv names the fd. */
+static int self = -1;
 
 static void die(const char *what)
 {
@@ -80,26 +91,46 @@ static const char *ename(int e)
 	return n ? n : "unknown-errno";
 }
 
-/* spawn forks a child that maps the buffer, asks to be traced and stops;
- * when resumed, it loops back to the stop, touching nothing watched. */
+/* child_main is the child: it maps its pages, then stops and, when
+ * resumed, execs this program again if the tracer asked for it in its
+ * control page or else stops again, touching nothing watched. */
+static void child_main(void)
+{
+	if (mmap((void *)CONTROL_ADDR, 0x1000 + BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		 -1, 0) != (void *)CONTROL_ADDR)
+		_exit(3);
+	volatile long *control = (volatile long *)CONTROL_ADDR;
+	for (;;) {
+		raise(SIGSTOP);
+		if (*control) {
+			char fd[16];
+			snprintf(fd, sizeof fd, "%d", self);
+			char *const argv[] = {"perfdriver", "--child", fd, NULL};
+			syscall(SYS_execveat, self, "", argv, environ, AT_EMPTY_PATH);
+			_exit(4);
+		}
+	}
+}
+
+/* spawn forks a traced child (child_main) and waits for its first stop. */
 static pid_t spawn(void)
 {
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
-		if (mmap((void *)BUF_ADDR, BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
-			 0) != (void *)BUF_ADDR)
-			_exit(3);
+		/* The child holds no event of the driver's. */
+		for (int k = 0; k < NSLOTS; k++)
+			if (slots[k].fd >= 0)
+				close(slots[k].fd);
 		if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
 			_exit(4);
-		for (;;)
-			raise(SIGSTOP);
+		child_main();
 	}
 	int st;
 	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
 		die("waitpid for the new child");
-	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_EXITKILL) < 0)
+	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACEEXEC) < 0)
 		die("SETOPTIONS");
 	return pid;
 }
@@ -354,14 +385,43 @@ static void do_read(int k, long size)
 	printf(" words=%d/%d\n", i, words);
 }
 
-static void cont(void)
+/* wait_stop waits for the child's next stop and describes it. */
+static void wait_stop(char *desc, size_t n)
 {
 	int st;
+	if (waitpid(child, &st, 0) != child)
+		die("waitpid");
+	if (!WIFSTOPPED(st))
+		snprintf(desc, n, "status 0x%x", st);
+	else if (st >> 16 == PTRACE_EVENT_EXEC)
+		snprintf(desc, n, "event EXEC");
+	else
+		snprintf(desc, n, "signal %d", WSTOPSIG(st));
+}
+
+static void cont(void)
+{
+	char desc[64];
 	if (ptrace(PTRACE_CONT, child, 0, 0) < 0)
 		die("CONT");
-	if (waitpid(child, &st, 0) != child || !WIFSTOPPED(st))
-		die("waitpid after CONT");
-	printf("-> signal %d\n", WSTOPSIG(st));
+	wait_stop(desc, sizeof desc);
+	printf("-> %s\n", desc);
+}
+
+static void do_exec(void)
+{
+	char desc[64];
+	if (ptrace(PTRACE_POKEDATA, child, CONTROL_ADDR, 1) < 0)
+		die("POKEDATA");
+	if (ptrace(PTRACE_CONT, child, 0, 0) < 0)
+		die("CONT");
+	wait_stop(desc, sizeof desc);
+	printf("-> %s", desc);
+	/* On to the new image's first stop. */
+	if (ptrace(PTRACE_CONT, child, 0, 0) < 0)
+		die("CONT");
+	wait_stop(desc, sizeof desc);
+	printf(", %s\n", desc);
 }
 
 static void respawn(void)
@@ -386,6 +446,10 @@ static int slot_arg(const char *s)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--child") == 0) {
+		self = atoi(argv[2]);
+		child_main();
+	}
 	if (argc != 2) {
 		fprintf(stderr, "usage: perfdriver SCRIPT\n");
 		return 2;
@@ -394,6 +458,9 @@ int main(int argc, char **argv)
 	if (!script)
 		die(argv[1]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	self = open("/proc/self/exe", O_RDONLY);
+	if (self < 0)
+		die("/proc/self/exe");
 	if (getuid() == 0) {
 		if (setgid(65534) || setuid(65534))
 			die("setuid");
@@ -443,6 +510,8 @@ int main(int argc, char **argv)
 			}
 		} else if (strcmp(op, "cont") == 0) {
 			cont();
+		} else if (strcmp(op, "exec") == 0) {
+			do_exec();
 		} else if (strcmp(op, "respawn") == 0) {
 			respawn();
 		} else {
