@@ -140,6 +140,15 @@ type Event[K comparable] struct {
 	// +checklocks:mu
 	bp *hwbp.Breakpoint
 
+	// held is the core's event, disabled, of an opened event that an exec
+	// removed (remove_on_exec): it keeps its slot until Close, as Linux
+	// releases a breakpoint's slot only when it frees the event
+	// (bp_perf_event_destroy from _free_event, at the last close), not
+	// when perf_event_remove_on_exec detaches it.
+	//
+	// +checklocks:mu
+	held *hwbp.Breakpoint
+
 	// children are the live copies of an opened event in the threads that
 	// inherited it.
 	//
@@ -732,10 +741,20 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 //
 // An inherited copy leaves its count and times to the event the guest
 // opened (sync_child_event) and is forgotten.
-func (ev *Event[K]) exit() {
+func (ev *Event[K]) exit() { ev.detach(false) }
+
+// detach is exit; with keepSlot, an event that the guest opened keeps its
+// breakpoint's slot until Close (held); an inherited copy, which Linux
+// frees at once, never does.
+func (ev *Event[K]) detach(keepSlot bool) {
 	ev.mu.Lock()
 	bp := ev.bp
 	ev.bp = nil
+	if keepSlot && ev.parent == nil && bp != nil {
+		ev.held = bp
+		bp.Disable()
+		bp = nil
+	}
 	if ev.enabled {
 		ev.total += ev.now() - ev.since
 		ev.enabled = false
@@ -767,6 +786,13 @@ func (ev *Event[K]) exit() {
 // stay open, as singletons.
 func (ev *Event[K]) Close() {
 	ev.exit()
+	ev.mu.Lock()
+	held := ev.held
+	ev.held = nil
+	ev.mu.Unlock()
+	if held != nil {
+		held.Unregister()
+	}
 	if ev.onTask != nil {
 		ev.onTask.remove(ev)
 	}
@@ -934,7 +960,8 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 
 // Exec implements hwbp.Extension.Exec: perf_event_enable_on_exec enables
 // the events with enable_on_exec and clears the flag, so it acts once;
-// perf_event_remove_on_exec removes those with remove_on_exec.
+// perf_event_remove_on_exec removes those with remove_on_exec, which keep
+// their slots until they are closed.
 func (x *taskEvents[K]) Exec() {
 	for _, ev := range x.list() {
 		ev.mu.Lock()
@@ -946,7 +973,7 @@ func (x *taskEvents[K]) Exec() {
 		ev.mu.Unlock()
 		switch {
 		case remove:
-			ev.exit()
+			ev.detach(true)
 			x.remove(ev)
 		case enable:
 			ev.setEnabled(true)

@@ -493,8 +493,8 @@ func TestExec(t *testing.T) {
 	closed.Close()
 	f.hit(1)
 	f.tasks.Exec(1)
-	if n := f.tasks.Lookup(1).SlotsInUse(); n != 2 {
-		t.Errorf("after exec: %d slots in use, want 2 (enable_on_exec and plain)", n)
+	if n := f.tasks.Lookup(1).SlotsInUse(); n != 3 {
+		t.Errorf("after exec: %d slots in use, want 3 (enable_on_exec, plain, and remove_on_exec until it is closed)", n)
 	}
 	f.hit(1)
 	for _, tc := range []struct {
@@ -659,4 +659,32 @@ func TestDefunct(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRemovedEventKeepsItsSlot checks that an event that an exec removed
+// (remove_on_exec) holds its slot until it is closed, as on Linux, which
+// releases a breakpoint's slot only when it frees the event, while the
+// ptrace registers and a fifth event find none.
+func TestRemovedEventKeepsItsSlot(t *testing.T) {
+	f := newFixture()
+	removed := f.open(t, 1, func(p []byte) { setFlags(p, FlagRemoveOnExec) })
+	for i := 1; i < hwbp.Slots; i++ {
+		f.open(t, 1, func(p []byte) { set64(p, offBPAddr, testAddr+8*uint64(i)) })
+	}
+	f.tasks.Exec(1)
+	if !removed.Defunct() {
+		t.Fatal("the exec did not remove the remove_on_exec event")
+	}
+	if got := f.tasks.Registry().Enabled(); got != hwbp.Slots-1 {
+		t.Errorf("after the exec %d events are enabled, want %d: the removed one must not count", got, hwbp.Slots-1)
+	}
+	_, err := f.events.Open(attrOf(t, func(p []byte) {}), f.target(1), Group[thread]{})
+	checkErrno(t, err, unix.ENOSPC)
+	task, _ := f.tasks.Get(1)
+	_, err = f.tasks.Registry().Register(task, hwbp.Attr{Addr: 0, Len: 1, Type: hwbp.TypeW, Disabled: true}, nil)
+	checkErrno(t, err, unix.ENOSPC)
+	removed.Close()
+	ev, err := f.events.Open(attrOf(t, func(p []byte) {}), f.target(1), Group[thread]{})
+	checkErrno(t, err, 0)
+	ev.Close()
 }
