@@ -555,6 +555,27 @@ func TestModify(t *testing.T) {
 		}, unix.EOPNOTSUPP, testAddr, 1},
 		{"a failure enables an event disabled by ioctl", true, func(p []byte) { set64(p, offSamplePeriod, 1) }, unix.EINVAL, testAddr, 1},
 		{"sig_data may change", false, func(p []byte) { set64(p, offSigData, 5) }, 0, testAddr, 1},
+		{"a kernel address is EINVAL with exclude_kernel", false, func(p []byte) { set64(p, offBPAddr, hwbp.TaskSizeMax) }, unix.EINVAL, testAddr, 1},
+		{"a kernel address without exclude_kernel is EPERM before the field check", false, func(p []byte) {
+			set64(p, offBPAddr, ^uint64(0))
+			set64(p, offBPLen, 1)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EPERM, testAddr, 1},
+		{"TASK_SIZE_MAX without exclude_kernel is EPERM", false, func(p []byte) {
+			set64(p, offBPAddr, hwbp.TaskSizeMax)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EPERM, testAddr, 1},
+		{"an execution breakpoint in kernel space without exclude_kernel is EINVAL", false, func(p []byte) {
+			set64(p, offBPAddr, hwbp.TaskSizeMax)
+			set32(p, offBPType, uint32(hwbp.TypeX))
+			set64(p, offBPLen, 8)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EINVAL, testAddr, 1},
+		{"a user address without exclude_kernel is EINVAL (another field)", false, func(p []byte) { set64(p, offFlags, FlagExcludeHV) }, unix.EINVAL, testAddr, 1},
+		{"a misaligned kernel address without exclude_kernel is EINVAL", false, func(p []byte) {
+			set64(p, offBPAddr, hwbp.TaskSizeMax+1)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EINVAL, testAddr, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()

@@ -77,7 +77,15 @@ func randomAttrFields(rng *rand.Rand, group bool) string {
 		add(3, "r=1")
 		add(5, "f=%d", pick(rng, 1, 2, 4, 0x10))
 	}
-	add(4, "k=0")
+	if group {
+		add(4, "k=0")
+	} else {
+		// A modify without exclude_kernel gets EPERM for a data
+		// breakpoint in kernel space, but EINVAL or EPERM for an
+		// execution breakpoint depending on the host kernel's kprobes
+		// (sentry/perf's checkBreakpoint): keep it a data breakpoint.
+		add(4, "k=0 t=%d", pick(rng, 2, 3))
+	}
 	add(4, "u=1")
 	add(25, "rf=%d", rng.Intn(32))
 	add(10, "p=%s", pick(rng, "1", "3", "0x8000000000000000"))
