@@ -821,8 +821,12 @@ func (ev *Event[K]) Close() {
 			c.onTask.remove(c)
 		}
 	}
-	// perf_group_detach: a member leaves its group; a leader's members
-	// become singletons.
+	ev.leaveGroup()
+}
+
+// leaveGroup is perf_group_detach: a member leaves its group; a leader's
+// members become singletons.
+func (ev *Event[K]) leaveGroup() {
 	es := ev.es
 	es.groupMu.Lock()
 	defer es.groupMu.Unlock()
@@ -986,8 +990,12 @@ func (x *taskEvents[K]) Exec() {
 		ev.mu.Unlock()
 		switch {
 		case remove:
+			// perf_event_remove_on_exec also takes the event out of
+			// its group, where a task's exit keeps groups whole
+			// (measured on Linux 6.18).
 			ev.detach(true)
 			x.remove(ev)
+			ev.leaveGroup()
 		case enable:
 			ev.setEnabled(true)
 		}

@@ -709,3 +709,66 @@ func TestRemovedEventKeepsItsSlot(t *testing.T) {
 	checkErrno(t, err, 0)
 	ev.Close()
 }
+
+// TestRemoveOnExecLeavesTheGroup checks that an exec takes a remove_on_exec
+// event out of its group (a leader's members become singletons), and that a
+// task's exit keeps a group whole, as on Linux.
+func TestRemoveOnExecLeavesTheGroup(t *testing.T) {
+	rf := func(p []byte) { set64(p, offReadFormat, FormatGroup) }
+	removeOnExec := func(p []byte) { rf(p); setFlags(p, FlagRemoveOnExec) }
+	at := func(i uint64, edit func(p []byte)) func(p []byte) {
+		return func(p []byte) { edit(p); set64(p, offBPAddr, testAddr+8*i) }
+	}
+	// nr returns the number of events that a group read of ev reports.
+	nr := func(t *testing.T, ev *Event[thread]) uint64 {
+		t.Helper()
+		b, err := ev.Read(64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u64s(b)[0]
+	}
+	for _, tc := range []struct {
+		name string
+		// leader and members edit the attributes of a leader and two
+		// members, opened in that order on thread 1.
+		leader, member1, member2 func(p []byte)
+		// exit makes thread 1 exit instead of exec.
+		exit bool
+		// want is nr of a group read of the leader and of each member.
+		want [3]uint64
+	}{
+		{"a removed member leaves the group", rf, removeOnExec, rf, false, [3]uint64{2, 1, 2}},
+		{"a removed leader's members become singletons", removeOnExec, rf, rf, false, [3]uint64{1, 1, 1}},
+		{"an exec keeps a group without remove_on_exec", rf, rf, rf, false, [3]uint64{3, 3, 3}},
+		{"an exit keeps a group whole", removeOnExec, removeOnExec, rf, true, [3]uint64{3, 3, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			leader := f.open(t, 1, at(0, tc.leader))
+			var evs [3]*Event[thread]
+			evs[0] = leader
+			for i, edit := range []func(p []byte){tc.member1, tc.member2} {
+				ev, err := f.events.Open(attrOf(t, at(uint64(i+1), edit)), f.target(1), Group[thread]{Leader: leader})
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs[i+1] = ev
+			}
+			if tc.exit {
+				f.events.Exit(1)
+				f.tasks.Exit(1)
+			} else {
+				f.tasks.Exec(1)
+			}
+			for i, ev := range evs {
+				if got := nr(t, ev); got != tc.want[i] {
+					t.Errorf("event %d reads a group of %d, want %d", i, got, tc.want[i])
+				}
+			}
+			for _, ev := range evs {
+				ev.Close()
+			}
+		})
+	}
+}
