@@ -134,6 +134,9 @@ func perfEventOpen(t *kernel.Task, addr uint64, pid, cpu, groupFD int32, flags u
 		if !ok {
 			return 0, linuxerr.EBADF
 		}
+		if pf.ev.Defunct() {
+			return 0, linuxerr.ENODEV
+		}
 		if flags&perfFlagFDOutput != 0 {
 			group.Output = pf.ev
 		}

@@ -1,6 +1,7 @@
 package hwbp
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -83,6 +84,12 @@ func (a Attr) checkType() error {
 	return nil
 }
 
+// ErrKernelSpace marks Validate's error for a breakpoint whose range reaches
+// TASK_SIZE_MAX (arch_check_bp_in_kernelspace). It is EINVAL for a
+// breakpoint that excludes the kernel, as every one of the core does; a
+// consumer whose attribute may include the kernel answers otherwise.
+var ErrKernelSpace = errors.New("outside the user address space")
+
 // Validate reports whether a is a breakpoint that x86_64 Linux accepts for a
 // user task (perf's exclude_kernel), with Linux's errno:
 //
@@ -96,7 +103,8 @@ func (a Attr) checkType() error {
 //     execution breakpoint's DR7 length is LEN_1, so any address will do).
 //   - hw_breakpoint_parse + arch_check_bp_in_kernelspace: the watched range,
 //     [addr, addr+len-1] with len 1 for X, lies below TASK_SIZE_MAX; with
-//     exclude_kernel, as every guest event is, anything else is EINVAL.
+//     exclude_kernel, as every guest event is, anything else is EINVAL
+//     (wrapping ErrKernelSpace).
 //
 // Validate does not include the type check that __reserve_bp_slot makes
 // first; Register and Modify apply both in Linux's order.
@@ -130,7 +138,7 @@ func (a Attr) Validate() error {
 		return fmt.Errorf("hwbp: address %#x not aligned to length %d: %w", a.Addr, a.Len, unix.EINVAL)
 	}
 	if a.Addr >= TaskSizeMax || a.Addr+span-1 >= TaskSizeMax {
-		return fmt.Errorf("hwbp: range %#x+%d outside the user address space: %w", a.Addr, span, unix.EINVAL)
+		return fmt.Errorf("hwbp: range %#x+%d: %w: %w", a.Addr, span, ErrKernelSpace, unix.EINVAL)
 	}
 	return nil
 }

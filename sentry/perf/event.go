@@ -140,6 +140,15 @@ type Event[K comparable] struct {
 	// +checklocks:mu
 	bp *hwbp.Breakpoint
 
+	// held is the core's event, disabled, of an opened event that an exec
+	// removed (remove_on_exec): it keeps its slot until Close, as Linux
+	// releases a breakpoint's slot only when it frees the event
+	// (bp_perf_event_destroy from _free_event, at the last close), not
+	// when perf_event_remove_on_exec detaches it.
+	//
+	// +checklocks:mu
+	held *hwbp.Breakpoint
+
 	// children are the live copies of an opened event in the threads that
 	// inherited it.
 	//
@@ -350,18 +359,31 @@ func (es *Events[K]) register(k K, a hwbp.Attr, handler hwbp.OverflowHandler) (*
 	if !errors.Is(err, unix.ESRCH) {
 		return nil, err
 	}
-	if verr := checkBreakpoint(a); verr != nil {
+	if verr := checkBreakpoint(a, true); verr != nil {
 		return nil, verr
 	}
 	return nil, errExited
 }
 
-// checkBreakpoint is Register's checks of a, without a task.
-func checkBreakpoint(a hwbp.Attr) error {
+// checkBreakpoint is Register's checks of a, without a task. excludeKernel
+// is the attribute's exclude_kernel: hw_breakpoint_parse refuses a data
+// breakpoint in kernel space with EINVAL if it is set, else with EPERM for a
+// caller without CAP_SYS_ADMIN, which no guest has (see the package doc).
+// Only PERF_EVENT_IOC_MODIFY_ATTRIBUTES gets there with it clear:
+// perf_event_open refuses that first (EACCES). An execution breakpoint in
+// kernel space stays EINVAL: arch_build_bp_info refuses it first when the
+// address is in kprobes' blacklist, which is every address on a kernel
+// without CONFIG_KPROBES (within_kprobe_blacklist's stub; measured on a
+// 6.18 host), and the sentry offers no kernel breakpoints at all.
+func checkBreakpoint(a hwbp.Attr, excludeKernel bool) error {
 	if a.Type == hwbp.TypeEmpty || a.Type == hwbp.TypeRW|hwbp.TypeX {
 		return errorf(unix.EINVAL, "breakpoint type %v", a.Type)
 	}
-	return a.Validate()
+	err := a.Validate()
+	if !excludeKernel && a.Type != hwbp.TypeX && errors.Is(err, hwbp.ErrKernelSpace) {
+		return errorf(unix.EPERM, "a breakpoint in kernel space without CAP_SYS_ADMIN")
+	}
+	return err
 }
 
 // reserveCPUWide is the slot reservation of a CPU-wide event: no task may
@@ -427,6 +449,19 @@ func (ev *Event[K]) periodLocked() uint64 {
 
 // ID is the event's id (PERF_EVENT_IOC_ID, PERF_FORMAT_ID).
 func (ev *Event[K]) ID() uint64 { return ev.id }
+
+// Defunct reports whether the event is gone from its task: the task exited
+// or an exec removed the event (remove_on_exec); both are Linux's
+// perf_event_exit_event. perf_event_open refuses such an event as group_fd
+// with ENODEV, right after looking up group_fd (kernel/events/core.c, the
+// check of the leader's state that came with PMU revocation in 6.15;
+// measured on 6.18: also before ESRCH and before the attribute's breakpoint
+// checks, and with PERF_FLAG_FD_NO_GROUP or PERF_FLAG_FD_OUTPUT).
+func (ev *Event[K]) Defunct() bool {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return ev.bp == nil
+}
 
 // Attr returns the event's attribute.
 func (ev *Event[K]) Attr() Attr {
@@ -583,7 +618,7 @@ func (ev *Event[K]) Modify(n Attr) error {
 // +checklocks:ev.mu
 func (ev *Event[K]) modifyLocked(n Attr) error {
 	bpAttr := hwbp.Attr{Addr: n.BPAddr(), Len: n.BPLen(), Type: hwbp.Type(n.BPType()), Disabled: true}
-	if err := checkBreakpoint(bpAttr); err != nil {
+	if err := checkBreakpoint(bpAttr, n.Has(FlagExcludeKernel)); err != nil {
 		return err
 	}
 	want := ev.attr
@@ -719,10 +754,20 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 //
 // An inherited copy leaves its count and times to the event the guest
 // opened (sync_child_event) and is forgotten.
-func (ev *Event[K]) exit() {
+func (ev *Event[K]) exit() { ev.detach(false) }
+
+// detach is exit; with keepSlot, an event that the guest opened keeps its
+// breakpoint's slot until Close (held); an inherited copy, which Linux
+// frees at once, never does.
+func (ev *Event[K]) detach(keepSlot bool) {
 	ev.mu.Lock()
 	bp := ev.bp
 	ev.bp = nil
+	if keepSlot && ev.parent == nil && bp != nil {
+		ev.held = bp
+		bp.Disable()
+		bp = nil
+	}
 	if ev.enabled {
 		ev.total += ev.now() - ev.since
 		ev.enabled = false
@@ -754,6 +799,13 @@ func (ev *Event[K]) exit() {
 // stay open, as singletons.
 func (ev *Event[K]) Close() {
 	ev.exit()
+	ev.mu.Lock()
+	held := ev.held
+	ev.held = nil
+	ev.mu.Unlock()
+	if held != nil {
+		held.Unregister()
+	}
 	if ev.onTask != nil {
 		ev.onTask.remove(ev)
 	}
@@ -769,8 +821,12 @@ func (ev *Event[K]) Close() {
 			c.onTask.remove(c)
 		}
 	}
-	// perf_group_detach: a member leaves its group; a leader's members
-	// become singletons.
+	ev.leaveGroup()
+}
+
+// leaveGroup is perf_group_detach: a member leaves its group; a leader's
+// members become singletons.
+func (ev *Event[K]) leaveGroup() {
 	es := ev.es
 	es.groupMu.Lock()
 	defer es.groupMu.Unlock()
@@ -921,7 +977,8 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 
 // Exec implements hwbp.Extension.Exec: perf_event_enable_on_exec enables
 // the events with enable_on_exec and clears the flag, so it acts once;
-// perf_event_remove_on_exec removes those with remove_on_exec.
+// perf_event_remove_on_exec removes those with remove_on_exec, which keep
+// their slots until they are closed.
 func (x *taskEvents[K]) Exec() {
 	for _, ev := range x.list() {
 		ev.mu.Lock()
@@ -933,8 +990,12 @@ func (x *taskEvents[K]) Exec() {
 		ev.mu.Unlock()
 		switch {
 		case remove:
-			ev.exit()
+			// perf_event_remove_on_exec also takes the event out of
+			// its group, where a task's exit keeps groups whole
+			// (measured on Linux 6.18).
+			ev.detach(true)
 			x.remove(ev)
+			ev.leaveGroup()
 		case enable:
 			ev.setEnabled(true)
 		}

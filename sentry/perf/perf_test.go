@@ -493,8 +493,8 @@ func TestExec(t *testing.T) {
 	closed.Close()
 	f.hit(1)
 	f.tasks.Exec(1)
-	if n := f.tasks.Lookup(1).SlotsInUse(); n != 2 {
-		t.Errorf("after exec: %d slots in use, want 2 (enable_on_exec and plain)", n)
+	if n := f.tasks.Lookup(1).SlotsInUse(); n != 3 {
+		t.Errorf("after exec: %d slots in use, want 3 (enable_on_exec, plain, and remove_on_exec until it is closed)", n)
 	}
 	f.hit(1)
 	for _, tc := range []struct {
@@ -555,6 +555,27 @@ func TestModify(t *testing.T) {
 		}, unix.EOPNOTSUPP, testAddr, 1},
 		{"a failure enables an event disabled by ioctl", true, func(p []byte) { set64(p, offSamplePeriod, 1) }, unix.EINVAL, testAddr, 1},
 		{"sig_data may change", false, func(p []byte) { set64(p, offSigData, 5) }, 0, testAddr, 1},
+		{"a kernel address is EINVAL with exclude_kernel", false, func(p []byte) { set64(p, offBPAddr, hwbp.TaskSizeMax) }, unix.EINVAL, testAddr, 1},
+		{"a kernel address without exclude_kernel is EPERM before the field check", false, func(p []byte) {
+			set64(p, offBPAddr, ^uint64(0))
+			set64(p, offBPLen, 1)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EPERM, testAddr, 1},
+		{"TASK_SIZE_MAX without exclude_kernel is EPERM", false, func(p []byte) {
+			set64(p, offBPAddr, hwbp.TaskSizeMax)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EPERM, testAddr, 1},
+		{"an execution breakpoint in kernel space without exclude_kernel is EINVAL", false, func(p []byte) {
+			set64(p, offBPAddr, hwbp.TaskSizeMax)
+			set32(p, offBPType, uint32(hwbp.TypeX))
+			set64(p, offBPLen, 8)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EINVAL, testAddr, 1},
+		{"a user address without exclude_kernel is EINVAL (another field)", false, func(p []byte) { set64(p, offFlags, FlagExcludeHV) }, unix.EINVAL, testAddr, 1},
+		{"a misaligned kernel address without exclude_kernel is EINVAL", false, func(p []byte) {
+			set64(p, offBPAddr, hwbp.TaskSizeMax+1)
+			set64(p, offFlags, FlagExcludeHV)
+		}, unix.EINVAL, testAddr, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()
@@ -630,5 +651,124 @@ func TestInherit(t *testing.T) {
 	threadOnly.Close()
 	if n := f.tasks.Lookup(2).SlotsInUse(); n != 0 {
 		t.Errorf("after every close, thread 2 has %d events", n)
+	}
+}
+
+// TestDefunct checks which events perf_event_open refuses as group_fd with
+// ENODEV: those whose task exited or that an exec removed.
+func TestDefunct(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(p []byte)
+		// then runs after the event is opened on thread 1.
+		then func(f *fixture)
+		want bool
+	}{
+		{"an open event is a leader", func(p []byte) {}, func(f *fixture) {}, false},
+		{"a disabled event is a leader", func(p []byte) { setFlags(p, FlagDisabled) }, func(f *fixture) {}, false},
+		{"an event whose task exited is defunct", func(p []byte) {}, func(f *fixture) { f.events.Exit(1); f.tasks.Exit(1) }, true},
+		{"a remove_on_exec event after an exec is defunct", func(p []byte) { setFlags(p, FlagRemoveOnExec) }, func(f *fixture) { f.tasks.Exec(1) }, true},
+		{"an event that an exec keeps is a leader", func(p []byte) {}, func(f *fixture) { f.tasks.Exec(1) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			ev := f.open(t, 1, tc.edit)
+			defer ev.Close()
+			tc.then(f)
+			if got := ev.Defunct(); got != tc.want {
+				t.Errorf("Defunct() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRemovedEventKeepsItsSlot checks that an event that an exec removed
+// (remove_on_exec) holds its slot until it is closed, as on Linux, which
+// releases a breakpoint's slot only when it frees the event, while the
+// ptrace registers and a fifth event find none.
+func TestRemovedEventKeepsItsSlot(t *testing.T) {
+	f := newFixture()
+	removed := f.open(t, 1, func(p []byte) { setFlags(p, FlagRemoveOnExec) })
+	for i := 1; i < hwbp.Slots; i++ {
+		f.open(t, 1, func(p []byte) { set64(p, offBPAddr, testAddr+8*uint64(i)) })
+	}
+	f.tasks.Exec(1)
+	if !removed.Defunct() {
+		t.Fatal("the exec did not remove the remove_on_exec event")
+	}
+	if got := f.tasks.Registry().Enabled(); got != hwbp.Slots-1 {
+		t.Errorf("after the exec %d events are enabled, want %d: the removed one must not count", got, hwbp.Slots-1)
+	}
+	_, err := f.events.Open(attrOf(t, func(p []byte) {}), f.target(1), Group[thread]{})
+	checkErrno(t, err, unix.ENOSPC)
+	task, _ := f.tasks.Get(1)
+	_, err = f.tasks.Registry().Register(task, hwbp.Attr{Addr: 0, Len: 1, Type: hwbp.TypeW, Disabled: true}, nil)
+	checkErrno(t, err, unix.ENOSPC)
+	removed.Close()
+	ev, err := f.events.Open(attrOf(t, func(p []byte) {}), f.target(1), Group[thread]{})
+	checkErrno(t, err, 0)
+	ev.Close()
+}
+
+// TestRemoveOnExecLeavesTheGroup checks that an exec takes a remove_on_exec
+// event out of its group (a leader's members become singletons), and that a
+// task's exit keeps a group whole, as on Linux.
+func TestRemoveOnExecLeavesTheGroup(t *testing.T) {
+	rf := func(p []byte) { set64(p, offReadFormat, FormatGroup) }
+	removeOnExec := func(p []byte) { rf(p); setFlags(p, FlagRemoveOnExec) }
+	at := func(i uint64, edit func(p []byte)) func(p []byte) {
+		return func(p []byte) { edit(p); set64(p, offBPAddr, testAddr+8*i) }
+	}
+	// nr returns the number of events that a group read of ev reports.
+	nr := func(t *testing.T, ev *Event[thread]) uint64 {
+		t.Helper()
+		b, err := ev.Read(64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u64s(b)[0]
+	}
+	for _, tc := range []struct {
+		name string
+		// leader and members edit the attributes of a leader and two
+		// members, opened in that order on thread 1.
+		leader, member1, member2 func(p []byte)
+		// exit makes thread 1 exit instead of exec.
+		exit bool
+		// want is nr of a group read of the leader and of each member.
+		want [3]uint64
+	}{
+		{"a removed member leaves the group", rf, removeOnExec, rf, false, [3]uint64{2, 1, 2}},
+		{"a removed leader's members become singletons", removeOnExec, rf, rf, false, [3]uint64{1, 1, 1}},
+		{"an exec keeps a group without remove_on_exec", rf, rf, rf, false, [3]uint64{3, 3, 3}},
+		{"an exit keeps a group whole", removeOnExec, removeOnExec, rf, true, [3]uint64{3, 3, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			leader := f.open(t, 1, at(0, tc.leader))
+			var evs [3]*Event[thread]
+			evs[0] = leader
+			for i, edit := range []func(p []byte){tc.member1, tc.member2} {
+				ev, err := f.events.Open(attrOf(t, at(uint64(i+1), edit)), f.target(1), Group[thread]{Leader: leader})
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs[i+1] = ev
+			}
+			if tc.exit {
+				f.events.Exit(1)
+				f.tasks.Exit(1)
+			} else {
+				f.tasks.Exec(1)
+			}
+			for i, ev := range evs {
+				if got := nr(t, ev); got != tc.want[i] {
+					t.Errorf("event %d reads a group of %d, want %d", i, got, tc.want[i])
+				}
+			}
+			for _, ev := range evs {
+				ev.Close()
+			}
+		})
 	}
 }
