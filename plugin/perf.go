@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -13,8 +14,10 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/kernel/auth"
+	"gvisor.dev/gvisor/pkg/sentry/kernel/fasync"
 	"gvisor.dev/gvisor/pkg/sentry/vfs"
 	"gvisor.dev/gvisor/pkg/usermem"
+	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/perf"
 )
@@ -195,16 +198,34 @@ type perfFD struct {
 	vfs.NoLockFD
 
 	ev *perf.Event[*kernel.Task]
+
+	// k is the sandbox's kernel.
+	k *kernel.Kernel
+
+	// asyncFD is the fd number given to the fcntl(F_SETFL) or
+	// ioctl(FIOASYNC) that last set O_ASYNC (Linux's fa_fd, si_fd of the
+	// signals), which fcntlHook and ioctlHook note.
+	asyncFD atomic.Int32
+
+	// owner is the credentials of the caller of the last F_SETOWN or
+	// F_SETOWN_EX (Linux's f_owner uid and euid, which sigio_perm
+	// checks), nil before one; fcntlHook notes it.
+	owner atomic.Pointer[auth.Credentials]
 }
 
 var _ vfs.FileDescriptionImpl = (*perfFD)(nil)
+
+// openPerfFDs counts the guest's perf fds: the fcntl and ioctl hooks look no
+// further than it while it is 0.
+var openPerfFDs atomic.Int64
 
 // newPerfFD returns a new file for ev, opened O_RDWR as Linux's
 // anon_inode_getfile does for perf events.
 func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescription, error) {
 	vd := t.Kernel().VFS().NewAnonVirtualDentry(perfEventFDPrefix)
 	defer vd.DecRef(t)
-	pf := &perfFD{ev: ev}
+	pf := &perfFD{ev: ev, k: t.Kernel()}
+	pf.asyncFD.Store(-1)
 	if err := pf.vfsfd.Init(pf, linuxOpenReadWrite, auth.CredentialsFromContext(t), vd.Mount(), vd.Dentry(), &vfs.FileDescriptionOptions{
 		UseDentryMetadata: true,
 		DenyPRead:         true,
@@ -212,6 +233,7 @@ func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescripti
 	}); err != nil {
 		return nil, err
 	}
+	openPerfFDs.Add(1)
 	return &pf.vfsfd, nil
 }
 
@@ -222,6 +244,100 @@ const linuxOpenReadWrite = 2
 // fd frees the event and its slot (perf_release).
 func (pf *perfFD) Release(context.Context) {
 	pf.ev.Close()
+	openPerfFDs.Add(-1)
+}
+
+// Readiness implements waiter.Waitable.Readiness as Linux's perf_poll
+// answers for an event without a ring buffer: EPOLLHUP, always, whatever
+// the event's state or its task's (perf_poll starts from EPOLLHUP and only a
+// ring buffer's poll state replaces it). poll, select (readable) and epoll
+// report it even when the caller asked for nothing.
+func (pf *perfFD) Readiness(mask waiter.EventMask) waiter.EventMask {
+	return waiter.EventHUp & mask
+}
+
+// EventRegister implements waiter.Waitable.EventRegister. The readiness
+// never changes, so nothing is ever notified (Linux wakes the event's wait
+// queue only through a ring buffer, ring_buffer_wakeup).
+func (pf *perfFD) EventRegister(*waiter.Entry) error { return nil }
+
+// EventUnregister implements waiter.Waitable.EventUnregister.
+func (pf *perfFD) EventUnregister(*waiter.Entry) {}
+
+// Epollable implements vfs.FileDescriptionImpl.Epollable: perf_fops has a
+// poll method.
+func (pf *perfFD) Epollable() bool { return true }
+
+// RegisterFileAsyncHandler implements
+// vfs.FileDescriptionImpl.RegisterFileAsyncHandler: O_ASYNC is set (and an
+// owner may be set), so overflows notify the owner (perf_fasync). The event
+// signals itself, as Linux's perf_event_wakeup calls kill_fasync, instead of
+// gVisor's fasync, which signals on readiness changes and sends its signal
+// with si_code SI_KERNEL.
+func (pf *perfFD) RegisterFileAsyncHandler(*vfs.FileDescription) error {
+	pf.ev.SetAsync(pf.sigio)
+	return nil
+}
+
+// UnregisterFileAsyncHandler implements
+// vfs.FileDescriptionImpl.UnregisterFileAsyncHandler.
+func (pf *perfFD) UnregisterFileAsyncHandler(*vfs.FileDescription) {
+	pf.ev.SetAsync(nil)
+}
+
+// sigio sends the fd's owner the signal of an overflow for reason
+// (perf.PollIn or perf.PollHUp), as Linux's kill_fasync and send_sigio do
+// (fs/fcntl.c): nothing without an owner; to each recipient that
+// sigio_perm allows, the F_SETSIG signal with si_code reason (SI_SIGIO for
+// a signal other than SIGIO that has codes of its own), si_band from
+// band_table and si_fd the fd that set O_ASYNC, or, if F_SETSIG is 0 or the
+// queued signal cannot be sent, a plain SIGIO (SEND_SIG_PRIV: SI_KERNEL).
+// A thread owner (F_OWNER_TID) gets a thread signal, a process or each
+// process of a process group a process signal.
+func (pf *perfFD) sigio(reason int) {
+	a, ok := pf.vfsfd.AsyncHandler().(*fasync.FileAsync)
+	if !ok {
+		return
+	}
+	owner := pf.owner.Load()
+	ot, otg, opg := a.Owner()
+	if owner == nil || ot == nil && otg == nil && opg == nil {
+		return
+	}
+	signo := a.Signal()
+	sendTo := func(t *kernel.Task, group bool) {
+		if t == nil || !sigioPerm(owner, t.Credentials()) {
+			return
+		}
+		send := t.SendSignal
+		if group {
+			send = t.SendGroupSignal
+		}
+		if signo != 0 {
+			info := &linux.SignalInfo{Signo: int32(signo), Code: int32(reason)}
+			if signo != linux.SIGIO && sigSpecificCodes(signo) {
+				info.Code = linux.SI_SIGIO
+			}
+			info.SetBand(bandTable[reason])
+			info.SetFD(uint32(pf.asyncFD.Load()))
+			if send(info) == nil {
+				return
+			}
+		}
+		send(&linux.SignalInfo{Signo: int32(linux.SIGIO), Code: linux.SI_KERNEL})
+	}
+	switch {
+	case ot != nil:
+		sendTo(ot, false)
+	case otg != nil:
+		sendTo(otg.Leader(), true)
+	default:
+		for _, tg := range pf.k.TaskSet().Root.ThreadGroups() {
+			if tg.ProcessGroup() == opg {
+				sendTo(tg.Leader(), true)
+			}
+		}
+	}
 }
 
 // Read implements vfs.FileDescriptionImpl.Read (perf_read).
@@ -339,4 +455,98 @@ func copyAttr(t *kernel.Task, addr uint64) (perf.Attr, error) {
 		return attr, guestError(err)
 	}
 	return attr, nil
+}
+
+// bandTable is si_band for each reason (fs/fcntl.c, band_table).
+var bandTable = map[int]int64{
+	perf.PollIn:  linux.EPOLLIN | linux.EPOLLRDNORM,
+	perf.PollHUp: linux.EPOLLHUP | linux.EPOLLERR,
+}
+
+// sigioPerm is Linux's sigio_perm: the owner's real or effective user
+// (which F_SETOWN recorded) is root or the recipient's real or saved user.
+func sigioPerm(owner, to *auth.Credentials) bool {
+	return owner.EffectiveKUID == auth.RootKUID ||
+		owner.EffectiveKUID == to.SavedKUID || owner.EffectiveKUID == to.RealKUID ||
+		owner.RealKUID == to.SavedKUID || owner.RealKUID == to.RealKUID
+}
+
+// sigSpecificCodes reports whether sig has si_codes of its own, which
+// POLL_IN and the like would be confused with (Linux's
+// SIG_SPECIFIC_SICODES_MASK).
+func sigSpecificCodes(sig linux.Signal) bool {
+	switch sig {
+	case linux.SIGILL, linux.SIGFPE, linux.SIGSEGV, linux.SIGBUS, linux.SIGTRAP, linux.SIGCHLD, linux.SIGPOLL, linux.SIGSYS:
+		return true
+	}
+	return false
+}
+
+// perfFileOf returns the perf fd that fd names in t, if it is one.
+func perfFileOf(t *kernel.Task, fd int32) (*vfs.FileDescription, *perfFD) {
+	f := t.GetFile(fd)
+	if f == nil {
+		return nil, nil
+	}
+	pf, ok := f.Impl().(*perfFD)
+	if !ok {
+		f.DecRef(t)
+		return nil, nil
+	}
+	return f, pf
+}
+
+// fcntlHook notes, for a perf fd, what Linux keeps of fcntl and gVisor's
+// fasync does not let the sentry read: the fd of the F_SETFL that sets
+// O_ASYNC (fa_fd, si_fd) and the credentials of the caller of F_SETOWN or
+// F_SETOWN_EX (for sigio_perm). gVisor's fcntl does the rest. Without an
+// open perf fd it costs an atomic load.
+func fcntlHook(orig kernel.SyscallFn) kernel.SyscallFn {
+	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
+		cmd := args[1].Int()
+		if openPerfFDs.Load() == 0 || cmd != linux.F_SETFL && cmd != linux.F_SETOWN && cmd != linux.F_SETOWN_EX {
+			return orig(t, sysno, args)
+		}
+		fd := args[0].Int()
+		f, pf := perfFileOf(t, fd)
+		if pf == nil {
+			return orig(t, sysno, args)
+		}
+		defer f.DecRef(t)
+		if cmd == linux.F_SETFL {
+			// setfl calls perf_fasync, which records fd, only when
+			// O_ASYNC changes.
+			if args[2].Uint()&linux.O_ASYNC != 0 && f.StatusFlags()&linux.O_ASYNC == 0 {
+				pf.asyncFD.Store(fd)
+			}
+			return orig(t, sysno, args)
+		}
+		rv, ctl, err := orig(t, sysno, args)
+		if err == nil {
+			pf.owner.Store(t.Credentials())
+		}
+		return rv, ctl, err
+	}
+}
+
+// ioctlHook notes the fd of an ioctl(FIOASYNC) that sets O_ASYNC on a perf
+// fd, as fcntlHook does for F_SETFL (Linux's ioctl_fioasync is setfl).
+// Without an open perf fd it costs an atomic load.
+func ioctlHook(orig kernel.SyscallFn) kernel.SyscallFn {
+	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
+		if openPerfFDs.Load() == 0 || args[1].Uint() != linux.FIOASYNC {
+			return orig(t, sysno, args)
+		}
+		fd := args[0].Int()
+		f, pf := perfFileOf(t, fd)
+		if pf == nil {
+			return orig(t, sysno, args)
+		}
+		defer f.DecRef(t)
+		var on primitive.Int32
+		if _, err := on.CopyIn(t, args[2].Pointer()); err == nil && on != 0 && f.StatusFlags()&linux.O_ASYNC == 0 {
+			pf.asyncFD.Store(fd)
+		}
+		return orig(t, sysno, args)
+	}
 }

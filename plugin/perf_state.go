@@ -4,8 +4,10 @@ import (
 	"context"
 	"sync"
 
+	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
+	"gvisor.dev/gvisor/pkg/sentry/kernel/auth"
 	"gvisor.dev/gvisor/pkg/state"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/perf"
@@ -27,13 +29,14 @@ type savedPerfEvent struct {
 	ID, LastID            uint64
 	Attr                  [perf.AttrSize]byte
 	Task                  *kernel.Task
-	Live                  bool
+	Live, Held            bool
 	CPU                   int32
 	NumCPU                int
 	Enabled               bool
 	Count, Time, Now      uint64
 	Left                  uint64
 	Limit                 int32
+	PendingKill           int
 	ChildCount, ChildTime uint64
 	Children              []savedPerfEvent
 	Leader                uint64
@@ -42,9 +45,9 @@ type savedPerfEvent struct {
 
 func savePerfEvent(s perf.EventState[*kernel.Task]) savedPerfEvent {
 	v := savedPerfEvent{
-		ID: s.ID, LastID: s.LastID, Attr: s.Attr.Bytes(), Task: s.Task, Live: s.Live,
+		ID: s.ID, LastID: s.LastID, Attr: s.Attr.Bytes(), Task: s.Task, Live: s.Live, Held: s.Held,
 		CPU: s.CPU, NumCPU: s.NumCPU, Enabled: s.Enabled,
-		Count: s.Count, Time: s.Time, Now: s.Now, Left: s.Left, Limit: s.Limit,
+		Count: s.Count, Time: s.Time, Now: s.Now, Left: s.Left, Limit: s.Limit, PendingKill: s.PendingKill,
 		ChildCount: s.ChildCount, ChildTime: s.ChildTime,
 		Leader: s.Leader, Members: s.Members,
 	}
@@ -56,9 +59,9 @@ func savePerfEvent(s perf.EventState[*kernel.Task]) savedPerfEvent {
 
 func (v *savedPerfEvent) eventState() perf.EventState[*kernel.Task] {
 	s := perf.EventState[*kernel.Task]{
-		ID: v.ID, LastID: v.LastID, Attr: perf.AttrFromBytes(v.Attr), Task: v.Task, Live: v.Live,
+		ID: v.ID, LastID: v.LastID, Attr: perf.AttrFromBytes(v.Attr), Task: v.Task, Live: v.Live, Held: v.Held,
 		CPU: v.CPU, NumCPU: v.NumCPU, Enabled: v.Enabled,
-		Count: v.Count, Time: v.Time, Now: v.Now, Left: v.Left, Limit: v.Limit,
+		Count: v.Count, Time: v.Time, Now: v.Now, Left: v.Left, Limit: v.Limit, PendingKill: v.PendingKill,
 		ChildCount: v.ChildCount, ChildTime: v.ChildTime,
 		Leader: v.Leader, Members: v.Members,
 	}
@@ -100,6 +103,11 @@ func (pf *perfFD) restore(v *savedPerfEvent) {
 		log.Warningf("hwbp: perf event %d lost breakpoints at restore and counts no more hits on their threads: %v", s.ID, err)
 	}
 	pf.ev = ev
+	// O_ASYNC's handler was registered on the fd (RegisterFileAsyncHandler),
+	// which the state package restores without calling it again.
+	if pf.vfsfd.StatusFlags()&linux.O_ASYNC != 0 && pf.vfsfd.AsyncHandler() != nil {
+		ev.SetAsync(pf.sigio)
+	}
 	restoredGroups.add(ev, s.Leader, s.Members)
 }
 
@@ -169,17 +177,31 @@ func (g *groupLinker) add(ev *perf.Event[*kernel.Task], leader uint64, members [
 
 func (pf *perfFD) StateTypeName() string { return "hwbp/plugin.perfFD" }
 
-func (pf *perfFD) StateFields() []string { return []string{"vfsfd", "ev"} }
+func (pf *perfFD) StateFields() []string {
+	return []string{"vfsfd", "ev", "k", "asyncFD", "owner"}
+}
 
 func (pf *perfFD) StateSave(sink state.Sink) {
 	// The kernel is paused: no thread hits, no ioctl runs.
 	v := savePerfEvent(pf.ev.Save())
+	asyncFD := pf.asyncFD.Load()
+	owner := pf.owner.Load()
 	sink.Save(0, &pf.vfsfd)
 	sink.Save(1, &v)
+	sink.Save(2, &pf.k)
+	sink.Save(3, &asyncFD)
+	sink.Save(4, &owner)
 }
 
 func (pf *perfFD) StateLoad(_ context.Context, source state.Source) {
+	var asyncFD int32
+	var owner *auth.Credentials
 	source.Load(0, &pf.vfsfd)
+	source.Load(2, &pf.k)
+	source.Load(3, &asyncFD)
+	source.Load(4, &owner)
+	pf.asyncFD.Store(asyncFD)
+	pf.owner.Store(owner)
 	// The threads the event watches must be restored first.
 	v := new(savedPerfEvent)
 	source.LoadWait(1, v)
@@ -190,7 +212,7 @@ func (v *savedPerfEvent) StateTypeName() string { return "hwbp/plugin.savedPerfE
 
 func (v *savedPerfEvent) StateFields() []string {
 	return []string{"ID", "LastID", "Attr", "Task", "Live", "CPU", "NumCPU", "Enabled", "Count", "Time", "Now",
-		"Left", "Limit", "ChildCount", "ChildTime", "Children", "Leader", "Members"}
+		"Left", "Limit", "ChildCount", "ChildTime", "Children", "Leader", "Members", "Held", "PendingKill"}
 }
 
 func (v *savedPerfEvent) StateSave(sink state.Sink) {
@@ -212,6 +234,8 @@ func (v *savedPerfEvent) StateSave(sink state.Sink) {
 	sink.Save(15, &v.Children)
 	sink.Save(16, &v.Leader)
 	sink.Save(17, &v.Members)
+	sink.Save(18, &v.Held)
+	sink.Save(19, &v.PendingKill)
 }
 
 func (v *savedPerfEvent) StateLoad(_ context.Context, source state.Source) {
@@ -234,6 +258,8 @@ func (v *savedPerfEvent) StateLoad(_ context.Context, source state.Source) {
 	source.LoadWait(15, &v.Children)
 	source.Load(16, &v.Leader)
 	source.Load(17, &v.Members)
+	source.Load(18, &v.Held)
+	source.Load(19, &v.PendingKill)
 }
 
 func init() {

@@ -24,17 +24,19 @@ import (
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 const (
+	sysIoctl    = 16
 	sysClone    = 56
 	sysFork     = 57
 	sysVfork    = 58
 	sysExecve   = 59
+	sysFcntl    = 72
 	sysPtrace   = 101
 	sysExecveat = 322
 	sysClone3   = 435
 )
 
-// installSyscalls wraps the guest's ptrace, perf_event_open and
-// clone-family system calls, and then every system call for the single-step
+// installSyscalls wraps the guest's ptrace, perf_event_open, fcntl, ioctl
+// and clone-family system calls, and then every system call for the single-step
 // at its exit.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
@@ -51,6 +53,8 @@ func installSyscalls() {
 	}
 	wrap(sysPtrace, ptraceHook)
 	wrap(sysPerfEventOpen, perfEventOpenHook)
+	wrap(sysFcntl, fcntlHook)
+	wrap(sysIoctl, ioctlHook)
 	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
 		wrap(sysno, cloneHook)
 	}

@@ -22,6 +22,22 @@ type Sigtrap struct {
 	Type uint32
 }
 
+// Reasons of an overflow notification (the si_code that Linux's kill_fasync
+// passes on): Linux's event->pending_kill.
+const (
+	// PollIn is an overflow (POLL_IN).
+	PollIn = 1
+	// PollHUp is the overflow that used up a PERF_EVENT_IOC_REFRESH
+	// limit (POLL_HUP).
+	PollHUp = 6
+)
+
+// AsyncFunc notifies the owner of an event's fd, whose O_ASYNC is set, of
+// reason (PollIn or PollHUp): Linux's kill_fasync(perf_event_fasync(event),
+// SIGIO, reason). It is called from the goroutine of the thread that hit, or
+// of the thread that exits, with no lock of this package held.
+type AsyncFunc func(reason int)
+
 // SignalFunc sends s to thread k, which is running the instruction that
 // hit, from its own goroutine; the SIGTRAP must reach it before it runs
 // another instruction, as Linux's task work does at the return to user mode.
@@ -127,6 +143,12 @@ type Event[K comparable] struct {
 	// overflow handler adds to it without any lock.
 	count atomic.Uint64
 
+	// async is the notification of the fd's O_ASYNC owner while O_ASYNC
+	// is set (Linux's event->fasync), nil otherwise; set on the event
+	// that the guest opened only, which its copies use
+	// (perf_event_fasync).
+	async atomic.Pointer[AsyncFunc]
+
 	mu sync.Mutex
 
 	// attr is the attribute the event was opened with, with the period
@@ -187,6 +209,16 @@ type Event[K comparable] struct {
 	//
 	// +checklocks:mu
 	limit int32
+
+	// pendingKill is the reason of the last overflow that no O_ASYNC
+	// notification has reported yet, 0 for none (Linux's pending_kill):
+	// an overflow sets it, a notification clears it, and one is made at
+	// the overflow if O_ASYNC is set, else when the watched thread
+	// exits (perf_event_exit_event's perf_event_wakeup) if O_ASYNC is
+	// set by then.
+	//
+	// +checklocks:mu
+	pendingKill int
 
 	// since is Target.Clock when the event was last enabled; total is the
 	// time it was enabled before that.
@@ -403,7 +435,11 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 // hit, unless the event excludes user mode (perf_exclude_event), where every
 // hit of a guest happens. A sampling event overflows once every
 // sample_period hits (perf_swevent_event); an overflow of a sigtrap event
-// sends the SIGTRAP (__perf_event_overflow, perf_sigtrap).
+// sends the SIGTRAP (__perf_event_overflow, perf_sigtrap), and every
+// overflow notifies the fd's O_ASYNC owner if it has one: POLL_IN, or
+// POLL_HUP for the overflow that uses up a PERF_EVENT_IOC_REFRESH limit
+// (__perf_event_overflow sets pending_kill and queues perf_event_wakeup
+// when the event has a fasync entry).
 func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 	if ev.excludeUser {
 		return
@@ -421,19 +457,73 @@ func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 		return
 	}
 	ev.left = ev.periodLocked()
+	ev.pendingKill = PollIn
 	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
 	// the event; it still signals.
 	if ev.limit != 0 {
 		if ev.limit--; ev.limit == 0 {
 			ev.setEnabledLocked(false)
+			ev.pendingKill = PollHUp
 		}
 	}
 	sig := a.Has(FlagSigtrap)
 	s := Sigtrap{Addr: a.BPAddr(), Data: a.SigData(), Type: a.Type()}
+	notify, reason := ev.takePendingLocked()
 	ev.mu.Unlock()
 	if sig && ev.es.signal != nil {
 		ev.es.signal(ev.target.Task, s)
 	}
+	if notify != nil {
+		notify(reason)
+	}
+}
+
+// opened returns the event that the guest opened: ev, or the event that ev
+// is a copy of.
+func (ev *Event[K]) opened() *Event[K] {
+	if ev.parent != nil {
+		return ev.parent
+	}
+	return ev
+}
+
+// takePendingLocked returns the O_ASYNC notification that ev's pending
+// reason calls for, and clears the reason, if the fd has O_ASYNC set and a
+// reason is pending (perf_event_wakeup); otherwise nil.
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) takePendingLocked() (AsyncFunc, int) {
+	if ev.pendingKill == 0 {
+		return nil, 0
+	}
+	fn := ev.opened().async.Load()
+	if fn == nil {
+		return nil, 0
+	}
+	reason := ev.pendingKill
+	ev.pendingKill = 0
+	return *fn, reason
+}
+
+// wakeup is perf_event_wakeup without a ring buffer: the O_ASYNC
+// notification of a pending overflow, if the fd has O_ASYNC set.
+func (ev *Event[K]) wakeup() {
+	ev.mu.Lock()
+	notify, reason := ev.takePendingLocked()
+	ev.mu.Unlock()
+	if notify != nil {
+		notify(reason)
+	}
+}
+
+// SetAsync sets the notification of the fd's O_ASYNC owner (fasync_helper
+// through perf_fasync): fn while O_ASYNC is set, nil when it is cleared.
+func (ev *Event[K]) SetAsync(fn AsyncFunc) {
+	if fn == nil {
+		ev.async.Store(nil)
+		return
+	}
+	ev.async.Store(&fn)
 }
 
 // periodLocked is the number of hits between overflows: sample_period, or
@@ -781,23 +871,33 @@ func (ev *Event[K]) detach(keepSlot bool) {
 	if bp != nil {
 		bp.Unregister()
 	}
-	if p := ev.parent; p != nil {
-		p.mu.Lock()
-		for i, c := range p.children {
-			if c == ev {
-				p.children = append(p.children[:i], p.children[i+1:]...)
-				p.childCount += count
-				p.childTime += t
-				break
-			}
-		}
-		p.mu.Unlock()
+	p := ev.parent
+	if p == nil {
+		// perf_event_exit_event: "Parent events are governed by
+		// their filedesc", and woken up.
+		ev.wakeup()
+		return
 	}
+	p.mu.Lock()
+	for i, c := range p.children {
+		if c == ev {
+			p.children = append(p.children[:i], p.children[i+1:]...)
+			p.childCount += count
+			p.childTime += t
+			break
+		}
+	}
+	p.mu.Unlock()
+	// A copy's exit wakes up the event the guest opened, whose pending
+	// overflow (not the copy's) it may report.
+	p.wakeup()
 }
 
 // Close releases the event's slot (perf_release). A group leader's siblings
 // stay open, as singletons.
 func (ev *Event[K]) Close() {
+	// perf_release wakes nobody up; the fd's O_ASYNC is gone.
+	ev.async.Store(nil)
 	ev.exit()
 	ev.mu.Lock()
 	held := ev.held

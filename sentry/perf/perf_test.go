@@ -3,6 +3,7 @@ package perf
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -769,6 +770,101 @@ func TestRemoveOnExecLeavesTheGroup(t *testing.T) {
 			for _, ev := range evs {
 				ev.Close()
 			}
+		})
+	}
+}
+
+// TestAsyncNotifications checks the reasons that a sampling event's
+// overflows notify an O_ASYNC owner with (Linux's pending_kill: POLL_IN,
+// POLL_HUP when a refresh limit runs out), and when.
+func TestAsyncNotifications(t *testing.T) {
+	sampling := func(p []byte) { setFlags(p, FlagInherit); set64(p, offSamplePeriod, 2) }
+	for _, tc := range []struct {
+		name string
+		// run acts on the event, opened on thread 1 with period 2, and
+		// on the fixture.
+		run  func(f *fixture, ev *Event[thread], async func(bool))
+		want []int
+	}{
+		{"an overflow with O_ASYNC is POLL_IN", func(f *fixture, ev *Event[thread], async func(bool)) {
+			async(true)
+			for i := 0; i < 5; i++ {
+				f.hit(1)
+			}
+		}, []int{PollIn, PollIn}},
+		{"a counting event never notifies", func(f *fixture, ev *Event[thread], async func(bool)) {
+			ev.mu.Lock()
+			set64(ev.attr.raw[:], offSamplePeriod, 0)
+			ev.mu.Unlock()
+			async(true)
+			f.hit(1)
+			f.hit(1)
+			f.events.Exit(1)
+		}, nil},
+		{"the overflow that uses up a refresh is POLL_HUP", func(f *fixture, ev *Event[thread], async func(bool)) {
+			ev.mu.Lock()
+			set64(ev.attr.raw[:], offFlags, binary.LittleEndian.Uint64(ev.attr.raw[offFlags:])&^FlagInherit)
+			ev.mu.Unlock()
+			async(true)
+			checkErrno(t, ev.Refresh(2), 0)
+			for i := 0; i < 6; i++ {
+				f.hit(1)
+			}
+		}, []int{PollIn, PollHUp}},
+		{"without O_ASYNC nothing, then the exit reports the pending overflow", func(f *fixture, ev *Event[thread], async func(bool)) {
+			f.hit(1)
+			f.hit(1)
+			async(true)
+			f.events.Exit(1)
+		}, []int{PollIn}},
+		{"an exit with nothing pending reports nothing", func(f *fixture, ev *Event[thread], async func(bool)) {
+			async(true)
+			f.hit(1)
+			f.hit(1)
+			f.events.Exit(1)
+		}, []int{PollIn}},
+		{"O_ASYNC cleared stops them", func(f *fixture, ev *Event[thread], async func(bool)) {
+			async(true)
+			f.hit(1)
+			async(false)
+			f.hit(1)
+		}, nil},
+		{"a copy's overflow reports through the opened event", func(f *fixture, ev *Event[thread], async func(bool)) {
+			async(true)
+			f.tasks.Clone(1, 20)
+			f.hit(20)
+			f.hit(20)
+		}, []int{PollIn}},
+		{"a copy's exit reports the opened event's pending overflow", func(f *fixture, ev *Event[thread], async func(bool)) {
+			f.tasks.Clone(1, 20)
+			f.hit(1)
+			f.hit(1)
+			async(true)
+			f.events.Exit(20)
+		}, []int{PollIn}},
+		{"the close reports nothing", func(f *fixture, ev *Event[thread], async func(bool)) {
+			f.hit(1)
+			f.hit(1)
+			async(true)
+			ev.Close()
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			ev := f.open(t, 1, sampling)
+			var got []int
+			async := func(on bool) {
+				if on {
+					ev.SetAsync(func(reason int) { got = append(got, reason) })
+				} else {
+					ev.SetAsync(nil)
+				}
+			}
+			tc.run(f, ev, async)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("notifications %v, want %v", got, tc.want)
+			}
+			ev.Close()
 		})
 	}
 }

@@ -23,11 +23,14 @@ type EventState[K comparable] struct {
 	// that an execve used up).
 	Attr Attr
 
-	// Task is the watched thread, if Live. An event whose thread exited,
-	// or that an execve removed (remove_on_exec), keeps its count and
-	// times and watches nothing: it needs no thread after the restore.
+	// Task is the watched thread, if Live or Held. An event whose thread
+	// exited, or that an execve removed (remove_on_exec), keeps its count
+	// and times and watches nothing: it needs no thread after the
+	// restore, except to hold its slot (Held: an event that an execve
+	// removed keeps its breakpoint's slot until it is closed).
 	Task K
 	Live bool
+	Held bool
 	// CPU and NumCPU are the Target's.
 	CPU    int32
 	NumCPU int
@@ -41,6 +44,9 @@ type EventState[K comparable] struct {
 	// overflow (period_left) and the PERF_EVENT_IOC_REFRESH limit.
 	Left  uint64
 	Limit int32
+	// PendingKill is the reason of an overflow that no O_ASYNC
+	// notification has reported yet (pending_kill), 0 for none.
+	PendingKill int
 
 	// ChildCount and ChildTime are what the exited inherited copies left;
 	// Children the live copies (their own Children and group fields are
@@ -83,21 +89,23 @@ func (ev *Event[K]) saveOwn() (EventState[K], []*Event[K]) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	s := EventState[K]{
-		ID:         ev.id,
-		Attr:       ev.attr,
-		Live:       ev.bp != nil,
-		CPU:        ev.target.CPU,
-		NumCPU:     ev.target.NumCPU,
-		Enabled:    ev.enabled,
-		Count:      ev.count.Load(),
-		Time:       ev.ownTimeLocked(),
-		Now:        ev.now(),
-		Left:       ev.left,
-		Limit:      ev.limit,
-		ChildCount: ev.childCount,
-		ChildTime:  ev.childTime,
+		ID:          ev.id,
+		Attr:        ev.attr,
+		Live:        ev.bp != nil,
+		CPU:         ev.target.CPU,
+		NumCPU:      ev.target.NumCPU,
+		Enabled:     ev.enabled,
+		Count:       ev.count.Load(),
+		Time:        ev.ownTimeLocked(),
+		Now:         ev.now(),
+		Left:        ev.left,
+		Limit:       ev.limit,
+		PendingKill: ev.pendingKill,
+		Held:        ev.held != nil,
+		ChildCount:  ev.childCount,
+		ChildTime:   ev.childTime,
 	}
-	if s.Live {
+	if s.Live || s.Held {
 		s.Task = ev.target.Task
 	}
 	return s, append([]*Event[K](nil), ev.children...)
@@ -159,15 +167,21 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 	}
 	ev.count.Store(s.Count)
 	var err error
-	var bp *hwbp.Breakpoint
-	if s.Live {
+	var bp, held *hwbp.Breakpoint
+	if s.Live || s.Held {
 		a := s.Attr
 		bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
-		bp, err = es.register(s.Task, bpAttr, ev.overflow)
+		var b *hwbp.Breakpoint
+		b, err = es.register(s.Task, bpAttr, ev.overflow)
 		if errors.Is(err, errExited) {
 			err = nil
 		} else if err != nil {
 			err = fmt.Errorf("event %d: %w", s.ID, err)
+		}
+		if s.Live {
+			bp = b
+		} else {
+			held = b
 		}
 	}
 	ev.mu.Lock()
@@ -175,8 +189,10 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 	ev.attr = s.Attr
 	ev.bp = bp
 	ev.total = s.Time
+	ev.held = held
 	ev.left = s.Left
 	ev.limit = s.Limit
+	ev.pendingKill = s.PendingKill
 	ev.childCount = s.ChildCount
 	ev.childTime = s.ChildTime
 	if bp != nil {

@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -178,6 +179,32 @@ func TestSaveRestore(t *testing.T) {
 			}
 			if n := f.tasks.Len(); n != 0 {
 				t.Errorf("%d threads got state for an event that watches none", n)
+			}
+		}, nil},
+		{"an event that an exec removed holds its slot until it is closed", func(t *testing.T, f *fixture) []*Event[thread] {
+			ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagRemoveOnExec); set64(p, offReadFormat, rf) })
+			f.tasks.Exec(1)
+			return []*Event[thread]{ev}
+		}, func(t *testing.T, f *fixture, evs []*Event[thread]) {
+			if n, e := f.tasks.Lookup(1).SlotsInUse(), f.tasks.Registry().Enabled(); n != 1 || e != 0 {
+				t.Errorf("thread 1 has %d events, %d enabled; want the removed one holding its slot, disabled", n, e)
+			}
+			evs[0].Close()
+			if n := f.tasks.Lookup(1).SlotsInUse(); n != 0 {
+				t.Errorf("after the close thread 1 has %d events", n)
+			}
+		}, nil},
+		{"an overflow that no O_ASYNC notification reported yet is reported at the exit", func(t *testing.T, f *fixture) []*Event[thread] {
+			ev := f.open(t, 1, func(p []byte) { set64(p, offSamplePeriod, 2); set64(p, offReadFormat, rf) })
+			f.hit(1)
+			f.hit(1)
+			return []*Event[thread]{ev}
+		}, func(t *testing.T, f *fixture, evs []*Event[thread]) {
+			var got []int
+			evs[0].SetAsync(func(reason int) { got = append(got, reason) })
+			f.events.Exit(1)
+			if want := []int{PollIn}; !slices.Equal(got, want) {
+				t.Errorf("notifications at the exit %v, want %v", got, want)
 			}
 		}, nil},
 		{"a copy on a thread that is exiting at the restore leaves its count", func(t *testing.T, f *fixture) []*Event[thread] {
