@@ -103,6 +103,8 @@ func (pf *perfFD) restore(v *savedPerfEvent) {
 		log.Warningf("hwbp: perf event %d lost breakpoints at restore and counts no more hits on their threads: %v", s.ID, err)
 	}
 	pf.ev = ev
+	// The fd is open again: Release counts it out.
+	openPerfFDs.Add(1)
 	// O_ASYNC's handler was registered on the fd (RegisterFileAsyncHandler),
 	// which the state package restores without calling it again.
 	if pf.vfsfd.StatusFlags()&linux.O_ASYNC != 0 && pf.vfsfd.AsyncHandler() != nil {
