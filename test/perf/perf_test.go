@@ -107,6 +107,19 @@ func compare(t *testing.T, host, got string) {
 	}
 }
 
+// compareOn runs prog with args on the host and on each of platforms, and
+// compares each sandbox's transcript with the host's.
+func compareOn(t *testing.T, platforms []string, prog string, args ...string) {
+	t.Helper()
+	host := run(t, "", prog, args...)
+	for _, p := range platforms {
+		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
+			compare(t, host, run(t, p, prog, args...))
+		})
+	}
+}
+
 // hostTranscript runs prog on the host until its CPU-wide cases are not
 // disturbed by other processes' breakpoints (hostBusy), a few times at
 // most; it fails t if they always are.
@@ -150,12 +163,7 @@ func TestAttributes(t *testing.T) {
 func TestFDOperations(t *testing.T) {
 	sandbox.RequireRoot(t)
 	prog := sandbox.BuildC(t, "testdata/fdops.c")
-	host := run(t, "", prog)
-	for _, p := range sandbox.Platforms {
-		t.Run(p, func(t *testing.T) {
-			compare(t, host, run(t, p, prog))
-		})
-	}
+	compareOn(t, sandbox.Platforms, prog)
 }
 
 // TestCounting compares counting events that hits reach through the core's
@@ -167,13 +175,7 @@ func TestCounting(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
 	prog := sandbox.BuildC(t, "testdata/counting.c", "-lpthread")
-	host := run(t, "", prog)
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			compare(t, host, run(t, p, prog))
-		})
-	}
+	compareOn(t, sandbox.HitPlatforms, prog)
 }
 
 // TestSigtrap compares a program that watches its own memory with sigtrap
@@ -185,13 +187,7 @@ func TestSigtrap(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
 	prog := sandbox.BuildC(t, "testdata/sigtrap.c")
-	host := run(t, "", prog)
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			compare(t, host, run(t, p, prog))
-		})
-	}
+	compareOn(t, sandbox.HitPlatforms, prog)
 }
 
 // TestPerfStat runs Linux's perf tool, "perf stat -e mem:ADDR:wu" over a

@@ -14,12 +14,7 @@ import (
 func TestPollReadiness(t *testing.T) {
 	sandbox.RequireRoot(t)
 	prog := sandbox.BuildC(t, "testdata/pollio.c")
-	host := run(t, "", prog)
-	for _, p := range sandbox.Platforms {
-		t.Run(p, func(t *testing.T) {
-			compare(t, host, run(t, p, prog))
-		})
-	}
+	compareOn(t, sandbox.Platforms, prog)
 }
 
 // TestAsyncSignals compares the signals that a sampling event's overflows
@@ -35,11 +30,5 @@ func TestAsyncSignals(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
 	prog := sandbox.BuildC(t, "testdata/pollio.c")
-	host := run(t, "", prog, "hits")
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			compare(t, host, run(t, p, prog, "hits"))
-		})
-	}
+	compareOn(t, sandbox.HitPlatforms, prog, "hits")
 }
