@@ -351,15 +351,7 @@ func minimize(t *testing.T, platform string, ops []string, firstBad int) []strin
 // HWBP_SEED to run another seed.
 func TestRandomSequence(t *testing.T) {
 	sandbox.RequireRoot(t)
-	seeds := []int64{1, 20261123}
-	if s := os.Getenv("HWBP_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 0, 64)
-		if err != nil {
-			t.Fatalf("HWBP_SEED: %v", err)
-		}
-		seeds = []int64{v}
-	}
-	for _, seed := range seeds {
+	for _, seed := range sandbox.Seeds(t, 1, 20261123) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			ops := randomOps(seed, 20000)
 			script := writeScript(t, "random.dr", ops)

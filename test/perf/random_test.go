@@ -264,15 +264,7 @@ func minimizePerfOps(t *testing.T, ops []string, differ func([]string) (bool, in
 // only.
 func TestRandomSequence(t *testing.T) {
 	sandbox.RequireRoot(t)
-	seeds := []int64{1, 20261126}
-	if s := os.Getenv("HWBP_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 0, 64)
-		if err != nil {
-			t.Fatalf("HWBP_SEED: %v", err)
-		}
-		seeds = []int64{v}
-	}
-	for _, seed := range seeds {
+	for _, seed := range sandbox.Seeds(t, 1, 20261126) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			ops := randomPerfOps(seed, randomSeqLen)
 			path := writeOps(t, "random.pd", ops)

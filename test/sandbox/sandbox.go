@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,6 +77,21 @@ func skipToVM(t testing.TB, why string) {
 // test/vm/setup.sh), never with this machine's: a behaviour that changed
 // between kernel versions cannot make the two sides differ.
 var HitPlatforms = []string{"ptrace", "systrap", KVM}
+
+// Seeds returns the seeds that a randomized test runs: defaults, or only
+// the one that HWBP_SEED names, to replay a failure.
+func Seeds(t testing.TB, defaults ...int64) []int64 {
+	t.Helper()
+	s := os.Getenv("HWBP_SEED")
+	if s == "" {
+		return defaults
+	}
+	v, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		t.Fatalf("HWBP_SEED: %v", err)
+	}
+	return []int64{v}
+}
 
 // RequirePlatform skips t where platform p cannot run, and queues it for
 // the test VM if p runs there (RequireKVM).
