@@ -10,7 +10,11 @@
  *      meanwhile), another child lives across the window with B's copy;
  *   C  sigtrap write watchpoint on w[2], sample_period 3, sig_data 0xabc,
  *      enabled by PERF_EVENT_IOC_REFRESH 2: it disables itself at its
- *      second overflow.
+ *      second overflow;
+ *   F  sampling write watchpoint on w[5] of the child that lives across the
+ *      window, period 1, its fd with O_ASYNC, F_SETOWN this process and
+ *      F_SETSIG SIGRTMIN: each of the child's writes sends this process one
+ *      SIGRTMIN with si_code POLL_IN and si_fd F's fd, also after a restore.
  *
  * Around the window it prints what the host kernel would show whatever the
  * time: ids (PERF_EVENT_IOC_ID and PERF_FORMAT_ID) equal to those before,
@@ -22,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
 #include <signal.h>
@@ -35,7 +40,8 @@
 #include <unistd.h>
 
 static volatile uint64_t w[8];
-static volatile int signals, badsignals;
+static volatile int signals, badsignals, asyncs, badasyncs;
+static int ff;
 
 static void check(long r, const char *what)
 {
@@ -59,6 +65,16 @@ static void on_trap(int sig, siginfo_t *si, void *uc)
 
 static void on_usr1(int sig) { (void)sig; }
 
+static void on_async(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	if (si->si_code == POLL_IN && si->si_fd == ff)
+		asyncs++;
+	else
+		badasyncs++;
+}
+
 static void window(const char *name)
 {
 	sigset_t usr1, old;
@@ -73,7 +89,8 @@ static void window(const char *name)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
-static int open_bp(volatile uint64_t *addr, uint64_t flags, uint64_t period, uint64_t read_format, int group)
+static int open_bp_on(pid_t pid, volatile uint64_t *addr, uint64_t flags, uint64_t period, uint64_t read_format,
+		     int group)
 {
 	struct perf_event_attr a;
 	memset(&a, 0, sizeof(a));
@@ -93,9 +110,14 @@ static int open_bp(volatile uint64_t *addr, uint64_t flags, uint64_t period, uin
 		a.remove_on_exec = 1;
 		a.sig_data = 0xabc;
 	}
-	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, group, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, group, PERF_FLAG_FD_CLOEXEC);
 	check(fd, "perf_event_open");
 	return fd;
+}
+
+static int open_bp(volatile uint64_t *addr, uint64_t flags, uint64_t period, uint64_t read_format, int group)
+{
+	return open_bp_on(0, addr, flags, period, read_format, group);
 }
 
 enum { DISABLED = 1, INHERIT = 2, SIGTRAP_ = 4 };
@@ -136,7 +158,7 @@ static void times(const char *when, const struct reading *r)
 }
 
 /* child lives with B's copy until it reads a byte from go, then writes w[1]
- * n times and exits. */
+ * and w[5] n times each and exits. */
 static pid_t child(int go, int n)
 {
 	fflush(stdout);
@@ -148,6 +170,10 @@ static pid_t child(int go, int n)
 			_exit(2);
 		for (int i = 0; i < n; i++)
 			w[1] = (uint64_t)i;
+		for (int i = 0; i < n; i++) {
+			w[5] = (uint64_t)i;
+			syscall(SYS_getppid); /* the signal arrives before the next write */
+		}
 		_exit(0);
 	}
 	return c;
@@ -171,6 +197,9 @@ int main(void)
 	sa.sa_sigaction = on_trap;
 	sa.sa_flags = SA_SIGINFO;
 	sigaction(SIGTRAP, &sa, NULL);
+	sa.sa_sigaction = on_async;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(SIGRTMIN, &sa, NULL);
 
 	fa = open_bp(&w[0], 0, 0, PERF_FORMAT_GROUP | PERF_FORMAT_ID | TIMES, -1);
 	fd_ = open_bp(&w[3], 0, 0, 0, fa);
@@ -183,6 +212,10 @@ int main(void)
 	check(pipe(go2), "pipe");
 	pid_t c1 = child(go1[0], 1); /* lives across the window */
 	pid_t c2 = child(go2[0], 2); /* exits before it */
+	ff = open_bp_on(c1, &w[5], 0, 1, 0, -1);
+	check(fcntl(ff, F_SETOWN, getpid()), "F_SETOWN F");
+	check(fcntl(ff, F_SETSIG, SIGRTMIN), "F_SETSIG F");
+	check(fcntl(ff, F_SETFL, fcntl(ff, F_GETFL) | O_ASYNC), "O_ASYNC F");
 	check(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
 	finish(c2, go2[1]); /* B: 2 from the exited child */
 	check(ioctl(fb, PERF_EVENT_IOC_DISABLE, 0), "DISABLE B");
@@ -209,13 +242,16 @@ int main(void)
 	       after.idc == before.idc, after.idd == before.idd);
 	printf("times: A goes on %d, C goes on %d, B stands %d\n", after.a[1] > before.a[1],
 	       after.c[1] > before.c[1], after.b[1] == before.b[1]);
+	printf("F keeps owner %d, signal %d, O_ASYNC %d\n", fcntl(ff, F_GETOWN) == getpid(),
+	       fcntl(ff, F_GETSIG) == SIGRTMIN, !!(fcntl(ff, F_GETFL) & O_ASYNC));
 
 	/* Hits on the restored breakpoints. */
 	w[0] = 3;  /* A: 3 */
 	w[3] = 2;  /* D: 2 */
 	w[1] = 2;  /* B disabled: nothing */
 	check(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
-	finish(c1, go1[1]); /* B: 3, through the restored copy */
+	finish(c1, go1[1]); /* B: 3, through the restored copy; F: 1 signal */
+	printf("F: %d signals, bad %d\n", asyncs, badasyncs);
 	w[1] = 3; /* B: 4 */
 	for (int i = 0; i < 3; i++)
 		w[2] = (uint64_t)i; /* C: 6, its second overflow at the 6th disables it */
