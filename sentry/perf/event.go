@@ -1021,21 +1021,28 @@ func (x *taskEvents[K]) Clone() hwbp.Extension {
 // gets a copy of each event that it inherits (inherit_event), in the state
 // of the event (enabled or not) and with its attribute, so that its
 // enable_on_exec, sigtrap and sampling act in child; the copies count for
-// the event that the guest opened. With inherit_thread only threads of the
-// same process inherit. A copy that finds no free slot is not made: Linux
-// fails the fork with ENOSPC there, which the sentry cannot do this late.
+// the event that the guest opened. A group is copied whole or not at all,
+// as its leader's inherit_thread decides, whatever its members' (Linux's
+// inherit_task_group looks at the leader only, and inherit_group copies
+// every member with it): with inherit_thread only threads of the same
+// process inherit.
+//
+// A copy always finds a free slot: the new thread starts with none taken
+// and gets at most as many copies as its creator has events. (Linux fails
+// the fork with ENOSPC when one does not, which takes CPU-wide breakpoints
+// that leave fewer slots on some CPU; the sandbox has none.)
 func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 	inherit := x.inherit
 	x.inherit = nil
 	for _, ev := range inherit {
 		es := ev.es
 		a := ev.Attr()
-		if a.Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
-			continue
-		}
 		orig := ev
 		if ev.parent != nil {
 			orig = ev.parent
+		}
+		if orig.groupLeader().Attr().Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
+			continue
 		}
 		c := &Event[K]{
 			es:          es,

@@ -655,6 +655,48 @@ func TestInherit(t *testing.T) {
 	}
 }
 
+// TestInheritedGroup checks that a group is copied into a new thread whole
+// or not at all, as its leader's inherit_thread decides (Linux's
+// inherit_task_group and inherit_group).
+func TestInheritedGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		leader, member         uint64 // flags besides FlagInherit
+		child                  thread
+		wantLeader, wantMember bool
+	}{
+		{"a forked child copies a group whose leader lacks inherit_thread, with its inherit_thread member", 0, FlagInheritThread, 20, true, true},
+		{"a forked child copies no member of a group whose leader has inherit_thread", FlagInheritThread, 0, 20, false, false},
+		{"a thread copies the group either way", FlagInheritThread, 0, 2, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			leader := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit|tc.leader) })
+			defer leader.Close()
+			member, err := f.events.Open(attrOf(t, func(p []byte) {
+				setFlags(p, FlagInherit|tc.member)
+				set64(p, offBPAddr, testAddr+8)
+			}), f.target(1), Group[thread]{Leader: leader})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer member.Close()
+			f.tasks.Clone(1, tc.child)
+			f.hit(tc.child)
+			for _, e := range []struct {
+				name string
+				ev   *Event[thread]
+				want bool
+			}{{"leader", leader, tc.wantLeader}, {"member", member, tc.wantMember}} {
+				count, _, _ := e.ev.value()
+				if got := count == 1; got != e.want {
+					t.Errorf("%s counts %d hits of the new thread, want a copy: %v", e.name, count, e.want)
+				}
+			}
+		})
+	}
+}
+
 // TestDefunct checks which events perf_event_open refuses as group_fd with
 // ENODEV: those whose task exited or that an exec removed.
 func TestDefunct(t *testing.T) {

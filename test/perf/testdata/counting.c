@@ -1,7 +1,9 @@
 /*
  * counting: perf breakpoint events that count hits (no signal, no sample):
  * writes, reads, execution, enable/disable/reset between hits, an event on
- * another process that outlives it, exclude_user, and slots freed by close.
+ * another process that outlives it, exclude_user, slots freed by close,
+ * and inheritance into forked children and threads, of single events and
+ * of groups.
  * One line per step with the counts read, for the host kernel's transcript
  * and a sandbox's to be compared.
  */
@@ -72,6 +74,77 @@ static void *thread_writes(void *arg)
 {
 	writes(20);
 	return arg;
+}
+
+/*
+ * open_member opens a write event on addr in the group of leader (-1: a
+ * new group), with inherit, and inherit_thread if thread_only, read with
+ * PERF_FORMAT_GROUP.
+ */
+static int open_member(volatile uint64_t *addr, int thread_only, int leader)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.type = PERF_TYPE_BREAKPOINT;
+	a.size = sizeof(a);
+	a.bp_type = HW_BREAKPOINT_W;
+	a.bp_addr = (uint64_t)(uintptr_t)addr;
+	a.bp_len = 8;
+	a.exclude_kernel = 1;
+	a.exclude_hv = 1;
+	a.inherit = 1;
+	a.inherit_thread = thread_only;
+	a.read_format = PERF_FORMAT_GROUP;
+	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, leader, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		printf("perf_event_open (group): %s\n", strerrorname_np(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+/* both_writes writes watched[0] n[0] times and watched[1] n[1] times. */
+static void *both_writes(void *arg)
+{
+	const int *n = arg;
+	for (int i = 0; i < n[0]; i++)
+		watched[0] = (uint64_t)i;
+	for (int i = 0; i < n[1]; i++)
+		watched[1] = (uint64_t)i;
+	return NULL;
+}
+
+/*
+ * inherited_group: a group is inherited as a whole or not at all, as its
+ * leader's inherit_thread decides (inherit_task_group checks the leader,
+ * inherit_group copies every member with it), whatever the members'.
+ */
+static void inherited_group(const char *name, int leader_thread_only, int member_thread_only)
+{
+	int l = open_member(&watched[0], leader_thread_only, -1);
+	int m = open_member(&watched[1], member_thread_only, l);
+	int own[2] = {1, 1}, forked[2] = {5, 7}, threaded[2] = {3, 4};
+	both_writes(own);
+	fflush(stdout);
+	pid_t c = fork();
+	if (c == 0) {
+		both_writes(forked);
+		_exit(0);
+	}
+	int status;
+	waitpid(c, &status, 0);
+	pthread_t th;
+	pthread_create(&th, NULL, both_writes, threaded);
+	pthread_join(th, NULL);
+	uint64_t v[3];
+	long n = read(l, v, sizeof(v));
+	if (n != sizeof(v))
+		printf("%s: read %ld %s\n", name, n, n < 0 ? strerrorname_np(errno) : "");
+	else
+		printf("%s: nr=%llu leader=%llu member=%llu\n", name, (unsigned long long)v[0], (unsigned long long)v[1],
+		       (unsigned long long)v[2]);
+	close(m);
+	close(l);
 }
 
 __attribute__((noinline)) static void target_fn(void)
@@ -174,6 +247,9 @@ int main(void)
 		show(mode == 1 ? "inherit: 1 + 50 forked + 20 threaded" : "inherit_thread: 1 + 50 forked + 20 threaded", fd);
 		close(fd);
 	}
+
+	inherited_group("group, leader inherit, member inherit_thread", 0, 1);
+	inherited_group("group, leader inherit_thread, member inherit", 1, 0);
 
 	printf("sink %llu\nend\n", (unsigned long long)(sink * 0));
 	return 0;
