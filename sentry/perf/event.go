@@ -73,6 +73,23 @@ type Events[K comparable] struct {
 	//
 	// +checklocks:groupMu
 	siblings map[*Event[K]][]*Event[K]
+
+	// sampler gives the samples' thread ids, CPUs and times; nil gives
+	// zeros. Set before the first event opens.
+	sampler Sampler[K]
+
+	// ringMu serializes the mapping, unmapping and redirection of rings
+	// (Linux's mmap_mutex), and guards the rings' mapped counts.
+	ringMu sync.Mutex
+
+	// lockedPages and pinnedPages are the pages that mapped rings count
+	// against the per-CPU allowance (user->locked_vm) and RLIMIT_MEMLOCK
+	// (mm->pinned_vm): the sandbox's rings count as one user's.
+	//
+	// +checklocks:ringMu
+	lockedPages uint64
+	// +checklocks:ringMu
+	pinnedPages uint64
 }
 
 // NewEvents returns the perf view of tasks, whose sigtrap events signal
@@ -149,7 +166,26 @@ type Event[K comparable] struct {
 	// (perf_event_fasync).
 	async atomic.Pointer[AsyncFunc]
 
+	// ring is the ring the event's records go to (event->rb): one mapped
+	// through its fd, or another event's (PERF_EVENT_IOC_SET_OUTPUT);
+	// nil for none. Events.ringMu serializes its changes; the overflow
+	// handler loads it.
+	ring atomic.Pointer[Ring]
+
+	// lostSamples counts the samples that found no room in the ring
+	// (event->lost_samples, PERF_FORMAT_LOST).
+	lostSamples atomic.Uint64
+
+	// waiters wakes up the waiters of the event's fd, nil if none.
+	waiters atomic.Pointer[func()]
+
 	mu sync.Mutex
+
+	// mapped is the number of bytes of the guest's mappings of the ring
+	// made through the event's fd (event->mmap_count, in bytes).
+	//
+	// +checklocks:mu
+	mapped uint64
 
 	// attr is the attribute the event was opened with, with the period
 	// that PERF_EVENT_IOC_PERIOD set.
@@ -439,8 +475,9 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 // overflow notifies the fd's O_ASYNC owner if it has one: POLL_IN, or
 // POLL_HUP for the overflow that uses up a PERF_EVENT_IOC_REFRESH limit
 // (__perf_event_overflow sets pending_kill and queues perf_event_wakeup
-// when the event has a fasync entry).
-func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
+// when the event has a fasync entry). Between the two, the overflow writes
+// a PERF_RECORD_SAMPLE to the event's ring if it has one.
+func (ev *Event[K]) overflow(_ *hwbp.Breakpoint, hit hwbp.Hit) {
 	if ev.excludeUser {
 		return
 	}
@@ -456,7 +493,8 @@ func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 		ev.mu.Unlock()
 		return
 	}
-	ev.left = ev.periodLocked()
+	period := ev.periodLocked()
+	ev.left = period
 	ev.pendingKill = PollIn
 	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
 	// the event; it still signals.
@@ -469,9 +507,15 @@ func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 	sig := a.Has(FlagSigtrap)
 	s := Sigtrap{Addr: a.BPAddr(), Data: a.SigData(), Type: a.Type()}
 	notify, reason := ev.takePendingLocked()
+	attr := *a
 	ev.mu.Unlock()
 	if sig && ev.es.signal != nil {
 		ev.es.signal(ev.target.Task, s)
+	}
+	// The overflow handler, perf_event_output_forward: a sample in the
+	// ring, if there is one.
+	if ev.opened().ring.Load() != nil {
+		ev.output(&attr, ev.es.data(ev.target.Task, hit.IP), period)
 	}
 	if notify != nil {
 		notify(reason)
@@ -505,9 +549,13 @@ func (ev *Event[K]) takePendingLocked() (AsyncFunc, int) {
 	return *fn, reason
 }
 
-// wakeup is perf_event_wakeup without a ring buffer: the O_ASYNC
-// notification of a pending overflow, if the fd has O_ASYNC set.
+// wakeup is perf_event_wakeup: the waiters of the fds of the events whose
+// records go to ev's ring, if it has one (ring_buffer_wakeup), and the
+// O_ASYNC notification of a pending overflow, if the fd has O_ASYNC set.
 func (ev *Event[K]) wakeup() {
+	if r := ev.ring.Load(); r != nil {
+		r.wakeAll()
+	}
 	ev.mu.Lock()
 	notify, reason := ev.takePendingLocked()
 	ev.mu.Unlock()
@@ -651,6 +699,10 @@ func (ev *Event[K]) Reset(group bool) {
 	for _, m := range ev.members(group) {
 		for _, e := range m.withChildren() {
 			e.count.Store(0)
+			// _perf_event_reset updates the ring's first page.
+			if r := e.ring.Load(); r != nil {
+				r.updateUserPage(e.value())
+			}
 		}
 	}
 }
@@ -832,7 +884,7 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 			put(e.id)
 		}
 		if rf&FormatLost != 0 {
-			put(0) // a counting breakpoint loses no sample
+			put(e.lostSamples.Load())
 		}
 	}
 	return b, nil
@@ -898,6 +950,11 @@ func (ev *Event[K]) detach(keepSlot bool) {
 func (ev *Event[K]) Close() {
 	// perf_release wakes nobody up; the fd's O_ASYNC is gone.
 	ev.async.Store(nil)
+	// _free_event: an event that wrote to another event's ring stops
+	// (its own ring, mapped, would have kept its fd open).
+	ev.es.ringMu.Lock()
+	ev.attachRing(nil)
+	ev.es.ringMu.Unlock()
 	ev.exit()
 	ev.mu.Lock()
 	held := ev.held
