@@ -291,7 +291,8 @@ func errorf(errno unix.Errno, format string, args ...any) error {
 //     perf_event_paranoid 2 (see the package doc);
 //   - a task that has exited: ESRCH;
 //   - a group leader on another CPU or task, a pinned or exclusive member,
-//     an output redirection without a ring buffer, AUX sampling: EINVAL.
+//     an output event (PERF_FLAG_FD_OUTPUT) on another CPU or task, with
+//     another clock or without a ring, AUX sampling: EINVAL.
 //
 // On error nothing stays registered.
 func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], error) {
@@ -376,10 +377,14 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 			return fail(errorf(unix.EINVAL, "only a group leader may be pinned or exclusive"))
 		}
 	}
-	if group.Output != nil {
-		// perf_event_set_output: the output event has no ring
-		// buffer (no mmap yet).
-		return fail(errorf(unix.EINVAL, "output redirection"))
+	if out := group.Output; out != nil {
+		// perf_event_set_output, as SetOutput checks it.
+		if err := checkOutput(out, target, clockOf(a), out.clock()); err != nil {
+			return fail(err)
+		}
+		if out.ring.Load() == nil {
+			return fail(errorf(unix.EINVAL, "the output event has no ring"))
+		}
 	}
 	if a.u32(offAuxSample) != 0 || aux&(auxPause|auxResume) != 0 {
 		// perf_get_aux_event: no AUX event leads the group.
@@ -394,6 +399,13 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	if bp != nil {
 		ev.onTask = attachTaskEvents[K](bp.Task())
 		ev.onTask.add(ev)
+	}
+	if out := group.Output; out != nil {
+		es.ringMu.Lock()
+		if r := out.ring.Load(); r != nil {
+			ev.attachRing(r)
+		}
+		es.ringMu.Unlock()
 	}
 	if leader != nil {
 		es.groupMu.Lock()

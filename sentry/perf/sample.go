@@ -30,9 +30,9 @@ type Sampler[K comparable] interface {
 	IDs(k K) (pid, tid uint32)
 	// CPU returns the CPU that k runs on (raw_smp_processor_id).
 	CPU(k K) uint32
-	// Time returns the time of a sample, in nanoseconds
+	// Time returns the time of a sample of k, in nanoseconds
 	// (perf_event_clock).
-	Time() uint64
+	Time(k K) uint64
 }
 
 // SetSampler sets the source of the samples' thread ids, CPUs and times; a
@@ -53,7 +53,7 @@ func (es *Events[K]) data(k K, ip uint64) sampleData {
 	if s := es.sampler; s != nil {
 		d.pid, d.tid = s.IDs(k)
 		d.cpu = s.CPU(k)
-		d.time = s.Time()
+		d.time = s.Time(k)
 	}
 	return d
 }
@@ -397,11 +397,8 @@ func (ev *Event[K]) SetOutput(out *Event[K]) error {
 		if out == ev {
 			return errorf(unix.EINVAL, "output to itself")
 		}
-		if out.target.CPU != ev.target.CPU || out.target.CPU == -1 && (out.target.HasTask != ev.target.HasTask || out.target.Task != ev.target.Task) {
-			return errorf(unix.EINVAL, "output to another CPU or task")
-		}
-		if out.clock() != ev.clock() {
-			return errorf(unix.EINVAL, "output to an event with another clock")
+		if err := checkOutput(out, ev.target, ev.clock(), out.clock()); err != nil {
+			return err
 		}
 	}
 	es := ev.es
@@ -423,10 +420,25 @@ func (ev *Event[K]) SetOutput(out *Event[K]) error {
 	return nil
 }
 
-// clock identifies the clock of ev's times (event->clock): the default, or
-// use_clockid's clockid.
-func (ev *Event[K]) clock() int64 {
-	a := ev.Attr()
+// checkOutput makes perf_event_set_output's checks of an output event for
+// an event of target whose clock is clock: EINVAL for another CPU, for
+// another task of an event without a CPU, and for another clock.
+func checkOutput[K comparable](out *Event[K], target Target[K], clock, outClock int64) error {
+	if out.target.CPU != target.CPU || out.target.CPU == -1 && (out.target.HasTask != target.HasTask || out.target.Task != target.Task) {
+		return errorf(unix.EINVAL, "output to another CPU or task")
+	}
+	if outClock != clock {
+		return errorf(unix.EINVAL, "output to an event with another clock")
+	}
+	return nil
+}
+
+// clock identifies the clock of ev's times (event->clock).
+func (ev *Event[K]) clock() int64 { return clockOf(ev.Attr()) }
+
+// clockOf identifies the clock of an event with attribute a: the default,
+// or use_clockid's clockid.
+func clockOf(a Attr) int64 {
 	if !a.Has(FlagUseClockID) {
 		return -1
 	}
