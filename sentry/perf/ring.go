@@ -73,8 +73,8 @@ type Ring struct {
 	// mapping; watermark is the number of bytes after which a wakeup is
 	// due (rb->watermark). Immutable.
 	dataSize  uint64
-	overwrite bool
-	watermark uint64
+	overwrite bool   // +checklocksignore
+	watermark uint64 // +checklocksignore
 
 	// poll is the readiness that the last wakeup set and that the next
 	// poll takes (rb->poll, which perf_poll exchanges with 0).
@@ -82,8 +82,10 @@ type Ring struct {
 
 	// locked and pinned are the pages this ring counts against the
 	// sandbox's per-CPU allowance and RLIMIT_MEMLOCK (rb->mmap_locked,
-	// the extra pinned_vm). Immutable once mapped.
-	locked, pinned uint64
+	// the extra pinned_vm). Immutable once mapped. (One field a line:
+	// checklocks misplaces the annotations after a multi-name field.)
+	locked uint64
+	pinned uint64
 
 	// backing is what the caller allocated the pages with. Immutable.
 	backing any
