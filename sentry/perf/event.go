@@ -482,7 +482,8 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 // overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
 // hit, unless the event excludes user mode (perf_exclude_event), where every
 // hit of a guest happens. A sampling event overflows once every
-// sample_period hits (perf_swevent_event); an overflow of a sigtrap event
+// sample_period hits (perf_swevent_event), or at every hit if it samples
+// PERF_SAMPLE_PERIOD without freq; an overflow of a sigtrap event
 // sends the SIGTRAP (__perf_event_overflow, perf_sigtrap), and every
 // overflow notifies the fd's O_ASYNC owner if it has one: POLL_IN, or
 // POLL_HUP for the overflow that uses up a PERF_EVENT_IOC_REFRESH limit
@@ -500,13 +501,21 @@ func (ev *Event[K]) overflow(_ *hwbp.Breakpoint, hit hwbp.Hit) {
 		ev.mu.Unlock()
 		return
 	}
-	if ev.left > 1 {
-		ev.left--
-		ev.mu.Unlock()
-		return
+	period := uint64(1)
+	if a.SampleType()&SamplePeriod == 0 || a.Has(FlagFreq) {
+		if ev.left > 1 {
+			ev.left--
+			ev.mu.Unlock()
+			return
+		}
+		period = ev.periodLocked()
+		ev.left = period
 	}
-	period := ev.periodLocked()
-	ev.left = period
+	// Otherwise perf_swevent_event makes every hit of an event that
+	// samples PERF_SAMPLE_PERIOD, without freq, an overflow of period 1
+	// (nr, the hits it adds), whatever sample_period says, and leaves
+	// period_left alone (measured on 6.1: after PERF_EVENT_IOC_PERIOD 2,
+	// each write still gives a sample of period 1).
 	ev.pendingKill = PollIn
 	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
 	// the event; it still signals.
