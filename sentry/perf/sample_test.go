@@ -140,7 +140,11 @@ func TestMap(t *testing.T) {
 	if ev.Ring() != nil || released != 1 {
 		t.Errorf("unmapping the last mapping left the ring (released %d times)", released)
 	}
-	inh := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit); set64(p, offSamplePeriod, 1); set64(p, offBPAddr, testAddr+8) })
+	inh := f.open(t, 1, func(p []byte) {
+		setFlags(p, FlagInherit)
+		set64(p, offSamplePeriod, 1)
+		set64(p, offBPAddr, testAddr+8)
+	})
 	defer inh.Close()
 	if _, _, err := inh.Map(3*PageSize, true, true, 1<<20, plainAlloc); !errors.Is(err, unix.EINVAL) {
 		t.Errorf("mmap of an inherited event without a CPU: %v, want EINVAL", err)
