@@ -234,10 +234,18 @@ type Event[K comparable] struct {
 	enabled bool
 
 	// left is the number of hits until the next overflow of a sampling
-	// event (Linux's period_left).
+	// event (Linux's period_left, negated): 0 after
+	// PERF_EVENT_IOC_PERIOD, which sets period_left to 0.
 	//
 	// +checklocks:mu
 	left uint64
+
+	// lastPeriod is the period of the last overflow (hw.last_period),
+	// which the next overflow's count and sample use before it takes the
+	// current period.
+	//
+	// +checklocks:mu
+	lastPeriod uint64
 
 	// limit is the number of overflows after which the event disables
 	// itself, 0 for none (Linux's event_limit, which
@@ -395,6 +403,7 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	ev.mu.Lock()
 	ev.bp = bp
 	ev.left = ev.periodLocked()
+	ev.lastPeriod = ev.left
 	ev.mu.Unlock()
 	if bp != nil {
 		ev.onTask = attachTaskEvents[K](bp.Task())
@@ -482,8 +491,9 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 // overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
 // hit, unless the event excludes user mode (perf_exclude_event), where every
 // hit of a guest happens. A sampling event overflows once every
-// sample_period hits (perf_swevent_event), or at every hit if it samples
-// PERF_SAMPLE_PERIOD without freq; an overflow of a sigtrap event
+// sample_period hits (perf_swevent_event, with period_left and last_period
+// as Linux keeps them), or at every hit if it samples PERF_SAMPLE_PERIOD
+// without freq; an overflow of a sigtrap event
 // sends the SIGTRAP (__perf_event_overflow, perf_sigtrap), and every
 // overflow notifies the fd's O_ASYNC owner if it has one: POLL_IN, or
 // POLL_HUP for the overflow that uses up a PERF_EVENT_IOC_REFRESH limit
@@ -501,28 +511,61 @@ func (ev *Event[K]) overflow(_ *hwbp.Breakpoint, hit hwbp.Hit) {
 		ev.mu.Unlock()
 		return
 	}
-	period := uint64(1)
-	if a.SampleType()&SamplePeriod == 0 || a.Has(FlagFreq) {
-		if ev.left > 1 {
-			ev.left--
-			ev.mu.Unlock()
-			return
-		}
-		period = ev.periodLocked()
-		ev.left = period
+	// perf_swevent_event, for the one hit (nr 1) of a breakpoint. The
+	// sample's period is last_period as the hit finds it.
+	period, n := ev.lastPeriod, uint64(1)
+	switch {
+	case a.SampleType()&SamplePeriod != 0 && !a.Has(FlagFreq):
+		// Every hit of an event that samples PERF_SAMPLE_PERIOD
+		// (without freq) is an overflow of period nr, 1, whatever
+		// sample_period says; period_left is left alone (measured
+		// on 6.1: after PERF_EVENT_IOC_PERIOD 2, each write still
+		// gives a sample of period 1).
+		period = 1
+	case a.SamplePeriod() == 1 && !a.Has(FlagFreq):
+		// A period of 1 overflows at every hit, period_left alone.
+	case ev.left > 1:
+		// period_left stays negative.
+		ev.left--
+		ev.mu.Unlock()
+		return
+	default:
+		// perf_swevent_overflow and perf_swevent_set_period: as
+		// many overflows as periods of last_period fit in what the
+		// hit made of period_left, which goes back below zero by
+		// the new period. period_left is 0 after
+		// PERF_EVENT_IOC_PERIOD, so that the first hit after it
+		// overflows, twice if last_period was 1 (measured on 6.1).
+		val := 1 - ev.left
+		last := max(ev.lastPeriod, 1)
+		ev.lastPeriod = ev.periodLocked()
+		n = (last + val) / last
+		ev.left = n*last - val
 	}
-	// Otherwise perf_swevent_event makes every hit of an event that
-	// samples PERF_SAMPLE_PERIOD, without freq, an overflow of period 1
-	// (nr, the hits it adds), whatever sample_period says, and leaves
-	// period_left alone (measured on 6.1: after PERF_EVENT_IOC_PERIOD 2,
-	// each write still gives a sample of period 1).
+	ev.mu.Unlock()
+	for ; n > 0; n-- {
+		if ev.overflowOnce(period, hit) {
+			break
+		}
+	}
+}
+
+// overflowOnce is __perf_event_overflow: the signals, the sample and the
+// O_ASYNC notification of one overflow of period period. It reports
+// whether the overflow used up a PERF_EVENT_IOC_REFRESH limit, after which
+// perf_swevent_overflow makes no more overflows of the hit.
+func (ev *Event[K]) overflowOnce(period uint64, hit hwbp.Hit) bool {
+	ev.mu.Lock()
+	a := &ev.attr
 	ev.pendingKill = PollIn
 	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
 	// the event; it still signals.
+	limited := false
 	if ev.limit != 0 {
 		if ev.limit--; ev.limit == 0 {
 			ev.setEnabledLocked(false)
 			ev.pendingKill = PollHUp
+			limited = true
 		}
 	}
 	sig := a.Has(FlagSigtrap)
@@ -541,6 +584,7 @@ func (ev *Event[K]) overflow(_ *hwbp.Breakpoint, hit hwbp.Hit) {
 	if notify != nil {
 		notify(reason)
 	}
+	return limited
 }
 
 // opened returns the event that the guest opened: ev, or the event that ev
@@ -644,6 +688,12 @@ func (ev *Event[K]) setEnabledLocked(on bool) {
 	now := ev.now()
 	if on {
 		ev.since = now
+		// hw_breakpoint_add: last_period is the period, and
+		// perf_swevent_set_period starts a period if period_left is 0.
+		ev.lastPeriod = ev.periodLocked()
+		if ev.left == 0 {
+			ev.left = ev.lastPeriod
+		}
 		ev.bp.Enable()
 	} else {
 		ev.total += now - ev.since
@@ -748,8 +798,9 @@ func (ev *Event[K]) SetPeriod(v uint64) error {
 		return errorf(unix.EINVAL, "period %#x", v)
 	}
 	binary.LittleEndian.PutUint64(ev.attr.raw[offSamplePeriod:], v)
-	// perf_event_period restarts the period.
-	ev.left = ev.periodLocked()
+	// __perf_event_period sets period_left to 0: the next hit overflows
+	// (see overflow), unless an enable comes first.
+	ev.left = 0
 	return nil
 }
 
@@ -1134,6 +1185,7 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 		c.mu.Lock()
 		c.bp = bp
 		c.left = c.periodLocked()
+		c.lastPeriod = c.left
 		c.mu.Unlock()
 		orig.mu.Lock()
 		closed := orig.closed

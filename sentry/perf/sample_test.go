@@ -150,3 +150,46 @@ func TestMap(t *testing.T) {
 		t.Errorf("mmap of an inherited event without a CPU: %v, want EINVAL", err)
 	}
 }
+
+// TestPeriodChange checks when samples fall around PERF_EVENT_IOC_PERIOD,
+// with the counts (PERF_SAMPLE_READ) that Linux 6.1 gave for one write,
+// the ioctl, and eight more writes (measured in the test VM).
+func TestPeriodChange(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		p0, p1     uint64
+		sampleType uint64
+		want       []uint64
+	}{
+		{"from 1 to 2 the first hit after it overflows twice", 1, 2, 0, []uint64{1, 2, 2, 3, 5, 7, 9}},
+		{"from 3 to 2 the first hit after it overflows", 3, 2, 0, []uint64{2, 4, 6, 8}},
+		{"from 2 to 3 the old period counts once more", 2, 3, 0, []uint64{2, 3, 6, 9}},
+		{"to 1 every hit overflows", 3, 1, 0, []uint64{2, 3, 4, 5, 6, 7, 8, 9}},
+		{"PERF_SAMPLE_PERIOD overflows at every hit", 1, 2, SamplePeriod, []uint64{1, 1, 1, 2, 1, 3, 1, 4, 1, 5, 1, 6, 1, 7, 1, 8, 1, 9}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture()
+			ev := f.open(t, 1, func(p []byte) {
+				set64(p, offSamplePeriod, tc.p0)
+				set64(p, offSampleType, tc.sampleType|SampleRead)
+			})
+			defer ev.Close()
+			r, _, err := ev.Map(2*PageSize, true, true, 1<<20, plainAlloc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.hit(1)
+			checkErrno(t, ev.SetPeriod(tc.p1), 0)
+			for i := 0; i < 8; i++ {
+				f.hit(1)
+			}
+			var got []uint64
+			for _, rec := range samples(r) {
+				got = append(got, u64s(rec[8:])...)
+			}
+			if !equalU64s(got, tc.want) {
+				t.Errorf("samples %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
