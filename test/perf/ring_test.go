@@ -43,7 +43,8 @@ func TestRingMapping(t *testing.T) {
 // PERF_FORMAT_LOST and the PERF_RECORD_LOST with its sample_id trailer;
 // the wakeups of wakeup_watermark, wakeup_events and the default half ring
 // as poll sees them, and epoll's; a read-only ring that overwrites;
-// PERF_EVENT_IOC_PAUSE_OUTPUT; SET_OUTPUT; an event on a child that exits
+// PERF_EVENT_IOC_PAUSE_OUTPUT; SET_OUTPUT; when samples fall around
+// PERF_EVENT_IOC_PERIOD; an event on a child that exits
 // (EPOLLHUP). It needs hits, so it runs in the test VM where the host
 // delivers none.
 func TestRingRecords(t *testing.T) {

@@ -403,6 +403,39 @@ static void read_lost(const char *name, int fd)
 	printf("%s-read: %s count %llu lost %llu\n", name, err(r), (unsigned long long)v[0], (unsigned long long)v[2]);
 }
 
+/* period_change prints the counts of the samples around
+ * PERF_EVENT_IOC_PERIOD from p0 to p1: one write, the ioctl, eight
+ * writes. */
+static void period_change(uint64_t p0, uint64_t p1, uint64_t st)
+{
+	struct opts o = sampling();
+	o.period = p0;
+	o.sample_type = st | PERF_SAMPLE_READ;
+	o.disabled = 0;
+	int fd = open_event(o);
+	struct ring r = map_ring(fd, 1, PROT_READ | PROT_WRITE);
+	store(0, 1);
+	printf("period-%llu-%llu-%#llx-ioctl: %s\n", (unsigned long long)p0, (unsigned long long)p1,
+	       (unsigned long long)st, err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &p1)));
+	writes(8, NULL, NULL);
+	printf("period-%llu-%llu-%#llx:", (unsigned long long)p0, (unsigned long long)p1, (unsigned long long)st);
+	uint64_t head = r.p->data_head;
+	for (uint64_t t = 0; t < head;) {
+		struct perf_event_header h;
+		uint64_t v[2];
+		copy(&r, t, &h, sizeof(h));
+		copy(&r, t + sizeof(h), v, sizeof(v));
+		if (st & PERF_SAMPLE_PERIOD)
+			printf(" period %llu value %llu", (unsigned long long)v[0], (unsigned long long)v[1]);
+		else
+			printf(" value %llu", (unsigned long long)v[0]);
+		t += h.size;
+	}
+	printf("\n");
+	munmap(r.p, r.len);
+	close(fd);
+}
+
 static void hits(void)
 {
 	struct expect e = {.pid = getpid(), .tid = gettid()};
@@ -548,6 +581,13 @@ static void hits(void)
 	close(fd2);
 	munmap(r.p, r.len);
 	close(fd);
+
+	/* When samples fall around PERF_EVENT_IOC_PERIOD. */
+	period_change(1, 2, 0);
+	period_change(3, 2, 0);
+	period_change(2, 3, 0);
+	period_change(3, 1, 0);
+	period_change(1, 2, PERF_SAMPLE_PERIOD);
 
 	/* An event on a child that exits: its samples, then EPOLLHUP. */
 	int go[2];
