@@ -55,7 +55,11 @@ const (
 
 // events is the guest's perf_event_open view of the breakpoints, the
 // core's second consumer.
-var events = perf.NewEvents(tasks, sendSigtrap, sameProcess)
+var events = func() *perf.Events[*kernel.Task] {
+	es := perf.NewEvents(tasks, sendSigtrap, sameProcess)
+	es.SetSampler(sampler{})
+	return es
+}()
 
 // sameProcess reports whether a and b are threads of one process, for
 // inherit_thread.
@@ -211,6 +215,10 @@ type perfFD struct {
 	// F_SETOWN_EX (Linux's f_owner uid and euid, which sigio_perm
 	// checks), nil before one; fcntlHook notes it.
 	owner atomic.Pointer[auth.Credentials]
+
+	// queue is the fd's wait queue (event->waitq), which a wakeup of the
+	// ring its records go to, and the exit of its task, notify.
+	queue waiter.Queue
 }
 
 var _ vfs.FileDescriptionImpl = (*perfFD)(nil)
@@ -226,6 +234,7 @@ func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescripti
 	defer vd.DecRef(t)
 	pf := &perfFD{ev: ev, k: t.Kernel()}
 	pf.asyncFD.Store(-1)
+	ev.SetWaiters(pf.notify)
 	if err := pf.vfsfd.Init(pf, linuxOpenReadWrite, auth.CredentialsFromContext(t), vd.Mount(), vd.Dentry(), &vfs.FileDescriptionOptions{
 		UseDentryMetadata: true,
 		DenyPRead:         true,
@@ -248,21 +257,39 @@ func (pf *perfFD) Release(context.Context) {
 }
 
 // Readiness implements waiter.Waitable.Readiness as Linux's perf_poll
-// answers for an event without a ring buffer: EPOLLHUP, always, whatever
-// the event's state or its task's (perf_poll starts from EPOLLHUP and only a
-// ring buffer's poll state replaces it). poll, select (readable) and epoll
-// report it even when the caller asked for nothing.
+// answers: EPOLLHUP for an event whose task exited (or that an exec
+// removed) and that has no live inherited copy, and for an event without a
+// ring buffer, whatever its state; otherwise the readiness that the ring's
+// last wakeup set (EPOLLIN), which the call takes: the next one reads
+// nothing until another wakeup (perf_poll's atomic_xchg(&rb->poll, 0)), also
+// if the caller did not ask for EPOLLIN. poll, select (readable) and epoll
+// report EPOLLHUP even when the caller asked for nothing.
 func (pf *perfFD) Readiness(mask waiter.EventMask) waiter.EventMask {
-	return waiter.EventHUp & mask
+	if pf.ev.Hup() {
+		return waiter.EventHUp & mask
+	}
+	r := pf.ev.Ring()
+	if r == nil {
+		return waiter.EventHUp & mask
+	}
+	return waiter.EventMask(r.TakePoll()) & mask
 }
 
-// EventRegister implements waiter.Waitable.EventRegister. The readiness
-// never changes, so nothing is ever notified (Linux wakes the event's wait
-// queue only through a ring buffer, ring_buffer_wakeup).
-func (pf *perfFD) EventRegister(*waiter.Entry) error { return nil }
+// notify wakes up the fd's waiters (wake_up_all(&event->waitq)).
+func (pf *perfFD) notify() {
+	pf.queue.Notify(waiter.EventIn | waiter.EventHUp)
+}
+
+// EventRegister implements waiter.Waitable.EventRegister.
+func (pf *perfFD) EventRegister(e *waiter.Entry) error {
+	pf.queue.EventRegister(e)
+	return nil
+}
 
 // EventUnregister implements waiter.Waitable.EventUnregister.
-func (pf *perfFD) EventUnregister(*waiter.Entry) {}
+func (pf *perfFD) EventUnregister(e *waiter.Entry) {
+	pf.queue.EventUnregister(e)
+}
 
 // Epollable implements vfs.FileDescriptionImpl.Epollable: perf_fops has a
 // poll method.
@@ -380,21 +407,24 @@ func (pf *perfFD) Ioctl(ctx context.Context, uio usermem.IO, sysno uintptr, args
 			return 0, linuxerr.EFAULT
 		}
 	case perfIocSetOutput:
-		// perf_event_set_output: no event has a ring buffer (mmap is
-		// not implemented), so only "no output" (-1) succeeds.
-		// The argument is an unsigned long: only all ones is -1.
-		if arg.Uint64() == ^uint64(0) {
-			return 0, nil
+		// perf_event_set_output: the argument is an unsigned long, of
+		// which only all ones is -1 ("no output").
+		var out *perf.Event[*kernel.Task]
+		if arg.Uint64() != ^uint64(0) {
+			f := kernel.TaskFromContext(ctx).GetFile(arg.Int())
+			if f == nil {
+				return 0, linuxerr.EBADF
+			}
+			defer f.DecRef(ctx)
+			opf, ok := f.Impl().(*perfFD)
+			if !ok {
+				return 0, linuxerr.EBADF
+			}
+			out = opf.ev
 		}
-		f := kernel.TaskFromContext(ctx).GetFile(arg.Int())
-		if f == nil {
-			return 0, linuxerr.EBADF
+		if err := pf.ev.SetOutput(out); err != nil {
+			return 0, guestError(err)
 		}
-		defer f.DecRef(ctx)
-		if _, ok := f.Impl().(*perfFD); !ok {
-			return 0, linuxerr.EBADF
-		}
-		return 0, linuxerr.EINVAL
 	case perfIocSetFilter:
 		// perf_event_set_filter copies the string (strndup_user:
 		// EFAULT, EINVAL past a page); filters are for tracepoints and
@@ -415,8 +445,9 @@ func (pf *perfFD) Ioctl(ctx context.Context, uio usermem.IO, sysno uintptr, args
 		f.DecRef(ctx)
 		return 0, linuxerr.EINVAL
 	case perfIocPause:
-		// No ring buffer to pause.
-		return 0, linuxerr.EINVAL
+		if err := pf.ev.PauseOutput(arg.Uint64() != 0); err != nil {
+			return 0, guestError(err)
+		}
 	case perfIocQueryBPF:
 		// perf_event_query_prog_array: perfmon_capable() first, which
 		// no caller in the sandbox is (see sentry/perf).

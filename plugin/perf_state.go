@@ -103,6 +103,7 @@ func (pf *perfFD) restore(v *savedPerfEvent) {
 		log.Warningf("hwbp: perf event %d lost breakpoints at restore and counts no more hits on their threads: %v", s.ID, err)
 	}
 	pf.ev = ev
+	ev.SetWaiters(pf.notify)
 	// The fd is open again: Release counts it out.
 	openPerfFDs.Add(1)
 	// O_ASYNC's handler was registered on the fd (RegisterFileAsyncHandler),

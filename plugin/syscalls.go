@@ -35,8 +35,8 @@ const (
 	sysClone3   = 435
 )
 
-// installSyscalls wraps the guest's ptrace, perf_event_open, fcntl, ioctl
-// and clone-family system calls, and then every system call for the single-step
+// installSyscalls wraps the guest's ptrace, perf_event_open, fcntl, ioctl,
+// mmap, munmap, mprotect, mremap and clone-family system calls, and then every system call for the single-step
 // at its exit.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
@@ -55,6 +55,10 @@ func installSyscalls() {
 	wrap(sysPerfEventOpen, perfEventOpenHook)
 	wrap(sysFcntl, fcntlHook)
 	wrap(sysIoctl, ioctlHook)
+	wrap(sysMmap, mmapHook)
+	wrap(sysMunmap, munmapHook)
+	wrap(sysMprotect, mprotectHook)
+	wrap(sysMremap, mremapHook)
 	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
 		wrap(sysno, cloneHook)
 	}

@@ -18,6 +18,10 @@ type OverflowHandler func(bp *Breakpoint, hit Hit)
 type Hit struct {
 	// Slot is the debug register (0-3) whose B bit was set in DR6.
 	Slot int
+	// IP is the thread's user instruction pointer after the trap (the
+	// instruction after the access for a data breakpoint), which Linux's
+	// overflow handlers find in the trap's pt_regs (perf samples' IP).
+	IP uint64
 }
 
 // Registry holds every breakpoint event of one sandbox and enforces the slot
@@ -482,12 +486,12 @@ func (img *Image) place(slot int, bp *Breakpoint) int {
 	return slot + 1
 }
 
-// fire delivers a hit on slot to the event img holds there, as Linux's
-// hw_breakpoint_handler does with perf_bp_event: its hit count is
-// incremented and its handler called. A hit on an event that was disabled
+// fire delivers a hit on slot, at user instruction pointer ip, to the
+// event img holds there, as Linux's hw_breakpoint_handler does with
+// perf_bp_event: its hit count is incremented and its handler called. A hit on an event that was disabled
 // or unregistered since img was taken is dropped. fire reports whether the
 // event was notified.
-func (img *Image) fire(slot int) bool {
+func (img *Image) fire(slot int, ip uint64) bool {
 	bp := img.bps[slot]
 	if bp == nil || !bp.armed.Load() {
 		return false
@@ -495,7 +499,7 @@ func (img *Image) fire(slot int) bool {
 	bp.hits.Add(1)
 	bp.r.hits.Add(1)
 	if bp.handler != nil {
-		bp.handler(bp, Hit{Slot: slot})
+		bp.handler(bp, Hit{Slot: slot, IP: ip})
 	}
 	return true
 }

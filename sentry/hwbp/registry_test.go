@@ -177,7 +177,7 @@ func TestModifyIsAllOrNothing(t *testing.T) {
 func fireAll(img *Image, dr6 DR6) int {
 	n := 0
 	for slot := 0; slot < Slots; slot++ {
-		if dr6.Hit(slot) && img.fire(slot) {
+		if dr6.Hit(slot) && img.fire(slot, 0) {
 			n++
 		}
 	}

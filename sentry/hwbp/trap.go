@@ -97,7 +97,7 @@ func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) Outcome {
 			continue
 		}
 		cond &^= DR6Trap0 << slot
-		img.fire(slot)
+		img.fire(slot, ip)
 		out.ResumeRF = out.ResumeRF || exec
 	}
 	if t != nil {

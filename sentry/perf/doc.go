@@ -12,6 +12,15 @@
 // and perf_event_open, Events.Open the rest of perf_event_open's, each in
 // Linux's order; Event is what the guest's fd reaches (read, ioctls, close).
 //
+// Ring is an event's mmap ring buffer (kernel/events/ring_buffer.c): pages
+// that the caller allocates and maps into the guest (Event.Map, Mapped,
+// Unmapped), into which the overflows of sampling events write
+// PERF_RECORD_SAMPLE and PERF_RECORD_LOST records, and whose wakeups make
+// the fd readable. The pages are shared with the guest, which may write
+// anything there at any time: the sentry reads nothing back but data_tail,
+// which can only make records lost, and every write stays inside the data
+// pages.
+//
 // Privileges: the sandbox answers like Linux answers a caller that is not
 // perfmon_capable() on a host with kernel.perf_event_paranoid 2 (the
 // upstream default), whatever the caller's capabilities inside the sandbox,

@@ -73,6 +73,23 @@ type Events[K comparable] struct {
 	//
 	// +checklocks:groupMu
 	siblings map[*Event[K]][]*Event[K]
+
+	// sampler gives the samples' thread ids, CPUs and times; nil gives
+	// zeros. Set before the first event opens.
+	sampler Sampler[K]
+
+	// ringMu serializes the mapping, unmapping and redirection of rings
+	// (Linux's mmap_mutex), and guards the rings' mapped counts.
+	ringMu sync.Mutex
+
+	// lockedPages and pinnedPages are the pages that mapped rings count
+	// against the per-CPU allowance (user->locked_vm) and RLIMIT_MEMLOCK
+	// (mm->pinned_vm): the sandbox's rings count as one user's.
+	//
+	// +checklocks:ringMu
+	lockedPages uint64
+	// +checklocks:ringMu
+	pinnedPages uint64
 }
 
 // NewEvents returns the perf view of tasks, whose sigtrap events signal
@@ -149,7 +166,26 @@ type Event[K comparable] struct {
 	// (perf_event_fasync).
 	async atomic.Pointer[AsyncFunc]
 
+	// ring is the ring the event's records go to (event->rb): one mapped
+	// through its fd, or another event's (PERF_EVENT_IOC_SET_OUTPUT);
+	// nil for none. Events.ringMu serializes its changes; the overflow
+	// handler loads it.
+	ring atomic.Pointer[Ring]
+
+	// lostSamples counts the samples that found no room in the ring
+	// (event->lost_samples, PERF_FORMAT_LOST).
+	lostSamples atomic.Uint64
+
+	// waiters wakes up the waiters of the event's fd, nil if none.
+	waiters atomic.Pointer[func()]
+
 	mu sync.Mutex
+
+	// mapped is the number of bytes of the guest's mappings of the ring
+	// made through the event's fd (event->mmap_count, in bytes).
+	//
+	// +checklocks:mu
+	mapped uint64
 
 	// attr is the attribute the event was opened with, with the period
 	// that PERF_EVENT_IOC_PERIOD set.
@@ -198,10 +234,18 @@ type Event[K comparable] struct {
 	enabled bool
 
 	// left is the number of hits until the next overflow of a sampling
-	// event (Linux's period_left).
+	// event (Linux's period_left, negated): 0 after
+	// PERF_EVENT_IOC_PERIOD, which sets period_left to 0.
 	//
 	// +checklocks:mu
 	left uint64
+
+	// lastPeriod is the period of the last overflow (hw.last_period),
+	// which the next overflow's count and sample use before it takes the
+	// current period.
+	//
+	// +checklocks:mu
+	lastPeriod uint64
 
 	// limit is the number of overflows after which the event disables
 	// itself, 0 for none (Linux's event_limit, which
@@ -255,7 +299,8 @@ func errorf(errno unix.Errno, format string, args ...any) error {
 //     perf_event_paranoid 2 (see the package doc);
 //   - a task that has exited: ESRCH;
 //   - a group leader on another CPU or task, a pinned or exclusive member,
-//     an output redirection without a ring buffer, AUX sampling: EINVAL.
+//     an output event (PERF_FLAG_FD_OUTPUT) on another CPU or task, with
+//     another clock or without a ring, AUX sampling: EINVAL.
 //
 // On error nothing stays registered.
 func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], error) {
@@ -340,10 +385,14 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 			return fail(errorf(unix.EINVAL, "only a group leader may be pinned or exclusive"))
 		}
 	}
-	if group.Output != nil {
-		// perf_event_set_output: the output event has no ring
-		// buffer (no mmap yet).
-		return fail(errorf(unix.EINVAL, "output redirection"))
+	if out := group.Output; out != nil {
+		// perf_event_set_output, as SetOutput checks it.
+		if err := checkOutput(out, target, clockOf(a), out.clock()); err != nil {
+			return fail(err)
+		}
+		if out.ring.Load() == nil {
+			return fail(errorf(unix.EINVAL, "the output event has no ring"))
+		}
 	}
 	if a.u32(offAuxSample) != 0 || aux&(auxPause|auxResume) != 0 {
 		// perf_get_aux_event: no AUX event leads the group.
@@ -354,10 +403,18 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	ev.mu.Lock()
 	ev.bp = bp
 	ev.left = ev.periodLocked()
+	ev.lastPeriod = ev.left
 	ev.mu.Unlock()
 	if bp != nil {
 		ev.onTask = attachTaskEvents[K](bp.Task())
 		ev.onTask.add(ev)
+	}
+	if out := group.Output; out != nil {
+		es.ringMu.Lock()
+		if r := out.ring.Load(); r != nil {
+			ev.attachRing(r)
+		}
+		es.ringMu.Unlock()
 	}
 	if leader != nil {
 		es.groupMu.Lock()
@@ -434,13 +491,16 @@ func (es *Events[K]) reserveCPUWide(a hwbp.Attr) error {
 // overflow is the event's hwbp.OverflowHandler: perf_bp_event counts the
 // hit, unless the event excludes user mode (perf_exclude_event), where every
 // hit of a guest happens. A sampling event overflows once every
-// sample_period hits (perf_swevent_event); an overflow of a sigtrap event
+// sample_period hits (perf_swevent_event, with period_left and last_period
+// as Linux keeps them), or at every hit if it samples PERF_SAMPLE_PERIOD
+// without freq; an overflow of a sigtrap event
 // sends the SIGTRAP (__perf_event_overflow, perf_sigtrap), and every
 // overflow notifies the fd's O_ASYNC owner if it has one: POLL_IN, or
 // POLL_HUP for the overflow that uses up a PERF_EVENT_IOC_REFRESH limit
 // (__perf_event_overflow sets pending_kill and queues perf_event_wakeup
-// when the event has a fasync entry).
-func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
+// when the event has a fasync entry). Between the two, the overflow writes
+// a PERF_RECORD_SAMPLE to the event's ring if it has one.
+func (ev *Event[K]) overflow(_ *hwbp.Breakpoint, hit hwbp.Hit) {
 	if ev.excludeUser {
 		return
 	}
@@ -451,31 +511,80 @@ func (ev *Event[K]) overflow(*hwbp.Breakpoint, hwbp.Hit) {
 		ev.mu.Unlock()
 		return
 	}
-	if ev.left > 1 {
+	// perf_swevent_event, for the one hit (nr 1) of a breakpoint. The
+	// sample's period is last_period as the hit finds it.
+	period, n := ev.lastPeriod, uint64(1)
+	switch {
+	case a.SampleType()&SamplePeriod != 0 && !a.Has(FlagFreq):
+		// Every hit of an event that samples PERF_SAMPLE_PERIOD
+		// (without freq) is an overflow of period nr, 1, whatever
+		// sample_period says; period_left is left alone (measured
+		// on 6.1: after PERF_EVENT_IOC_PERIOD 2, each write still
+		// gives a sample of period 1).
+		period = 1
+	case a.SamplePeriod() == 1 && !a.Has(FlagFreq):
+		// A period of 1 overflows at every hit, period_left alone.
+	case ev.left > 1:
+		// period_left stays negative.
 		ev.left--
 		ev.mu.Unlock()
 		return
+	default:
+		// perf_swevent_overflow and perf_swevent_set_period: as
+		// many overflows as periods of last_period fit in what the
+		// hit made of period_left, which goes back below zero by
+		// the new period. period_left is 0 after
+		// PERF_EVENT_IOC_PERIOD, so that the first hit after it
+		// overflows, twice if last_period was 1 (measured on 6.1).
+		val := 1 - ev.left
+		last := max(ev.lastPeriod, 1)
+		ev.lastPeriod = ev.periodLocked()
+		n = (last + val) / last
+		ev.left = n*last - val
 	}
-	ev.left = ev.periodLocked()
+	ev.mu.Unlock()
+	for ; n > 0; n-- {
+		if ev.overflowOnce(period, hit) {
+			break
+		}
+	}
+}
+
+// overflowOnce is __perf_event_overflow: the signals, the sample and the
+// O_ASYNC notification of one overflow of period period. It reports
+// whether the overflow used up a PERF_EVENT_IOC_REFRESH limit, after which
+// perf_swevent_overflow makes no more overflows of the hit.
+func (ev *Event[K]) overflowOnce(period uint64, hit hwbp.Hit) bool {
+	ev.mu.Lock()
+	a := &ev.attr
 	ev.pendingKill = PollIn
 	// The overflow that uses up a PERF_EVENT_IOC_REFRESH limit disables
 	// the event; it still signals.
+	limited := false
 	if ev.limit != 0 {
 		if ev.limit--; ev.limit == 0 {
 			ev.setEnabledLocked(false)
 			ev.pendingKill = PollHUp
+			limited = true
 		}
 	}
 	sig := a.Has(FlagSigtrap)
 	s := Sigtrap{Addr: a.BPAddr(), Data: a.SigData(), Type: a.Type()}
 	notify, reason := ev.takePendingLocked()
+	attr := *a
 	ev.mu.Unlock()
 	if sig && ev.es.signal != nil {
 		ev.es.signal(ev.target.Task, s)
 	}
+	// The overflow handler, perf_event_output_forward: a sample in the
+	// ring, if there is one.
+	if ev.opened().ring.Load() != nil {
+		ev.output(&attr, ev.es.data(ev.target.Task, hit.IP), period)
+	}
 	if notify != nil {
 		notify(reason)
 	}
+	return limited
 }
 
 // opened returns the event that the guest opened: ev, or the event that ev
@@ -505,9 +614,13 @@ func (ev *Event[K]) takePendingLocked() (AsyncFunc, int) {
 	return *fn, reason
 }
 
-// wakeup is perf_event_wakeup without a ring buffer: the O_ASYNC
-// notification of a pending overflow, if the fd has O_ASYNC set.
+// wakeup is perf_event_wakeup: the waiters of the fds of the events whose
+// records go to ev's ring, if it has one (ring_buffer_wakeup), and the
+// O_ASYNC notification of a pending overflow, if the fd has O_ASYNC set.
 func (ev *Event[K]) wakeup() {
+	if r := ev.ring.Load(); r != nil {
+		r.wakeAll()
+	}
 	ev.mu.Lock()
 	notify, reason := ev.takePendingLocked()
 	ev.mu.Unlock()
@@ -575,6 +688,12 @@ func (ev *Event[K]) setEnabledLocked(on bool) {
 	now := ev.now()
 	if on {
 		ev.since = now
+		// hw_breakpoint_add: last_period is the period, and
+		// perf_swevent_set_period starts a period if period_left is 0.
+		ev.lastPeriod = ev.periodLocked()
+		if ev.left == 0 {
+			ev.left = ev.lastPeriod
+		}
 		ev.bp.Enable()
 	} else {
 		ev.total += now - ev.since
@@ -651,6 +770,10 @@ func (ev *Event[K]) Reset(group bool) {
 	for _, m := range ev.members(group) {
 		for _, e := range m.withChildren() {
 			e.count.Store(0)
+			// _perf_event_reset updates the ring's first page.
+			if r := e.ring.Load(); r != nil {
+				r.updateUserPage(e.value())
+			}
 		}
 	}
 }
@@ -675,8 +798,9 @@ func (ev *Event[K]) SetPeriod(v uint64) error {
 		return errorf(unix.EINVAL, "period %#x", v)
 	}
 	binary.LittleEndian.PutUint64(ev.attr.raw[offSamplePeriod:], v)
-	// perf_event_period restarts the period.
-	ev.left = ev.periodLocked()
+	// __perf_event_period sets period_left to 0: the next hit overflows
+	// (see overflow), unless an enable comes first.
+	ev.left = 0
 	return nil
 }
 
@@ -832,7 +956,7 @@ func (ev *Event[K]) Read(n int) ([]byte, error) {
 			put(e.id)
 		}
 		if rf&FormatLost != 0 {
-			put(0) // a counting breakpoint loses no sample
+			put(e.lostSamples.Load())
 		}
 	}
 	return b, nil
@@ -898,6 +1022,11 @@ func (ev *Event[K]) detach(keepSlot bool) {
 func (ev *Event[K]) Close() {
 	// perf_release wakes nobody up; the fd's O_ASYNC is gone.
 	ev.async.Store(nil)
+	// _free_event: an event that wrote to another event's ring stops
+	// (its own ring, mapped, would have kept its fd open).
+	ev.es.ringMu.Lock()
+	ev.attachRing(nil)
+	ev.es.ringMu.Unlock()
 	ev.exit()
 	ev.mu.Lock()
 	held := ev.held
@@ -1063,6 +1192,7 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 		c.mu.Lock()
 		c.bp = bp
 		c.left = c.periodLocked()
+		c.lastPeriod = c.left
 		c.mu.Unlock()
 		orig.mu.Lock()
 		closed := orig.closed

@@ -191,6 +191,7 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 	ev.total = s.Time
 	ev.held = held
 	ev.left = s.Left
+	ev.lastPeriod = ev.periodLocked()
 	ev.limit = s.Limit
 	ev.pendingKill = s.PendingKill
 	ev.childCount = s.ChildCount
