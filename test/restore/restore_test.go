@@ -56,6 +56,9 @@ type container struct {
 	out    *os.File
 	// restores counts the restores made.
 	restores int
+	// before, if set, is called at each window of the program, before
+	// any checkpoint.
+	before func(window string)
 }
 
 const containerID = "hwbp-restore"
@@ -168,6 +171,9 @@ func (c *container) transcript(at map[string]bool) string {
 				return string(data)
 			}
 			if name, ok := strings.CutPrefix(line, "window "); ok {
+				if c.before != nil {
+					c.before(name)
+				}
 				if at[name] {
 					c.checkpointRestore()
 				}
@@ -259,6 +265,47 @@ func TestPerfCheckpointRestore(t *testing.T) {
 						t.Errorf("no checkpoint was taken")
 					}
 				})
+			}
+		})
+	}
+}
+
+// TestRingCheckpointRefused checks what a checkpoint does to a sandbox whose
+// program maps a perf event's ring buffer (testdata/crring.c), which is not
+// carried across one: "runsc checkpoint --leave-running" fails and says why,
+// and the sandbox goes on as if nothing had happened; once the ring is
+// unmapped, with the event's fd still open, the sandbox is checkpointed and
+// restored, and the program's transcript is the host kernel's.
+func TestRingCheckpointRefused(t *testing.T) {
+	sandbox.RequireRoot(t)
+	prog := sandbox.BuildC(t, "testdata/crring.c")
+	host := hostTranscript(t, prog)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
+			c := newContainer(t, p, prog)
+			refused := false
+			c.before = func(name string) {
+				if name != "mapped" {
+					return
+				}
+				img := filepath.Join(c.dir, "refused")
+				out, err := exec.Command(c.runsc, append(append([]string{}, c.flags...), "checkpoint", "--leave-running", "--image-path="+img, containerID)...).CombinedOutput()
+				if err == nil {
+					t.Errorf("runsc checkpoint of a sandbox that maps a perf ring succeeded")
+					return
+				}
+				if !strings.Contains(string(out), "ring buffer is mapped") {
+					t.Errorf("runsc checkpoint failed without saying that a perf ring is mapped: %v\n%s", err, out)
+				}
+				refused = true
+			}
+			got := c.transcript(map[string]bool{"unmapped": true})
+			if got != host {
+				t.Errorf("the transcript differs from the host kernel's:\n--- host\n%s--- sandbox\n%s", host, got)
+			}
+			if !refused || c.restores != 1 {
+				t.Errorf("checkpoint refused: %v, restores: %d; want the refusal and one restore", refused, c.restores)
 			}
 		})
 	}
