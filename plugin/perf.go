@@ -58,6 +58,7 @@ const (
 var events = func() *perf.Events[*kernel.Task] {
 	es := perf.NewEvents(tasks, sendSigtrap, sameProcess)
 	es.SetSampler(sampler{})
+	es.SetClearsSighand(clearsSighand)
 	return es
 }()
 

@@ -136,6 +136,13 @@ func guestError(err error) error {
 	return linuxerr.EINVAL
 }
 
+// cloner is a task inside a clone-family system call and the flags of that
+// call.
+type cloner struct {
+	t     *kernel.Task
+	flags uint64
+}
+
 // cloners maps the goroutine of each task that is inside a clone-family
 // system call while it holds debug-register state to that task, so that the
 // platform context constructor, which the sentry calls for the new task on
@@ -143,7 +150,7 @@ func guestError(err error) error {
 var (
 	clonersMu sync.Mutex
 	// +checklocks:clonersMu
-	cloners = map[int64]*kernel.Task{}
+	cloners = map[int64]cloner{}
 	// cloning is len(cloners), for the fast path of every new task.
 	cloning atomic.Int64
 )
@@ -157,8 +164,9 @@ func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
 			return orig(t, sysno, args)
 		}
 		g := goid.Get()
+		c := cloner{t: t, flags: cloneFlags(t, sysno, args)}
 		clonersMu.Lock()
-		cloners[g] = t
+		cloners[g] = c
 		cloning.Store(int64(len(cloners)))
 		clonersMu.Unlock()
 		defer func() {
@@ -171,15 +179,50 @@ func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
 	}
 }
 
+// cloneFlags returns the flags of t's clone-family system call sysno: the
+// first argument of clone, the first field of clone3's struct clone_args
+// (0 if it cannot be read: clone3 then fails with EFAULT itself), and those
+// that fork and vfork imply.
+func cloneFlags(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) uint64 {
+	switch sysno {
+	case sysClone:
+		return args[0].Uint64()
+	case sysClone3:
+		var flags primitive.Uint64
+		if _, err := flags.CopyIn(t, args[0].Pointer()); err != nil {
+			return 0
+		}
+		return uint64(flags)
+	case sysVfork:
+		return linux.CLONE_VM | linux.CLONE_VFORK
+	}
+	return 0
+}
+
 // creator returns the task whose clone-family system call is creating a
 // task on the current goroutine, if it has debug-register state.
 func creator() *kernel.Task {
+	return currentCloner().t
+}
+
+// currentCloner returns the task whose clone-family system call is creating
+// a task on the current goroutine, with the call's flags, if that task has
+// debug-register state; a zero cloner otherwise.
+func currentCloner() cloner {
 	if cloning.Load() == 0 {
-		return nil
+		return cloner{}
 	}
 	clonersMu.Lock()
 	defer clonersMu.Unlock()
 	return cloners[goid.Get()]
+}
+
+// clearsSighand reports whether the task that parent is creating on the
+// current goroutine starts with its signal handlers reset (clone3's
+// CLONE_CLEAR_SIGHAND), for sentry/perf's inheritance of sigtrap events.
+func clearsSighand(parent *kernel.Task) bool {
+	c := currentCloner()
+	return c.t == parent && c.flags&linux.CLONE_CLEAR_SIGHAND != 0
 }
 
 // stepHook stops a task that its tracer single-steps over a system call

@@ -55,6 +55,12 @@ type Events[K comparable] struct {
 	// (inherit_thread: only threads inherit); nil means never.
 	sameProcess func(a, b K) bool
 
+	// clearsSighand reports whether the thread that parent is creating
+	// starts with its signal handlers reset (clone3's
+	// CLONE_CLEAR_SIGHAND); nil means never. Set before the first event
+	// opens.
+	clearsSighand func(parent K) bool
+
 	// lastID is the last event id handed out (Linux's perf_event_id).
 	lastID atomic.Uint64
 
@@ -103,6 +109,12 @@ func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K], samePro
 		siblings:    make(map[*Event[K]][]*Event[K]),
 	}
 }
+
+// SetClearsSighand sets how the events learn whether a thread that parent
+// is creating starts with its signal handlers reset (clone3's
+// CLONE_CLEAR_SIGHAND), which no sigtrap event is inherited into. Call it
+// before the first event opens.
+func (es *Events[K]) SetClearsSighand(f func(parent K) bool) { es.clearsSighand = f }
 
 // Target is what perf_event_open's pid and cpu arguments name.
 type Target[K comparable] struct {
@@ -1151,10 +1163,11 @@ func (x *taskEvents[K]) Clone() hwbp.Extension {
 // of the event (enabled or not) and with its attribute, so that its
 // enable_on_exec, sigtrap and sampling act in child; the copies count for
 // the event that the guest opened. A group is copied whole or not at all,
-// as its leader's inherit_thread decides, whatever its members' (Linux's
-// inherit_task_group looks at the leader only, and inherit_group copies
-// every member with it): with inherit_thread only threads of the same
-// process inherit.
+// as its leader decides, whatever its members (Linux's inherit_task_group
+// looks at the leader only, and inherit_group copies every member with
+// it): with inherit_thread only threads of the same process inherit, and
+// with sigtrap no thread whose signal handlers were reset
+// (CLONE_CLEAR_SIGHAND), where the signal would kill it.
 //
 // A copy always finds a free slot: the new thread starts with none taken
 // and gets at most as many copies as its creator has events. (Linux fails
@@ -1170,7 +1183,11 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 		if ev.parent != nil {
 			orig = ev.parent
 		}
-		if orig.groupLeader().Attr().Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
+		la := orig.groupLeader().Attr()
+		if la.Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
+			continue
+		}
+		if la.Has(FlagSigtrap) && es.clearsSighand != nil && es.clearsSighand(parent) {
 			continue
 		}
 		c := &Event[K]{

@@ -656,21 +656,27 @@ func TestInherit(t *testing.T) {
 }
 
 // TestInheritedGroup checks that a group is copied into a new thread whole
-// or not at all, as its leader's inherit_thread decides (Linux's
+// or not at all, as its leader's inherit_thread and sigtrap decide (Linux's
 // inherit_task_group and inherit_group).
 func TestInheritedGroup(t *testing.T) {
+	const sigtrap = FlagSigtrap | FlagRemoveOnExec
 	for _, tc := range []struct {
 		name                   string
 		leader, member         uint64 // flags besides FlagInherit
 		child                  thread
+		clearSighand           bool
 		wantLeader, wantMember bool
 	}{
-		{"a forked child copies a group whose leader lacks inherit_thread, with its inherit_thread member", 0, FlagInheritThread, 20, true, true},
-		{"a forked child copies no member of a group whose leader has inherit_thread", FlagInheritThread, 0, 20, false, false},
-		{"a thread copies the group either way", FlagInheritThread, 0, 2, true, true},
+		{"a forked child copies a group whose leader lacks inherit_thread, with its inherit_thread member", 0, FlagInheritThread, 20, false, true, true},
+		{"a forked child copies no member of a group whose leader has inherit_thread", FlagInheritThread, 0, 20, false, false, false},
+		{"a thread copies the group either way", FlagInheritThread, 0, 2, false, true, true},
+		{"a child with its signal handlers reset copies no group whose leader has sigtrap", sigtrap, 0, 20, true, false, false},
+		{"a child with its signal handlers reset copies a group whose leader lacks sigtrap, with its sigtrap member", 0, sigtrap, 20, true, true, true},
+		{"a child with its handlers kept copies a sigtrap group", sigtrap, 0, 20, false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()
+			f.events.SetClearsSighand(func(parent thread) bool { return parent == 1 && tc.clearSighand })
 			leader := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit|tc.leader) })
 			defer leader.Close()
 			member, err := f.events.Open(attrOf(t, func(p []byte) {

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/sched.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -138,6 +140,48 @@ int main(void)
 	write_watched(2);
 	count("ignored", fd);
 	close(fd);
+	/* An inherited sigtrap event: a child made by clone3 gets a copy,
+	 * whose hit signals it, unless CLONE_CLEAR_SIGHAND reset its
+	 * handlers (inherit_task_group), where the signal would kill it. */
+	sigaction(SIGTRAP, &sa, NULL);
+	for (int clear = 0; clear <= 1; clear++) {
+		signals = 0;
+		struct perf_event_attr a;
+		memset(&a, 0, sizeof(a));
+		a.type = PERF_TYPE_BREAKPOINT;
+		a.size = sizeof(a);
+		a.bp_type = HW_BREAKPOINT_W;
+		a.bp_addr = (uint64_t)(uintptr_t)&watched[0];
+		a.bp_len = 8;
+		a.sample_period = 1;
+		a.exclude_kernel = 1;
+		a.exclude_hv = 1;
+		a.inherit = 1;
+		a.sigtrap = 1;
+		a.remove_on_exec = 1;
+		a.sig_data = 9;
+		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		if (fd < 0) {
+			printf("perf_event_open (inherit): %s\n", strerrorname_np(errno));
+			exit(1);
+		}
+		struct clone_args ca;
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = clear ? CLONE_CLEAR_SIGHAND : 0;
+		ca.exit_signal = SIGCHLD;
+		fflush(stdout);
+		long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+		if (pid == 0) {
+			write_watched(5);
+			_exit(signals == 1 ? 0 : 1);
+		}
+		int status = 0;
+		waitpid((pid_t)pid, &status, 0);
+		printf("clone3 %s: child exited %d, killed by %d\n", clear ? "with CLONE_CLEAR_SIGHAND" : "plain",
+		       WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+		count(clear ? "clone3 with CLONE_CLEAR_SIGHAND" : "clone3 plain", fd);
+		close(fd);
+	}
 	printf("end\n");
 	return 0;
 }
