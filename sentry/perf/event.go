@@ -1263,6 +1263,7 @@ func (es *Events[K]) Exit(k K) {
 	if !ok {
 		return
 	}
+	es.exitRecords(k)
 	for _, ev := range x.list() {
 		ev.exit()
 		x.remove(ev)

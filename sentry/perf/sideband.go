@@ -23,6 +23,8 @@ const (
 const (
 	recordMmap  = 1  // PERF_RECORD_MMAP
 	recordComm  = 3  // PERF_RECORD_COMM
+	recordExit  = 4  // PERF_RECORD_EXIT
+	recordFork  = 7  // PERF_RECORD_FORK
 	recordMmap2 = 10 // PERF_RECORD_MMAP2
 	// miscCommExec (PERF_RECORD_MISC_COMM_EXEC) marks the COMM of an
 	// exec; miscMmapData (PERF_RECORD_MISC_MMAP_DATA) the MMAP of a
@@ -149,6 +151,71 @@ func (es *Events[K]) Mmap(k K, m *Mapping) {
 		}
 		ev.emit(ev.mmapRecord(&a, d, m), d)
 	}
+}
+
+// Fork writes the PERF_RECORD_FORK of thread child, which thread parent
+// created, to the ring of each event of parent that asks for side-band
+// records (perf_event_fork, whose perf_event_task_match takes comm, mmap,
+// mmap2, mmap_data and task alike): it runs in parent, so parent's events
+// get it, and the child's inherited copies do not. The caller calls it
+// after the clone succeeded.
+func (es *Events[K]) Fork(parent, child K) {
+	if !es.SideBand() {
+		return
+	}
+	evs := es.sideBandEvents(parent)
+	if len(evs) == 0 {
+		return
+	}
+	d := es.data(parent, 0)
+	var c sampleData
+	if s := es.sampler; s != nil {
+		c.pid, c.tid = s.IDs(child)
+	}
+	for _, ev := range evs {
+		a := ev.Attr()
+		ev.emit(ev.taskRecord(&a, d, recordFork, c.pid, c.tid, d.pid, d.tid), d)
+	}
+}
+
+// exitRecords writes the PERF_RECORD_EXIT of thread k, which is exiting, to
+// the ring of each of its events that asks for side-band records
+// (perf_event_exit_task_context's perf_event_task): ppid and ptid are
+// both the parent's process id, as perf_event_task_output gives them.
+func (es *Events[K]) exitRecords(k K) {
+	if !es.SideBand() {
+		return
+	}
+	evs := es.sideBandEvents(k)
+	if len(evs) == 0 {
+		return
+	}
+	d := es.data(k, 0)
+	var ppid uint32
+	if s := es.sampler; s != nil {
+		ppid = s.Parent(k)
+	}
+	for _, ev := range evs {
+		a := ev.Attr()
+		ev.emit(ev.taskRecord(&a, d, recordExit, d.pid, d.tid, ppid, ppid), d)
+	}
+}
+
+// taskRecord returns a PERF_RECORD_FORK or EXIT (perf_event_task_output):
+// pid, ppid, tid, ptid, time, and the sample_id trailer with
+// sample_id_all.
+func (ev *Event[K]) taskRecord(a *Attr, d sampleData, typ, pid, tid, ppid, ptid uint32) []byte {
+	b := make([]byte, 8, 64)
+	b = binary.LittleEndian.AppendUint32(b, pid)
+	b = binary.LittleEndian.AppendUint32(b, ppid)
+	b = binary.LittleEndian.AppendUint32(b, tid)
+	b = binary.LittleEndian.AppendUint32(b, ptid)
+	b = binary.LittleEndian.AppendUint64(b, d.time)
+	if a.Flags()&flagSampleIDAll != 0 {
+		b = ev.appendIDSample(b, a.SampleType(), d)
+	}
+	putHeader(b, typ, 0)
+	return b
 }
 
 // appendName appends s, truncated to max-1 bytes, with the NUL bytes that

@@ -15,6 +15,7 @@ type fixedSampler struct{}
 func (fixedSampler) IDs(k thread) (uint32, uint32) { return 100, 100 + uint32(k) }
 func (fixedSampler) CPU(thread) uint32             { return 1 }
 func (fixedSampler) Time(thread) uint64            { return 7 }
+func (fixedSampler) Parent(thread) uint32          { return 99 }
 
 // le builds a little-endian record from u32s (uint32) and u64s (uint64) and
 // byte strings.
@@ -115,9 +116,22 @@ func TestSideBandRecords(t *testing.T) {
 				"[heap]\x00\x00")...)},
 		},
 		{
+			name:  "FORK goes to the creator's events: the child's pid and tid, the creator's, the time",
+			flags: FlagMmap,
+			emit:  func(es *Events[thread]) { es.Fork(1, 2) },
+			want:  [][]byte{append(header(recordFork, 0, 32), le(uint32(100), uint32(100), uint32(102), uint32(101), uint64(7))...)},
+		},
+		{
+			name:       "EXIT: ppid and ptid are the parent's process id, with the sample_id trailer",
+			flags:      FlagTask | flagSampleIDAll,
+			sampleType: SampleTID,
+			emit:       func(es *Events[thread]) { es.Exit(1) },
+			want:       [][]byte{append(header(recordExit, 0, 40), le(uint32(100), uint32(99), uint32(101), uint32(99), uint64(7), uint32(100), uint32(101))...)},
+		},
+		{
 			name:  "another thread's records go nowhere",
 			flags: FlagComm | FlagMmap,
-			emit:  func(es *Events[thread]) { es.Comm(2, "loop", true); es.Mmap(2, &loopText) },
+			emit:  func(es *Events[thread]) { es.Comm(2, "loop", true); es.Mmap(2, &loopText); es.Fork(2, 1); es.Exit(2) },
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
