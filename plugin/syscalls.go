@@ -31,6 +31,7 @@ const (
 	sysExecve   = 59
 	sysFcntl    = 72
 	sysPtrace   = 101
+	sysPrctl    = 157
 	sysExecveat = 322
 	sysClone3   = 435
 )
@@ -61,6 +62,7 @@ func installSyscalls() {
 	wrap(sysMremap, mremapHook)
 	wrap(sysMmap, perfMmapHook)
 	wrap(sysMprotect, perfMprotectHook)
+	wrap(sysPrctl, perfPrctlHook)
 	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
 		wrap(sysno, cloneHook)
 	}

@@ -8,7 +8,9 @@
  * nothing), takes it back, renames itself with PR_SET_NAME and exits. The
  * parent prints the records its ring holds, with what differs between
  * kernels (pids, addresses the loader chose, device numbers) printed as
- * relations that hold on both.
+ * relations that hold on both. The stack's size and the vvar pages are the
+ * kernel's own layout: only the stack record's place is compared, and vvar
+ * records are left out.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -134,13 +136,13 @@ int main(int argc, char **argv)
 	unsigned char *d = ring + up->data_offset;
 	uint64_t size = up->data_size;
 	int i = 0;
-	for (uint64_t off = up->data_tail; off < head; i++) {
+	for (uint64_t off = up->data_tail; off < head;) {
 		unsigned char rec[8192];
 		struct perf_event_header h;
 		for (size_t k = 0; k < sizeof(h); k++)
 			((unsigned char *)&h)[k] = d[(off + k) % size];
 		if (h.size < sizeof(h) || h.size > sizeof(rec)) {
-			printf("record-%d: bad size %u\n", i, h.size);
+			printf("record-%d: bad size %u\n", i++, h.size);
 			break;
 		}
 		for (size_t k = 0; k < h.size; k++)
@@ -150,7 +152,7 @@ int main(int argc, char **argv)
 		uint32_t *w = (uint32_t *)b;
 		/* The sample_id trailer of PERF_SAMPLE_TID: the last 8 bytes. */
 		uint32_t *id = (uint32_t *)(rec + h.size - 8);
-		char line[512];
+		char line[8400];
 		switch (h.type) {
 		case PERF_RECORD_COMM:
 			snprintf(line, sizeof(line), "COMM misc=%#x pid=%s tid=%s comm=%s", h.misc, who(w[0], pid), who(w[1], pid), (char *)(b + 8));
@@ -167,8 +169,15 @@ int main(int argc, char **argv)
 				snprintf(dev, sizeof(dev), "%s", same(name, maj, min, ino));
 			else
 				snprintf(dev, sizeof(dev), "%x:%x:%lu", maj, min, (unsigned long)ino);
+			if (strncmp(name, "[vvar", 5) == 0)
+				continue; /* the kernel's own vvar layout */
 			char pgoff[32];
-			if (q[2] == q[0] && q[2] != 0)
+			if (strcmp(name, "[stack]") == 0) {
+				/* Linux's stack starts at 132 KiB and its vm_pgoff
+				 * is where it was set up; the sandbox's is 8 MiB. */
+				q[1] = 0;
+				snprintf(pgoff, sizeof(pgoff), "?");
+			} else if (q[2] == q[0] && q[2] != 0)
 				snprintf(pgoff, sizeof(pgoff), "start");
 			else
 				snprintf(pgoff, sizeof(pgoff), "%#lx", (unsigned long)q[2]);
@@ -186,7 +195,7 @@ int main(int argc, char **argv)
 		default:
 			snprintf(line, sizeof(line), "type %u misc=%#x", h.type, h.misc);
 		}
-		printf("record-%d: %s size=%u id=%s/%s\n", i, line, h.size, who(id[0], pid), who(id[1], pid));
+		printf("record-%d: %s size=%u id=%s/%s\n", i++, line, h.size, who(id[0], pid), who(id[1], pid));
 	}
 	printf("records: %d\n", i);
 	printf("end\n");
