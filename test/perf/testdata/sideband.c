@@ -48,13 +48,20 @@ static int child(void)
 	return 0;
 }
 
-/* same reports whether the device and inode of a record are name's. */
+/*
+ * same says how the device and inode of a record relate to name's: the
+ * inode number is stat's, the device is set. (stat's device may differ
+ * where the file lies on an overlay, whose mappings are of the file
+ * below.)
+ */
 static const char *same(const char *name, uint32_t maj, uint32_t min, uint64_t ino)
 {
 	struct stat st;
 	if (name[0] != '/' || stat(name, &st) != 0)
 		return "nostat";
-	return major(st.st_dev) == maj && minor(st.st_dev) == min && st.st_ino == ino ? "stat" : "differs";
+	if (st.st_ino != ino)
+		return "ino-differs";
+	return maj || min ? "ino-stat" : "ino-stat-nodev";
 }
 
 static const char *who(uint32_t v, pid_t pid)
