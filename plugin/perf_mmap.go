@@ -382,3 +382,15 @@ func (sampler) CPU(t *kernel.Task) uint32 { return uint32(t.CPU()) }
 func (sampler) Time(t *kernel.Task) uint64 {
 	return uint64(t.Kernel().MonotonicClock().Now().Nanoseconds())
 }
+
+// Parent implements perf.Sampler.Parent.
+func (sampler) Parent(t *kernel.Task) uint32 {
+	p := t.ThreadGroup().Leader()
+	if p == nil {
+		return 0
+	}
+	if pp := p.Parent(); pp != nil {
+		return uint32(t.PIDNamespace().IDOfThreadGroup(pp.ThreadGroup()))
+	}
+	return 0
+}

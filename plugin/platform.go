@@ -191,6 +191,12 @@ type taskContext struct {
 	// last moment before user mode (see stepHook). Only the task's
 	// goroutine uses it.
 	inSyscall bool
+
+	// perfExec is set by PrepareExecve when some perf event asks for
+	// side-band records, and cleared by the FullStateChanged that
+	// follows it once the task has its new image, which writes the
+	// exec's records (perfExec). Only the task's goroutine uses it.
+	perfExec bool
 }
 
 // Switch implements platform.Context.Switch.
@@ -237,12 +243,26 @@ func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *ar
 // thread's breakpoints and debug-register values at exec (flush_thread).
 func (c *taskContext) PrepareExecve() {
 	c.forget(true)
+	c.perfExec = events.SideBand()
 	// Without an exec event stop, the tracer's SIGTRAP for the exec is
 	// pending when the execve returns and the step's is not queued.
 	if !c.task.PtraceExecEventStops() {
 		c.inSyscall = false
 	}
 	c.Context.PrepareExecve()
+}
+
+// FullStateChanged implements platform.Context.FullStateChanged. The sentry
+// calls it at an execve right after the task switched to its new image
+// (runExecveAfterSiblingExitStop), where Linux's begin_new_exec has made
+// perf_event_exec (enable_on_exec, done by PrepareExecve) and
+// perf_event_comm, and load_elf_binary then maps the new image.
+func (c *taskContext) FullStateChanged() {
+	if c.perfExec {
+		c.perfExec = false
+		perfExec(c.task)
+	}
+	c.Context.FullStateChanged()
 }
 
 // PrepareExit implements platform.Context.PrepareExit. The sentry calls it

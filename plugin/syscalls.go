@@ -31,6 +31,7 @@ const (
 	sysExecve   = 59
 	sysFcntl    = 72
 	sysPtrace   = 101
+	sysPrctl    = 157
 	sysExecveat = 322
 	sysClone3   = 435
 )
@@ -59,6 +60,9 @@ func installSyscalls() {
 	wrap(sysMunmap, munmapHook)
 	wrap(sysMprotect, mprotectHook)
 	wrap(sysMremap, mremapHook)
+	wrap(sysMmap, perfMmapHook)
+	wrap(sysMprotect, perfMprotectHook)
+	wrap(sysPrctl, perfPrctlHook)
 	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
 		wrap(sysno, cloneHook)
 	}
@@ -156,7 +160,8 @@ var (
 )
 
 // cloneHook lets a thread created by clone, fork, vfork or clone3 inherit
-// its creator's DR6 and DR7 values (see hwbp.Tasks.Clone). Callers
+// its creator's DR6 and DR7 values (see hwbp.Tasks.Clone), and writes the
+// PERF_RECORD_FORK of the creator's perf events that ask for one. Callers
 // with no debug-register state, almost all of them, pay one atomic load.
 func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
 	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
@@ -175,7 +180,15 @@ func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
 			cloning.Store(int64(len(cloners)))
 			clonersMu.Unlock()
 		}()
-		return orig(t, sysno, args)
+		rv, ctl, err := orig(t, sysno, args)
+		if err == nil && events.SideBand() {
+			// perf_event_fork. Linux writes it before the new
+			// thread runs; here the thread may have run already.
+			if child := t.PIDNamespace().TaskWithID(kernel.ThreadID(rv)); child != nil {
+				events.Fork(t, child)
+			}
+		}
+		return rv, ctl, err
 	}
 }
 

@@ -19,7 +19,11 @@
 // the fd readable. The pages are shared with the guest, which may write
 // anything there at any time: the sentry reads nothing back but data_tail,
 // which can only make records lost, and every write stays inside the data
-// pages.
+// pages. Events.Comm, Mmap and Fork (and Exit) write the side-band records
+// of events that ask for them (comm, mmap, mmap2, mmap_data, task); the
+// caller describes the mappings (Mapping), so this package knows nothing of
+// gVisor's memory manager or file systems, and while no open event asks
+// for side-band records each costs an atomic load (Events.SideBand).
 //
 // Privileges: the sandbox answers like Linux answers a caller that is not
 // perfmon_capable() on a host with kernel.perf_event_paranoid 2 (the

@@ -64,6 +64,10 @@ type Events[K comparable] struct {
 	// lastID is the last event id handed out (Linux's perf_event_id).
 	lastID atomic.Uint64
 
+	// sideBand is the number of open events (the guest's, not their
+	// inherited copies) that ask for side-band records: see SideBand.
+	sideBand atomic.Int64
+
 	// groupMu guards the events' group membership (Linux's
 	// ctx->mutex for the group lists).
 	groupMu sync.Mutex
@@ -433,6 +437,9 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 		es.leaders[ev] = leader
 		es.siblings[leader] = append(es.siblings[leader], ev)
 		es.groupMu.Unlock()
+	}
+	if a.Flags()&sideBandFlags != 0 {
+		es.sideBand.Add(1)
 	}
 	if !a.Has(FlagDisabled) {
 		ev.setEnabled(true)
@@ -1054,8 +1061,13 @@ func (ev *Event[K]) Close() {
 	ev.mu.Lock()
 	children := ev.children
 	ev.children = nil
+	wasClosed := ev.closed
 	ev.closed = true
+	sideBand := ev.attr.Flags()&sideBandFlags != 0
 	ev.mu.Unlock()
+	if sideBand && !wasClosed && ev.parent == nil {
+		ev.es.sideBand.Add(-1)
+	}
 	for _, c := range children {
 		c.exit()
 		if c.onTask != nil {
@@ -1268,6 +1280,7 @@ func (es *Events[K]) Exit(k K) {
 	if !ok {
 		return
 	}
+	es.exitRecords(k)
 	for _, ev := range x.list() {
 		ev.exit()
 		x.remove(ev)

@@ -33,6 +33,9 @@ type Sampler[K comparable] interface {
 	// Time returns the time of a sample of k, in nanoseconds
 	// (perf_event_clock).
 	Time(k K) uint64
+	// Parent returns the process id of k's parent (real_parent), 0 if
+	// it has none in k's PID namespace.
+	Parent(k K) uint32
 }
 
 // SetSampler sets the source of the samples' thread ids, CPUs and times; a
