@@ -38,7 +38,7 @@ func transcript(t *testing.T, platform, script string) string {
 	} else {
 		res := sandbox.Run(t, platform, drv, script)
 		if res.ExitCode != 0 {
-			t.Fatalf("drdriver %s on %s: exit %d\nstdout:\n%s\nstderr:\n%s", script, platform, res.ExitCode, res.Stdout, res.Stderr)
+			t.Fatalf("drdriver %s on %s: exit %d\nstdout:\n%s\nstderr:\n%s\nend of the sentry's log:\n%s", script, platform, res.ExitCode, res.Stdout, res.Stderr, res.LogTail(40))
 		}
 		out = res.Stdout
 	}

@@ -31,16 +31,7 @@ func run(t *testing.T, platform, prog string, args ...string) string {
 	} else {
 		res := sandbox.Run(t, platform, append([]string{prog}, args...)...)
 		if res.ExitCode != 0 {
-			// The end of the sentry's log, for a failure that does
-			// not come back when the test runs again.
-			boot, err := res.BootLog()
-			if err != nil {
-				boot = err.Error()
-			}
-			if l := strings.Split(boot, "\n"); len(l) > 40 {
-				boot = strings.Join(l[len(l)-40:], "\n")
-			}
-			t.Fatalf("%s %v on %s: exit %d\nstdout:\n%s\nstderr:\n%s\nend of the sentry's log:\n%s", prog, args, platform, res.ExitCode, res.Stdout, res.Stderr, boot)
+			t.Fatalf("%s %v on %s: exit %d\nstdout:\n%s\nstderr:\n%s\nend of the sentry's log:\n%s", prog, args, platform, res.ExitCode, res.Stdout, res.Stderr, res.LogTail(40))
 		}
 		out = res.Stdout
 	}

@@ -335,6 +335,21 @@ type Result struct {
 	LogDir string
 }
 
+// LogTail returns the last n lines of the sentry's log, or why there is
+// none: what a failing test prints, so that a failure that does not come
+// back when the test runs again still carries its evidence.
+func (r Result) LogTail(n int) string {
+	boot, err := r.BootLog()
+	if err != nil {
+		return err.Error()
+	}
+	l := strings.Split(strings.TrimSuffix(boot, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
 // BootLog returns the sentry's log ("runsc boot").
 func (r Result) BootLog() (string, error) {
 	matches, err := filepath.Glob(filepath.Join(r.LogDir, "*.boot.txt"))
