@@ -173,8 +173,9 @@ type Event[K comparable] struct {
 	parent *Event[K]
 
 	// count is the event's count (hits since the last reset). The
-	// overflow handler adds to it without any lock.
-	count atomic.Uint64
+	// overflow handler adds to it without any lock; a copy's exit moves
+	// it to its opened event under both events' mu (detachCopy).
+	count atomic.Uint64 // +checklocksignore
 
 	// async is the notification of the fd's O_ASYNC owner while O_ASYNC
 	// is set (Linux's event->fasync), nil otherwise; set on the event
@@ -899,13 +900,16 @@ func (ev *Event[K]) ownTimeLocked() uint64 {
 // value returns what read reports of the event (perf_event_read_value):
 // its count and its enabled and running times, each summed with those of
 // its inherited copies, live and exited.
+//
+// ev.mu is held throughout, as Linux holds child_mutex, so that a copy that
+// exits meanwhile (detach) is counted once: live, or in childCount. Lock
+// order: an opened event's mu before its copies'.
 func (ev *Event[K]) value() (count, enabled, running uint64) {
 	ev.mu.Lock()
+	defer ev.mu.Unlock()
 	count = ev.count.Load() + ev.childCount
 	t := ev.ownTimeLocked() + ev.childTime
-	children := append([]*Event[K](nil), ev.children...)
-	ev.mu.Unlock()
-	for _, c := range children {
+	for _, c := range ev.children {
 		c.mu.Lock()
 		count += c.count.Load()
 		t += c.ownTimeLocked()
@@ -993,35 +997,41 @@ func (ev *Event[K]) exit() { ev.detach(false) }
 // breakpoint's slot until Close (held); an inherited copy, which Linux
 // frees at once, never does.
 func (ev *Event[K]) detach(keepSlot bool) {
+	if p := ev.parent; p != nil {
+		ev.detachCopy(p)
+		return
+	}
 	ev.mu.Lock()
 	bp := ev.bp
 	ev.bp = nil
-	if keepSlot && ev.parent == nil && bp != nil {
+	if keepSlot && bp != nil {
 		ev.held = bp
 		bp.Disable()
 		bp = nil
 	}
-	if ev.enabled {
-		ev.total += ev.now() - ev.since
-		ev.enabled = false
-	}
-	var count, t uint64
-	if ev.parent != nil {
-		count, t = ev.count.Swap(0), ev.total
-		ev.total = 0
-	}
+	ev.stopLocked()
 	ev.mu.Unlock()
 	if bp != nil {
 		bp.Unregister()
 	}
-	p := ev.parent
-	if p == nil {
-		// perf_event_exit_event: "Parent events are governed by
-		// their filedesc", and woken up.
-		ev.wakeup()
-		return
-	}
+	// perf_event_exit_event: "Parent events are governed by their
+	// filedesc", and woken up.
+	ev.wakeup()
+}
+
+// detachCopy is detach of ev, a copy of p. Its count and times move to p
+// in one step under p.mu, which value holds while it sums (Linux's
+// sync_child_event under child_mutex): a read never sees them neither live
+// nor left.
+func (ev *Event[K]) detachCopy(p *Event[K]) {
 	p.mu.Lock()
+	ev.mu.Lock()
+	bp := ev.bp
+	ev.bp = nil
+	ev.stopLocked()
+	count, t := ev.count.Swap(0), ev.total
+	ev.total = 0
+	ev.mu.Unlock()
 	for i, c := range p.children {
 		if c == ev {
 			p.children = append(p.children[:i], p.children[i+1:]...)
@@ -1031,9 +1041,22 @@ func (ev *Event[K]) detach(keepSlot bool) {
 		}
 	}
 	p.mu.Unlock()
+	if bp != nil {
+		bp.Unregister()
+	}
 	// A copy's exit wakes up the event the guest opened, whose pending
 	// overflow (not the copy's) it may report.
 	p.wakeup()
+}
+
+// stopLocked stops the times of an enabled event, for good.
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) stopLocked() {
+	if ev.enabled {
+		ev.total += ev.now() - ev.since
+		ev.enabled = false
+	}
 }
 
 // Close releases the event's slot (perf_release). A group leader's siblings

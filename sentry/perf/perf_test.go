@@ -655,6 +655,43 @@ func TestInherit(t *testing.T) {
 	}
 }
 
+// TestReadWhileCopiesExit checks that a read of an inherited event sums
+// each copy once while copies exit (Linux's sync_child_event and
+// perf_event_read_value, both under child_mutex): never a count that an
+// exiting copy has left but the opened event not yet taken.
+func TestReadWhileCopiesExit(t *testing.T) {
+	const copies = 40
+	for round := 0; round < 20; round++ {
+		f := newFixture()
+		ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit) })
+		for i := 0; i < copies; i++ {
+			k := thread(100 + 10*i) // each a process of its own
+			f.tasks.Clone(1, k)
+			f.hit(k)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; i < copies; i++ {
+				k := thread(100 + 10*i)
+				f.events.Exit(k)
+				f.tasks.Exit(k)
+			}
+		}()
+		for reading := true; reading; {
+			select {
+			case <-done:
+				reading = false
+			default:
+			}
+			if count, _, _ := ev.value(); count != copies {
+				t.Fatalf("round %d: a read while copies exit counts %d hits, want %d", round, count, copies)
+			}
+		}
+		ev.Close()
+	}
+}
+
 // TestInheritedGroup checks that a group is copied into a new thread whole
 // or not at all, as its leader's inherit_thread and sigtrap decide (Linux's
 // inherit_task_group and inherit_group).
