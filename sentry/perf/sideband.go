@@ -111,21 +111,12 @@ func (es *Events[K]) sideBandEvents(k K) []*Event[K] {
 // COMM: begin_new_exec) and before the new image's Mmap records, and
 // when the thread renames itself (prctl PR_SET_NAME).
 func (es *Events[K]) Comm(k K, comm string, exec bool) {
-	if !es.SideBand() {
-		return
-	}
-	evs := es.sideBandEvents(k)
-	if len(evs) == 0 {
-		return
-	}
-	d := es.data(k, 0)
-	for _, ev := range evs {
-		a := ev.Attr()
+	es.emitSideBand(k, func(ev *Event[K], a *Attr, d sampleData) []byte {
 		if !a.Has(FlagComm) {
-			continue
+			return nil
 		}
-		ev.emit(ev.commRecord(&a, d, comm, exec), d)
-	}
+		return ev.commRecord(a, d, comm, exec)
+	})
 }
 
 // Mmap writes the PERF_RECORD_MMAP or MMAP2 of mapping m of thread k to the
@@ -135,22 +126,13 @@ func (es *Events[K]) Comm(k K, comm string, exec bool) {
 // made, in the loader's order, and after each mmap, mprotect and brk of k
 // that succeeded, with the mapping as it is then.
 func (es *Events[K]) Mmap(k K, m *Mapping) {
-	if !es.SideBand() {
-		return
-	}
-	evs := es.sideBandEvents(k)
-	if len(evs) == 0 {
-		return
-	}
-	d := es.data(k, 0)
 	exec := m.Executable()
-	for _, ev := range evs {
-		a := ev.Attr()
+	es.emitSideBand(k, func(ev *Event[K], a *Attr, d sampleData) []byte {
 		if exec && !a.Has(FlagMmap) && !a.Has(FlagMmap2) || !exec && !a.Has(FlagMmapData) {
-			continue
+			return nil
 		}
-		ev.emit(ev.mmapRecord(&a, d, m), d)
-	}
+		return ev.mmapRecord(a, d, m)
+	})
 }
 
 // Fork writes the PERF_RECORD_FORK of thread child, which thread parent
@@ -163,19 +145,13 @@ func (es *Events[K]) Fork(parent, child K) {
 	if !es.SideBand() {
 		return
 	}
-	evs := es.sideBandEvents(parent)
-	if len(evs) == 0 {
-		return
-	}
-	d := es.data(parent, 0)
 	var c sampleData
 	if s := es.sampler; s != nil {
 		c.pid, c.tid = s.IDs(child)
 	}
-	for _, ev := range evs {
-		a := ev.Attr()
-		ev.emit(ev.taskRecord(&a, d, recordFork, c.pid, c.tid, d.pid, d.tid), d)
-	}
+	es.emitSideBand(parent, func(ev *Event[K], a *Attr, d sampleData) []byte {
+		return ev.taskRecord(a, d, recordFork, c.pid, c.tid, d.pid, d.tid)
+	})
 }
 
 // exitRecords writes the PERF_RECORD_EXIT of thread k, which is exiting, to
@@ -186,18 +162,32 @@ func (es *Events[K]) exitRecords(k K) {
 	if !es.SideBand() {
 		return
 	}
+	var ppid uint32
+	if s := es.sampler; s != nil {
+		ppid = s.Parent(k)
+	}
+	es.emitSideBand(k, func(ev *Event[K], a *Attr, d sampleData) []byte {
+		return ev.taskRecord(a, d, recordExit, d.pid, d.tid, ppid, ppid)
+	})
+}
+
+// emitSideBand writes, to the ring of each event of thread k that asks for
+// side-band records, the record that rec makes for it (nil: none), with
+// k's sample data of the moment (pid, tid, time, CPU).
+func (es *Events[K]) emitSideBand(k K, rec func(ev *Event[K], a *Attr, d sampleData) []byte) {
+	if !es.SideBand() {
+		return
+	}
 	evs := es.sideBandEvents(k)
 	if len(evs) == 0 {
 		return
 	}
 	d := es.data(k, 0)
-	var ppid uint32
-	if s := es.sampler; s != nil {
-		ppid = s.Parent(k)
-	}
 	for _, ev := range evs {
 		a := ev.Attr()
-		ev.emit(ev.taskRecord(&a, d, recordExit, d.pid, d.tid, ppid, ppid), d)
+		if b := rec(ev, &a, d); b != nil {
+			ev.emit(b, d)
+		}
 	}
 }
 
