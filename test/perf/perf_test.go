@@ -190,6 +190,26 @@ func TestSigtrap(t *testing.T) {
 	compareOn(t, sandbox.HitPlatforms, prog)
 }
 
+// perfOnLoop returns Linux's perf tool, testdata/loop.c built without PIE,
+// and the perf event of a user-mode write watchpoint on the word that it
+// writes ("mem:ADDR:wu"), for the tests that run perf over the loop on the
+// host and in the sandbox. It skips t where there is no perf, and where
+// hits need the test VM.
+func perfOnLoop(t *testing.T) (perfTool, prog, event string) {
+	t.Helper()
+	perfTool, err := exec.LookPath("perf")
+	if err != nil {
+		t.Skipf("no perf on this machine (Debian's linux-perf): %v", err)
+	}
+	sandbox.RequireHostHits(t)
+	prog = sandbox.BuildC(t, "testdata/loop.c", "-no-pie")
+	addr, err := exec.Command(prog, "addr").Output()
+	if err != nil {
+		t.Fatalf("%s addr: %v", prog, err)
+	}
+	return perfTool, prog, "mem:" + strings.TrimSpace(string(addr)) + ":wu"
+}
+
 // TestPerfStat runs Linux's perf tool, "perf stat -e mem:ADDR:wu" over a
 // loop of 1,000 writes (testdata/loop.c; few, since hits are slow under the
 // test VM's emulation), on the host and in the sandbox: the counts must be
@@ -198,17 +218,8 @@ func TestSigtrap(t *testing.T) {
 // the workload exits.
 func TestPerfStat(t *testing.T) {
 	sandbox.RequireRoot(t)
-	perfTool, err := exec.LookPath("perf")
-	if err != nil {
-		t.Skipf("no perf on this machine (Debian's linux-perf): %v", err)
-	}
-	sandbox.RequireHostHits(t)
-	prog := sandbox.BuildC(t, "testdata/loop.c", "-no-pie")
-	addr, err := exec.Command(prog, "addr").Output()
-	if err != nil {
-		t.Fatalf("%s addr: %v", prog, err)
-	}
-	argv := []string{perfTool, "stat", "-x,", "-e", "mem:" + strings.TrimSpace(string(addr)) + ":wu", "--", prog, "1000"}
+	perfTool, prog, event := perfOnLoop(t)
+	argv := []string{perfTool, "stat", "-x,", "-e", event, "--", prog, "1000"}
 	count := func(out string) string {
 		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Split(line, ","); len(f) > 2 && strings.HasPrefix(f[2], "mem:") {

@@ -84,17 +84,8 @@ func TestSideBand(t *testing.T) {
 // sample_id_all, comm, mmap, mmap2, task) and maps a ring of 1 + 128 pages.
 func TestPerfRecord(t *testing.T) {
 	sandbox.RequireRoot(t)
-	perfTool, err := exec.LookPath("perf")
-	if err != nil {
-		t.Skipf("no perf on this machine (Debian's linux-perf): %v", err)
-	}
-	sandbox.RequireHostHits(t)
-	prog := sandbox.BuildC(t, "testdata/loop.c", "-no-pie")
-	addr, err := exec.Command(prog, "addr").Output()
-	if err != nil {
-		t.Fatalf("%s addr: %v", prog, err)
-	}
-	argv := []string{perfTool, "record", "--per-thread", "-e", "mem:" + strings.TrimSpace(string(addr)) + ":wu", "-o", "-", "--", prog, "200"}
+	perfTool, prog, event := perfOnLoop(t)
+	argv := []string{perfTool, "record", "--per-thread", "-e", event, "-o", "-", "--", prog, "200"}
 	script := func(data []byte) (samples, report string) {
 		f := filepath.Join(t.TempDir(), "perf.data")
 		if err := os.WriteFile(f, data, 0o600); err != nil {
