@@ -35,8 +35,16 @@ type Registry struct {
 	// enabled counts enabled events.
 	enabled atomic.Int64
 
-	// hits counts the hits delivered to events (Image.fire).
+	// hits counts the hits delivered to events (Image.fire, Image.Count).
 	hits atomic.Uint64
+
+	// counted counts the hits that back ends counted without a trap
+	// (Image.Count).
+	counted atomic.Uint64
+
+	// flusher is the back end that counts hits of counting events
+	// itself, if any (SetFlusher).
+	flusher atomic.Pointer[Flusher]
 
 	// mu serializes changes to events and slot accounting. Hits do not take
 	// it.
@@ -86,6 +94,25 @@ func (r *Registry) Enabled() int64 { return r.enabled.Load() }
 
 // Hits returns the number of hits delivered to events since r was created.
 func (r *Registry) Hits() uint64 { return r.hits.Load() }
+
+// CountedHits returns the number of hits that a back end counted without a
+// trap and delivered in batches (Image.Count), among Hits.
+func (r *Registry) CountedHits() uint64 { return r.counted.Load() }
+
+// A Flusher is a back end that counts the hits of counting events itself
+// (see Breakpoint.SetCounter) rather than trapping at each: the host's
+// counters hold hits that it has not delivered yet.
+type Flusher interface {
+	// Flush delivers (Image.Count) the hits of t's counting events that
+	// the back end counted and did not deliver yet. It is called with no
+	// lock of this package held, and may be called concurrently with t
+	// running.
+	Flush(t *Task)
+}
+
+// SetFlusher installs the back end that counts hits itself, before any task
+// runs.
+func (r *Registry) SetFlusher(f Flusher) { r.flusher.Store(&f) }
 
 // Tasks returns the number of tasks created by NewTask and not yet released.
 func (r *Registry) Tasks() int {
@@ -183,6 +210,10 @@ type Breakpoint struct {
 	// handler is called on every hit. Immutable; may be nil.
 	handler OverflowHandler
 
+	// counter, if set, makes the event a counting event: the hits that
+	// a back end counts itself go to it in batches (SetCounter).
+	counter atomic.Pointer[func(n uint64)]
+
 	// hits counts the times the event fired.
 	hits atomic.Uint64
 
@@ -245,6 +276,37 @@ func (bp *Breakpoint) Task() *Task { return bp.task }
 // Hits returns how many times bp fired.
 func (bp *Breakpoint) Hits() uint64 { return bp.hits.Load() }
 
+// SetCounter makes bp a counting event, perf's !is_sampling_event: its
+// consumer needs the number of its hits, not a call at each, so a back end
+// may count them itself without a trap per hit (Linux lets the PMU count
+// them; perf stat's events never interrupt the task). Such hits go to add,
+// in batches, at the latest when bp's count is flushed (Flush); a hit that
+// a back end traps still goes to the handler. Consumers call SetCounter
+// once, before enabling bp.
+func (bp *Breakpoint) SetCounter(add func(n uint64)) {
+	bp.counter.Store(&add)
+	bp.bumpGen()
+}
+
+// Counting reports whether bp is a counting event (SetCounter).
+func (bp *Breakpoint) Counting() bool { return bp.counter.Load() != nil }
+
+// Flush makes bp's count up to date: the hits that a back end counted and
+// has not delivered are delivered, as Linux's perf_event_read asks the PMU
+// to read the hardware counter. Consumers call it before they read a
+// counting event's count; bp's own state changes (Enable, Disable, Modify,
+// Unregister) call it first themselves, so that the hits before a change
+// are counted under the old state. It must be called with no lock of this
+// package held.
+func (bp *Breakpoint) Flush() {
+	if !bp.Counting() {
+		return
+	}
+	if f := bp.r.flusher.Load(); f != nil {
+		(*f).Flush(bp.task)
+	}
+}
+
 // Attr returns bp's current attributes.
 func (bp *Breakpoint) Attr() Attr {
 	bp.r.mu.Lock()
@@ -265,6 +327,7 @@ func (bp *Breakpoint) Registered() bool {
 // of slots: on x86 every type shares the same four registers, so bp's own
 // slot is always available to it.
 func (bp *Breakpoint) Modify(attr Attr) error {
+	bp.Flush()
 	r := bp.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -294,6 +357,7 @@ func (bp *Breakpoint) Enable() { bp.setDisabled(false) }
 func (bp *Breakpoint) Disable() { bp.setDisabled(true) }
 
 func (bp *Breakpoint) setDisabled(disabled bool) {
+	bp.Flush()
 	r := bp.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -330,6 +394,7 @@ func (bp *Breakpoint) bumpGen() {
 // Unregister removes bp and frees its slot. It does nothing if bp is already
 // unregistered.
 func (bp *Breakpoint) Unregister() {
+	bp.Flush()
 	r := bp.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -502,4 +567,31 @@ func (img *Image) fire(slot int, ip uint64) bool {
 		bp.handler(bp, Hit{Slot: slot, IP: ip})
 	}
 	return true
+}
+
+// Counting reports whether the event in slot is a counting event
+// (Breakpoint.SetCounter), whose hits a back end may count itself.
+func (img *Image) Counting(slot int) bool {
+	bp := img.Breakpoint(slot)
+	return bp != nil && bp.Counting()
+}
+
+// Count delivers n hits on slot that a back end counted itself, while img
+// was loaded, to the counting event img holds there: its hit count grows by
+// n and its counter is told. As with fire, they are dropped if the event was
+// disabled or unregistered since img was taken (its Flush delivered those
+// from before). Count does nothing for a slot without a counting event.
+func (img *Image) Count(slot int, n uint64) {
+	bp := img.Breakpoint(slot)
+	if bp == nil || n == 0 || !bp.armed.Load() {
+		return
+	}
+	add := bp.counter.Load()
+	if add == nil {
+		return
+	}
+	bp.hits.Add(n)
+	bp.r.hits.Add(n)
+	bp.r.counted.Add(n)
+	(*add)(n)
 }

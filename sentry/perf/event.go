@@ -347,6 +347,9 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	if target.HasTask {
 		var err error
 		bp, err = es.register(target.Task, bpAttr, ev.overflow)
+		if err == nil {
+			ev.setCounter(bp, a.normalized())
+		}
 		switch {
 		case errors.Is(err, errExited):
 			exited = true
@@ -570,6 +573,21 @@ func (ev *Event[K]) overflow(_ *hwbp.Breakpoint, hit hwbp.Hit) {
 	}
 }
 
+// setCounter makes bp, ev's new breakpoint, a counting event if ev, whose
+// attribute is a, does not sample: hits that a back end counts without trapping then add to ev's
+// count as the overflow handler's would (a counting event's overflow
+// handler only counts).
+func (ev *Event[K]) setCounter(bp *hwbp.Breakpoint, a Attr) {
+	if a.Sampling() {
+		return
+	}
+	bp.SetCounter(func(n uint64) {
+		if !ev.excludeUser {
+			ev.count.Add(n)
+		}
+	})
+}
+
 // overflowOnce is __perf_event_overflow: the signals, the sample and the
 // O_ASYNC notification of one overflow of period period. It reports
 // whether the overflow used up a PERF_EVENT_IOC_REFRESH limit, after which
@@ -789,6 +807,9 @@ func (ev *Event[K]) Disable(group bool) {
 func (ev *Event[K]) Reset(group bool) {
 	for _, m := range ev.members(group) {
 		for _, e := range m.withChildren() {
+			e.mu.Lock()
+			e.flushLocked()
+			e.mu.Unlock()
 			e.count.Store(0)
 			// _perf_event_reset updates the ring's first page.
 			if r := e.ring.Load(); r != nil {
@@ -907,15 +928,28 @@ func (ev *Event[K]) ownTimeLocked() uint64 {
 func (ev *Event[K]) value() (count, enabled, running uint64) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	ev.flushLocked()
 	count = ev.count.Load() + ev.childCount
 	t := ev.ownTimeLocked() + ev.childTime
 	for _, c := range ev.children {
 		c.mu.Lock()
+		c.flushLocked()
 		count += c.count.Load()
 		t += c.ownTimeLocked()
 		c.mu.Unlock()
 	}
 	return count, t, t
+}
+
+// flushLocked brings ev's count up to date with the hits that the back end
+// counted and did not deliver yet (hwbp.Breakpoint.Flush: the counter it
+// calls takes no lock of ev's).
+//
+// +checklocks:ev.mu
+func (ev *Event[K]) flushLocked() {
+	if ev.bp != nil {
+		ev.bp.Flush()
+	}
 }
 
 // readSize is perf_event__read_size for a group of nr events.
@@ -1026,6 +1060,7 @@ func (ev *Event[K]) detach(keepSlot bool) {
 func (ev *Event[K]) detachCopy(p *Event[K]) {
 	p.mu.Lock()
 	ev.mu.Lock()
+	ev.flushLocked()
 	bp := ev.bp
 	ev.bp = nil
 	ev.stopLocked()
@@ -1238,6 +1273,7 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 		if err != nil {
 			continue
 		}
+		c.setCounter(bp, a)
 		ev.mu.Lock()
 		enabled := ev.enabled
 		ev.mu.Unlock()

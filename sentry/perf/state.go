@@ -88,6 +88,7 @@ func (ev *Event[K]) Save() EventState[K] {
 func (ev *Event[K]) saveOwn() (EventState[K], []*Event[K]) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	ev.flushLocked()
 	s := EventState[K]{
 		ID:          ev.id,
 		Attr:        ev.attr,
@@ -173,6 +174,9 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 		bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
 		var b *hwbp.Breakpoint
 		b, err = es.register(s.Task, bpAttr, ev.overflow)
+		if err == nil {
+			ev.setCounter(b, s.Attr)
+		}
 		if errors.Is(err, errExited) {
 			err = nil
 		} else if err != nil {
