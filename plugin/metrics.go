@@ -33,6 +33,9 @@ func registerMetrics() {
 	counter("/hwbp/hits", "Hardware breakpoint hits delivered to events.", func() uint64 {
 		return tasks.Registry().Hits()
 	})
+	counter("/hwbp/hits_counted", "Hardware breakpoint hits of counting events (perf events that do not sample) that the host counted without stopping the thread, among /hwbp/hits.", func() uint64 {
+		return tasks.Registry().CountedHits()
+	})
 	gauge("/hwbp/host_fds", "Host fds (perf events) that the platform's back end holds to arm breakpoints.", func() uint64 {
 		if c, ok := current.(hostFDCounter); ok {
 			return uint64(c.HostFDs())

@@ -121,6 +121,10 @@ func (c constructor) New(opts platform.Options) (platform.Platform, error) {
 		l.SetMaxUserAddress(p.MaxUserAddress())
 		log.Infof("hwbp: breakpoints at or above %#x (the platform's stub) are never armed", uint64(p.MaxUserAddress()))
 	}
+	if f, ok := c.backend.(hwbp.Flusher); ok {
+		// The back end counts some hits on the host, without a trap.
+		tasks.Registry().SetFlusher(f)
+	}
 	return taskPlatform{Platform: p, backend: c.backend}, nil
 }
 

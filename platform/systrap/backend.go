@@ -96,6 +96,10 @@ type Backend struct {
 	// takes no mutex of the back end; mu serializes changes.
 	spaces, memberOf sync.Map
 
+	// counters maps each *hwbp.Task whose hits a space counts without
+	// traps to that *space (count.go), for Flush.
+	counters sync.Map
+
 	// mu serializes changes to spaces and memberOf. It is never held
 	// while a space's mu is taken; the reverse order is allowed.
 	mu sync.Mutex

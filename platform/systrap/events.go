@@ -72,8 +72,12 @@ func (sp *space) closeIfIdle() bool {
 // nursery's events were opened it carries them, and openOwn learns so from
 // the host's ENOSPC; otherwise it gets events of its own.
 //
+// With solo, the positions that countable allows count hits rather than
+// signal each (count.go); this needs threads, since the events of every
+// stub thread are reopened.
+//
 // +checklocks:sp.mu
-func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32)) {
+func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32), solo bool) {
 	var nursery int32
 	var tids []int32
 	if threads != nil {
@@ -96,6 +100,10 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32))
 			b.evict(sp)
 		}
 		sp.armed, sp.used = want, use
+		if sp.running.Load() == 1 {
+			// No other task runs: nothing is inherited yet.
+			sp.counting = sp.countable(want, use, solo)
+		}
 		sp.open = true
 		sp.evicted = false
 		sp.r.Retain()
@@ -106,10 +114,13 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32))
 			b.openOwn(sp, tid)
 		}
 		// Threads cloned from now on inherit these.
+		sp.nurseryTID = nursery
 		if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
 			b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 		}
 		b.openNew(sp, threads)
+		sp.rebase()
+		sp.setCounted()
 		sp.report(true)
 		return
 	}
@@ -121,10 +132,11 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32))
 		if !use[pos] {
 			e = sp.armed[pos]
 		}
+		counting := sp.counting[pos]
 		sp.forEachFD(pos, func(fd int, inherit bool) {
 			// The events inherited from the nursery's take the
 			// change too.
-			a := e.attr(pos, inherit)
+			a := e.attr(pos, inherit, counting)
 			if err := sp.host.modify(fd, &a); err != nil {
 				b.warn(err)
 			}
@@ -145,7 +157,9 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32))
 		if b.adopt(sp, nursery) {
 			b.openNew(sp, threads)
 		}
+		b.setCounting(sp, sp.countable(want, use, solo))
 	}
+	sp.setCounted()
 }
 
 // openNew opens events on the stub threads that threads lists and sp does
@@ -183,6 +197,9 @@ func (b *Backend) adopt(sp *space, nursery int32) bool {
 	if len(inherited) == 0 {
 		return false
 	}
+	// The inherited events' counts go with the nursery's.
+	sp.settle()
+	defer sp.rebase()
 	for pos, fd := range sp.nursery {
 		if fd >= 0 {
 			sp.closeFD(fd)
@@ -194,6 +211,7 @@ func (b *Backend) adopt(sp *space, nursery int32) bool {
 		delete(sp.own, tid)
 		b.openOwn(sp, tid)
 	}
+	sp.nurseryTID = nursery
 	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
 		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 	}
@@ -235,7 +253,7 @@ func (sp *space) openSet(fds *[hwbp.Slots]int, tid int32, inherit bool) error {
 		if !sp.used[pos] {
 			e = entry{rw: 1} // any valid breakpoint: it stays disabled
 		}
-		a := e.attr(pos, inherit)
+		a := e.attr(pos, inherit, sp.counting[pos])
 		fd, err := sp.openFD(&a, tid)
 		if err != nil {
 			return err
@@ -273,6 +291,7 @@ func (sp *space) closeAll() {
 	if !sp.open {
 		return
 	}
+	sp.settle()
 	for pos := range sp.nursery {
 		// forEachFD calls this before it returns, with sp.mu still
 		// held; checklocks cannot tell.
@@ -282,6 +301,12 @@ func (sp *space) closeAll() {
 	clear(sp.ownCounts)
 	sp.nurseryCounts = [hwbp.Slots]uint64{}
 	sp.used = [hwbp.Slots]bool{}
+	sp.counting = [hwbp.Slots]bool{}
+	sp.countBase = [hwbp.Slots]uint64{}
+	if sp.counted != nil {
+		sp.counters.CompareAndDelete(sp.counted, sp)
+		sp.counted, sp.countImg = nil, hwbp.Image{}
+	}
 	sp.open = false
 	sp.r.Unretain()
 	sp.report(false)

@@ -20,10 +20,13 @@ type fakeHost struct {
 	calls  int
 	next   int
 	fds    map[int]bool
+	// attrs is each open fd's attribute, counts its count.
+	attrs  map[int]unix.PerfEventAttr
+	counts map[int]uint64
 }
 
 func newFakeHost(err unix.Errno, failAt int) *fakeHost {
-	return &fakeHost{err: err, failAt: failAt, next: 100, fds: map[int]bool{}}
+	return &fakeHost{err: err, failAt: failAt, next: 100, fds: map[int]bool{}, attrs: map[int]unix.PerfEventAttr{}, counts: map[int]uint64{}}
 }
 
 func (h *fakeHost) open(a *unix.PerfEventAttr, tid int32) (int, error) {
@@ -33,17 +36,20 @@ func (h *fakeHost) open(a *unix.PerfEventAttr, tid int32) (int, error) {
 	}
 	h.next++
 	h.fds[h.next] = true
+	h.attrs[h.next] = *a
 	return h.next, nil
 }
 
 func (h *fakeHost) modify(fd int, a *unix.PerfEventAttr) error { return h.check(fd) }
 func (h *fakeHost) enable(fd int, on bool) error               { return h.check(fd) }
-func (h *fakeHost) count(fd int) (uint64, error)               { return 0, h.check(fd) }
+func (h *fakeHost) count(fd int) (uint64, error)               { return h.counts[fd], h.check(fd) }
 func (h *fakeHost) close(fd int) {
 	if !h.fds[fd] {
 		panic(fmt.Sprintf("close of fd %d, which is not open", fd))
 	}
 	delete(h.fds, fd)
+	delete(h.attrs, fd)
+	delete(h.counts, fd)
 }
 
 func (h *fakeHost) check(fd int) error {
@@ -110,7 +116,7 @@ func TestHostRefusals(t *testing.T) {
 			}
 			b, sp, k := backendWithMember(t, h)
 			sp.mu.Lock()
-			b.apply(sp, threads(10, 11, 12))
+			b.apply(sp, threads(10, 11, 12), false)
 			open := sp.open
 			sp.mu.Unlock()
 			if !open {
@@ -160,7 +166,7 @@ func TestIdleEventsAreBounded(t *testing.T) {
 		if i == 0 {
 			sp.running.Add(1) // the first space's task runs throughout
 		}
-		b.apply(sp, threads(int32(1000+i)))
+		b.apply(sp, threads(int32(1000+i)), false)
 		sp.mu.Unlock()
 		spaces = append(spaces, sp)
 	}
@@ -181,7 +187,7 @@ func TestIdleEventsAreBounded(t *testing.T) {
 	if sp1.open || !sp1.evicted {
 		t.Errorf("the least recently run idle space: open %v, evicted %v", sp1.open, sp1.evicted)
 	}
-	b.apply(sp1, threads(2000))
+	b.apply(sp1, threads(2000), false)
 	if !sp1.open || sp1.evicted {
 		t.Errorf("after its next apply: open %v, evicted %v", sp1.open, sp1.evicted)
 	}
@@ -200,11 +206,11 @@ func TestArmedPathDoesNotAllocate(t *testing.T) {
 	list := threads(10, 11, 12)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	b.apply(sp, list)
+	b.apply(sp, list, false)
 	reapply := func() {
 		// AllocsPerRun calls this before it returns, with sp.mu held;
 		// checklocks cannot tell.
-		b.apply(sp, list) // +checklocksignore
+		b.apply(sp, list, false) // +checklocksignore
 	}
 	if n := testing.AllocsPerRun(100, reapply); n != 0 {
 		t.Errorf("apply of an unchanged placement: %v allocations", n)

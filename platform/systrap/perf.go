@@ -58,7 +58,10 @@ func entryOf(img *hwbp.Image, slot int) entry {
 // threads inherit it. Every event is opened disabled and enabled by ioctl,
 // so that PERF_EVENT_IOC_MODIFY_ATTRIBUTES, which refuses any change besides
 // the breakpoint's address, type and length, can move it between entries.
-func (e entry) attr(pos int, inherit bool) unix.PerfEventAttr {
+//
+// With counting, the event only counts the hits (sample_period 0): the host
+// takes them without stopping the stub thread (see count.go).
+func (e entry) attr(pos int, inherit, counting bool) unix.PerfEventAttr {
 	a := unix.PerfEventAttr{
 		Type:     unix.PERF_TYPE_BREAKPOINT,
 		Size:     uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
@@ -66,6 +69,10 @@ func (e entry) attr(pos int, inherit bool) unix.PerfEventAttr {
 		Bits:     unix.PerfBitDisabled | unix.PerfBitExcludeKernel | unix.PerfBitExcludeHv | perfBitRemoveOnExec | perfBitSigtrap,
 		Ext1:     e.addr,
 		Sig_data: sigDataMagic | uint64(pos),
+	}
+	if counting {
+		a.Sample = 0
+		a.Bits &^= perfBitSigtrap
 	}
 	if inherit {
 		a.Bits |= unix.PerfBitInherit | perfBitInheritThread

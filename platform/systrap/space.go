@@ -37,6 +37,10 @@ type space struct {
 	// live is the back end's set of spaces whose events are open.
 	live *liveSpaces // +checklocksignore
 
+	// counters is the back end's map of counted tasks to their space
+	// (Backend.counters).
+	counters *sync.Map // +checklocksignore
+
 	// maxUser is the end of the application's address space.
 	maxUser uint64 // +checklocksignore
 
@@ -58,8 +62,10 @@ type space struct {
 
 	// running counts the tasks between arm and the end of their trap
 	// handling: while none is, no event can fire unseen, and the events
-	// of stub threads can be replaced (adopt).
-	running atomic.Int32
+	// of stub threads can be replaced (adopt). It is atomic (done
+	// decrements it after releasing mu); checklocks' lock inference, which
+	// sees it read under mu mostly, would take mu for its guard.
+	running atomic.Int32 // +checklocksignore
 
 	// epoch counts arms: a task that finds it unchanged at its trap knows
 	// that no other task ran in the process since its own arm.
@@ -98,10 +104,26 @@ type space struct {
 	lastArm atomic.Uint64
 
 	// nursery are the events, by position, on the thread that clones new
-	// stub threads; they are inherited by those threads.
+	// stub threads, nurseryTID; they are inherited by those threads.
 	//
 	// +checklocks:mu
 	nursery [hwbp.Slots]int
+	// +checklocks:mu
+	nurseryTID int32
+
+	// counting marks the positions whose events count hits rather than
+	// signal each (see count.go); countBase is the sum of their counts
+	// as last read; counted is the member whose hits they are, and
+	// countImg its image as they were armed from it.
+	//
+	// +checklocks:mu
+	counting [hwbp.Slots]bool
+	// +checklocks:mu
+	countBase [hwbp.Slots]uint64
+	// +checklocks:mu
+	counted *hwbp.Task
+	// +checklocks:mu
+	countImg hwbp.Image
 
 	// own are the events of each stub thread that existed before nursery
 	// was opened, by host TID; a nil value marks a thread that inherited
@@ -171,6 +193,8 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	sp.running.Add(1)
 	sp.epoch++
 	sp.lastArm.Store(b.clock.Add(1))
+	// The hits counted so far are those of the members as they were.
+	sp.settle()
 	changed := false
 	if m, ok := sp.members[t]; task != nil && (!ok || m.img.Generation != task.Generation()) || task == nil && ok {
 		changed = true
@@ -186,12 +210,17 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 		m.running = true
 		sp.members[t] = m
 	}
+	// t alone may count without traps (count.go): it is the only member
+	// and the only user of the address space, nobody else is between arm
+	// and trap handling, and its virtual DR6 is clean.
+	_, member := sp.members[t]
+	solo := member && len(sp.members) == 1 && sp.running.Load() == 1 && soleUser(mm) && task.VirtualDR6() == hwbp.DR6Reset
 	if changed || sp.open || sp.evicted {
 		b.apply(sp, func() (int32, []int32) {
 			// apply calls this before it returns, with sp.mu still
 			// held; checklocks cannot tell.
 			return sp.stubThreads(mm) // +checklocksignore
-		})
+		}, solo)
 	}
 	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}
 }
@@ -215,6 +244,7 @@ func (b *Backend) newSpace() *space {
 		host:      b.host,
 		fds:       &b.fds,
 		live:      &b.live,
+		counters:  &b.counters,
 		maxUser:   b.maxUser.Load(),
 		members:   make(map[*kernel.Task]member),
 		own:       make(map[int32]*[hwbp.Slots]int),
@@ -290,8 +320,9 @@ func (b *Backend) Refresh(t *kernel.Task) {
 	if !ok || task != nil && m.img.Generation == task.Generation() {
 		return
 	}
+	sp.settle()
 	b.setMember(sp, t, task)
-	b.apply(sp, nil)
+	b.apply(sp, nil, false)
 }
 
 // Forget drops t's breakpoints from its stub process, at t's exec or exit.
@@ -311,10 +342,11 @@ func (b *Backend) leave(t *kernel.Task, sp *space) {
 	if _, ok := sp.members[t]; !ok {
 		return
 	}
+	sp.settle()
 	delete(sp.members, t)
 	// No stub thread can have appeared that the events do not cover
 	// (they are inherited), so the known threads are enough.
-	b.apply(sp, nil)
+	b.apply(sp, nil, false)
 }
 
 // done ends t's run: from now on its breakpoints need not be armed.

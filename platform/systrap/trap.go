@@ -116,8 +116,8 @@ func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]boo
 	}
 	alone := epoch == sp.epoch && sp.running.Load() == 1
 	for pos, fd := range fds {
-		if fd < 0 || !sp.used[pos] {
-			continue
+		if fd < 0 || !sp.used[pos] || sp.counting[pos] {
+			continue // counting positions never signal
 		}
 		n, err := sp.host.count(fd)
 		if err != nil {
