@@ -190,6 +190,54 @@ func TestSigtrap(t *testing.T) {
 	compareOn(t, sandbox.HitPlatforms, prog)
 }
 
+// hostCountWrites is how many writes testdata/hostcount.c makes in each
+// phase that its thread is alone: enough that a trap per hit would show,
+// few enough for the platforms that trap each under the test VM's
+// emulation.
+const hostCountWrites = 5000
+
+// TestHostCounting runs testdata/hostcount.c, a counting event (no
+// sampling) on the program's own thread over its writes while it is alone
+// in its address space, while a second thread writes too, and alone again:
+// the counts must be the host kernel's, and on systrap the hits while the
+// thread is alone must have been counted by the host without a trap each
+// (the /hwbp/hits_counted metric: at least the first phase's; when the
+// second phase starts, the exited thread may still hold the address space
+// for a moment, and its hits then trap). ptrace and kvm trap every hit.
+func TestHostCounting(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/hostcount.c", "-lpthread")
+	arg := fmt.Sprint(hostCountWrites)
+	host := run(t, "", prog, arg)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
+			s := sandbox.Start(t, p, prog, arg)
+			var got strings.Builder
+			for {
+				line := s.ReadLine(t)
+				got.WriteString(line + "\n")
+				if line == "ready" {
+					break
+				}
+			}
+			m := s.Metrics(t)
+			rest, code := s.Finish(t)
+			got.WriteString(rest)
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, got.String())
+			}
+			compare(t, host, got.String())
+			counted := m["hits_counted"]
+			t.Logf("hits %d, counted by the host %d", m["hits"], counted)
+			if p == "systrap" && counted < hostCountWrites || p != "systrap" && counted != 0 {
+				t.Errorf("%d hits counted by the host on %s, want at least %d on systrap, 0 elsewhere", counted, p, hostCountWrites)
+			}
+		})
+	}
+}
+
 // perfOnLoop returns Linux's perf tool, testdata/loop.c built without PIE,
 // and the perf event of a user-mode write watchpoint on the word that it
 // writes ("mem:ADDR:wu"), for the tests that run perf over the loop on the

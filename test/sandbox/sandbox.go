@@ -7,13 +7,16 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -459,4 +462,113 @@ func BuildC(t testing.TB, src string, flags ...string) string {
 	}
 	programs[key] = out
 	return out
+}
+
+// Started is a sandbox that Start booted; its program runs until Finish.
+type Started struct {
+	runsc, root string
+	cmd         *exec.Cmd
+	cancel      context.CancelFunc
+	stdin       io.WriteCloser
+	stdout      *bufio.Reader
+	stderr      *strings.Builder
+}
+
+// Start runs argv in a new sandbox on platform, as Run does, but returns
+// while it runs, with the program's standard input and output connected to
+// the test (ReadLine, Finish), so that the test can look at the running
+// sandbox (Metrics).
+func Start(t testing.TB, platform string, argv ...string) *Started {
+	t.Helper()
+	s := &Started{runsc: Runsc(t), stderr: new(strings.Builder)}
+	// runsc do keeps its containers' state in a temporary directory,
+	// which a private TMPDIR makes findable.
+	tmp := t.TempDir()
+	var ctx context.Context
+	ctx, s.cancel = context.WithTimeout(context.Background(), Timeout)
+	args := append([]string{"--network=none", "--platform=" + platform, "do"}, argv...)
+	s.cmd = exec.CommandContext(ctx, s.runsc, args...)
+	s.cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	s.cmd.Stderr = s.stderr
+	var err error
+	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.stdout = bufio.NewReader(stdout)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("runsc %s: %v", strings.Join(args, " "), err)
+	}
+	t.Cleanup(func() {
+		// Let runsc do end by itself, which unmounts what it made
+		// in the state directory (killed, it would not).
+		s.stdin.Close()
+		s.cmd.Wait()
+		s.cancel()
+	})
+	// The state directory appears before the program runs.
+	roots, _ := filepath.Glob(filepath.Join(tmp, "runsc-do*"))
+	for deadline := time.Now().Add(Timeout); len(roots) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		roots, _ = filepath.Glob(filepath.Join(tmp, "runsc-do*"))
+	}
+	if len(roots) != 1 {
+		t.Fatalf("runsc do state directories: %v", roots)
+	}
+	s.root = roots[0]
+	return s
+}
+
+// ReadLine returns the program's next line of output, without its newline;
+// it fails t if there is none.
+func (s *Started) ReadLine(t testing.TB) string {
+	t.Helper()
+	line, err := s.stdout.ReadString('\n')
+	if err != nil {
+		t.Fatalf("the sandboxed program ended its output (%v) after %q; stderr:\n%s", err, line, s.stderr.String())
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// Metrics returns hwbp's metrics of the running sandbox as "runsc
+// export-metrics" exports them (runsc_hwbp_NAME), by NAME.
+func (s *Started) Metrics(t testing.TB) map[string]uint64 {
+	t.Helper()
+	out, err := exec.Command(s.runsc, "--root="+s.root, "list", "--quiet").Output()
+	id := strings.TrimSpace(string(out))
+	if err != nil || id == "" {
+		t.Fatalf("runsc list: %q, %v", out, err)
+	}
+	out, err = exec.Command(s.runsc, "--root="+s.root, "export-metrics", id).Output()
+	if err != nil {
+		t.Fatalf("runsc export-metrics: %v", err)
+	}
+	values := map[string]uint64{}
+	for _, m := range regexp.MustCompile(`(?m)^runsc_hwbp_(\w+)\{[^}]*\} (\d+)`).FindAllStringSubmatch(string(out), -1) {
+		values[m[1]], _ = strconv.ParseUint(m[2], 10, 64)
+	}
+	if len(values) == 0 {
+		t.Fatalf("no hwbp metric in runsc export-metrics' output:\n%s", out)
+	}
+	return values
+}
+
+// Finish closes the program's standard input, waits for the sandbox to end,
+// and returns the rest of the program's output and its exit status.
+func (s *Started) Finish(t testing.TB) (string, int) {
+	t.Helper()
+	s.stdin.Close()
+	rest, _ := io.ReadAll(s.stdout)
+	err := s.cmd.Wait()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return string(rest), exit.ExitCode()
+	case err != nil:
+		t.Fatalf("runsc do: %v; stderr:\n%s", err, s.stderr.String())
+	}
+	return string(rest), 0
 }
