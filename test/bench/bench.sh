@@ -18,6 +18,8 @@
 #                 watchpoint, against the same with nothing armed
 #   7 syscalls    hwbp's per-system-call hook: getppid loop, plugin vs
 #                 stock runsc, pinned to one CPU
+#   8 perfstat    perf stat -e mem:ADDR:wu over a loop of writes, and perf
+#                 record -c 1 (a sample per hit), sandbox vs the kernel (hits)
 #
 # The sections marked (hits) need a host kernel that delivers debug-register
 # traps (test/hostcheck/hostbp.c). Where it does not, this script runs them
@@ -36,6 +38,7 @@
 #              among them, every section runs in the test VM
 #   RUNS       runs per configuration in sections 3, 6 and 7 (default 21)
 #   RT_RUNS    runs per configuration in section 1 (default 9)
+#   PERF_RUNS  runs per configuration in section 8 (default 5)
 #   HWBP_BENCH_KEEP    directory to keep every run's figures in (one file
 #                      per configuration, one line per run; not for the
 #                      sections run in the test VM)
@@ -53,14 +56,15 @@ hostbp="$root/bin/hostbp"
 platforms=${PLATFORMS:-systrap ptrace}
 runs=${RUNS:-21}
 rt_runs=${RT_RUNS:-9}
+perf_runs=${PERF_RUNS:-5}
 emulated=${HWBP_EMULATED:-}
 
-all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls)
-hit_sections=" roundtrip hammer gdbwatch mechanisms "
+all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls perfstat)
+hit_sections=" roundtrip hammer gdbwatch mechanisms perfstat "
 sections=()
 for a in "$@"; do
 	case $a in
-	[1-7]) sections+=("${all_sections[$((a - 1))]}") ;;
+	[1-8]) sections+=("${all_sections[$((a - 1))]}") ;;
 	*)
 		[[ " ${all_sections[*]} " == *" $a "* ]] || { echo "bench: unknown section $a (${all_sections[*]})" >&2; exit 2; }
 		sections+=("$a")
@@ -88,7 +92,7 @@ keep() {
 	rm -rf "$work"
 }
 trap keep EXIT
-progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls"
+progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls writes"
 if [ -n "${HWBP_BENCH_BIN:-}" ]; then
 	bin=$HWBP_BENCH_BIN
 else
@@ -96,7 +100,8 @@ else
 	mkdir "$bin"
 	(cd "$root" && CGO_ENABLED=0 go build -o "$bin/stockrunsc" ./test/bench/stockrunsc)
 	for p in $progs; do
-		gcc -O1 -g -o "$bin/$p" "$here/progs/$p.c" -lpthread
+		# -no-pie: writes' word has the same address in every run.
+		gcc -O1 -g -no-pie -o "$bin/$p" "$here/progs/$p.c" -lpthread
 	done
 fi
 stock="$bin/stockrunsc"
@@ -367,6 +372,63 @@ section_syscalls() {
 	done
 }
 
+# Writes per run of section 8, by platform. systrap serves a counting event
+# with the host's own counting, so its loop is as long as on the host; ptrace
+# and kvm stop the task at every hit, which under the test VM's emulation
+# takes about a millisecond, so their loop is short.
+declare -A perf_writes=([systrap]=1000000 [ptrace]=2000 [kvm]=2000)
+# Samples per run of section 8's perf record (a trap per hit everywhere).
+perf_samples=2000
+
+# perf_elapsed CMD...: the "seconds time elapsed" that perf stat CMD prints:
+# the workload's wall time, from its fork to its exit.
+perf_elapsed() {
+	"$@" 2>&1 | awk '/seconds time elapsed/ {print $1; found = 1} END {exit !found}'
+}
+
+section_perfstat() {
+	header perfstat "perf stat -e mem:ADDR:wu over a loop of writes (perf stat's \"seconds time elapsed\", the workload's wall time), and perf record -c 1 (a sample per hit), sandbox vs $kernel, medians of $perf_runs interleaved runs"
+	local perf
+	if ! perf=$(command -v perf); then
+		echo "no perf on this machine (Debian's linux-perf)"
+		unmeasured+=" perfstat"
+		return
+	fi
+	load
+	local event p n a b c d
+	event="mem:$("$bin/writes" addr):wu"
+	for p in $platforms; do
+		n=${perf_writes[$p]}
+		: >"$work/ps.host.$p"
+		: >"$work/ps.plugin.$p"
+		: >"$work/pr.host.$p"
+		: >"$work/pr.plugin.$p"
+		: >"$work/pr1.host.$p"
+		: >"$work/pr1.plugin.$p"
+		warm "$p" "$runsc"
+		for i in $(seq "$perf_runs"); do
+			sample "$work/ps.host.$p" perf_elapsed "$perf" stat -e "$event" -- "$bin/writes" "$n"
+			sample "$work/ps.plugin.$p" perf_elapsed sandbox "$runsc" "$p" "$perf" stat -e "$event" -- "$bin/writes" "$n"
+			sample "$work/pr.host.$p" elapsed "$perf" record -q -c 1 -e "$event" -o "$work/perf.data" -- "$bin/writes" "$perf_samples"
+			sample "$work/pr.plugin.$p" elapsed sandbox "$runsc" "$p" "$perf" record -q -c 1 -e "$event" -o "$work/perf.data" -- "$bin/writes" "$perf_samples"
+			sample "$work/pr1.host.$p" elapsed "$perf" record -q -c 1 -e "$event" -o "$work/perf.data" -- "$bin/writes" 1
+			sample "$work/pr1.plugin.$p" elapsed sandbox "$runsc" "$p" "$perf" record -q -c 1 -e "$event" -o "$work/perf.data" -- "$bin/writes" 1
+		done
+		a=$(median <"$work/ps.plugin.$p")
+		b=$(median <"$work/ps.host.$p")
+		echo "--platform=$p:"
+		echo "    counting, $n writes: sandbox vs $kernel $(compare "$a" "$b" s)$(spread "$work/ps.plugin.$p" "$work/ps.host.$p"), target $(verdict "$(ratio "$a" "$b")" 1.5)"
+		# perf record's run over 1 write is the fixed cost (perf's
+		# and, in the sandbox, the sandbox's start); what a sample
+		# costs is the rest, divided by the samples.
+		a=$(median <"$work/pr.plugin.$p")
+		b=$(median <"$work/pr.host.$p")
+		c=$(median <"$work/pr1.plugin.$p")
+		d=$(median <"$work/pr1.host.$p")
+		echo "    sampling (perf record -c 1), cost per sample over $perf_samples writes: sandbox vs $kernel ratio $(ratio "$(awk -v x="$a" -v y="$c" 'BEGIN {print x - y}')" "$(awk -v x="$b" -v y="$d" 'BEGIN {print x - y}')")"
+	done
+}
+
 if [ -n "$emulated" ]; then
 	echo "=== in the test VM: QEMU TCG, software emulation (HWBP_EMULATED=$emulated). Only ratios are printed:"
 	echo "=== absolute times here mean nothing for a real CPU (a trap round trip takes 0.1 to 20 ms here)."
@@ -397,7 +459,7 @@ if [ ${#deferred[@]} -gt 0 ]; then
 	echo "== running them in the test VM (test/vm/run.sh: QEMU TCG, software emulation; boots in about 25 s)"
 	echo "(load average on this machine at start: $(cut -d' ' -f1-3 /proc/loadavg))"
 	vm=0
-	HWBP_BENCH_BIN=$bin PLATFORMS=$platforms RT_RUNS=$rt_runs "$root/test/vm/run.sh" -- "$here/bench.sh" "${deferred[@]}" || vm=$?
+	HWBP_BENCH_BIN=$bin PLATFORMS=$platforms RT_RUNS=$rt_runs PERF_RUNS=$perf_runs "$root/test/vm/run.sh" -- "$here/bench.sh" "${deferred[@]}" || vm=$?
 	case $vm in
 	0) ;;
 	3) status=3 ;; # it said what it could not measure, and why
