@@ -20,6 +20,10 @@
 // One debug exception makes one SIGTRAP however many events fired, so the
 // guest's DR6 B bits come from the events' counts (see space.hits).
 //
+// The hits of counting events (perf events that do not sample) of a task
+// that is alone in its address space are counted by the host without a
+// SIGTRAP, and read back when the guest reads them (count.go).
+//
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled or a stub
 //     process carries events; otherwise the plugin's Switch costs one
@@ -27,7 +31,10 @@
 //     events, the registry is retained (hwbp.Registry.Retain); they are
 //     closed when a tracer disarms the last breakpoint (Refresh), or at the
 //     first Switch of any of the process's tasks after it went.
-//   - A task never sees a hit on a breakpoint it does not own.
+//   - A task never sees a hit on a breakpoint it does not own, nor is a
+//     hit that the host counted without a trap given to another task's
+//     events: a position counts only while a single task can run in the
+//     stub process.
 //   - No event covers an address at or above the end of the application's
 //     address space, where the stub's code and data are
 //     (SetMaxUserAddress): the guest cannot trap the stub.

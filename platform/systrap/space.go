@@ -193,16 +193,19 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	sp.running.Add(1)
 	sp.epoch++
 	sp.lastArm.Store(b.clock.Add(1))
-	// The hits counted so far are those of the members as they were.
-	sp.settle()
+	// The hits counted so far are those of the members as they were:
+	// they are settled before a member changes (and only then, so that
+	// an unchanged Switch reads no count).
 	changed := false
 	if m, ok := sp.members[t]; task != nil && (!ok || m.img.Generation != task.Generation()) || task == nil && ok {
 		changed = true
+		sp.settle()
 		b.setMember(sp, t, task)
 	}
 	for k, m := range sp.members {
 		if k != t && m.img.Generation != m.task.Generation() {
 			changed = true
+			sp.settle()
 			b.setMember(sp, k, m.task)
 		}
 	}
