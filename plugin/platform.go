@@ -223,6 +223,11 @@ func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac 
 // interrupt.
 func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	if c.backend != nil && tasks.Registry().Active() {
+		if task := tasks.Lookup(c.task); task != nil {
+			// The events bound to the CPU that the guest sees the
+			// task on (getcpu) are armed.
+			task.SetCPU(c.task.CPU())
+		}
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
 	info, at, err := c.Context.Switch(ctx, mm, ac, cpu)

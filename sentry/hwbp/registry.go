@@ -2,6 +2,7 @@ package hwbp
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -163,13 +164,21 @@ type Task struct {
 	// which matches a guard by the mutex's own name ("mu") and so takes
 	// r.mu for a different, unannotated lock.
 
-	// bps holds the task-bound events in registration order; n of them
-	// are set.
+	// bps holds the task-bound events in registration order: at most
+	// Slots on any one CPU (see pinnedLocked), so at most Slots times the
+	// CPUs that events are bound to.
 	//
 	// +checklocks:r.mu
-	bps [Slots]*Breakpoint // +checklocksignore
-	// +checklocks:r.mu
-	n int // +checklocksignore
+	bps []*Breakpoint // +checklocksignore
+
+	// perCPU counts the events of bps that are bound to one CPU. It is
+	// written under r.mu and read without: while it is zero, the CPU the
+	// task runs on does not change its image.
+	perCPU atomic.Int32
+
+	// cpu is the CPU the task runs on as last reported (SetCPU), -1
+	// before: its image holds the events bound to it.
+	cpu atomic.Int32
 
 	// released is set by Release; a released task accepts no events.
 	//
@@ -194,7 +203,9 @@ func (r *Registry) NewTask() *Task {
 	r.mu.Lock()
 	r.tasks++
 	r.mu.Unlock()
-	return &Task{r: r}
+	t := &Task{r: r}
+	t.cpu.Store(-1)
+	return t
 }
 
 // Breakpoint is one breakpoint event. Its task belongs to the event's
@@ -206,6 +217,11 @@ type Breakpoint struct {
 
 	// task is the task the event is bound to. Immutable.
 	task *Task
+
+	// cpu is the CPU the event is bound to, -1 for every CPU: it is in
+	// its task's image only while the task runs there, and holds a slot
+	// there only. Immutable.
+	cpu int32
 
 	// handler is called on every hit. Immutable; may be nil.
 	handler OverflowHandler
@@ -231,11 +247,20 @@ type Breakpoint struct {
 	registered bool // +checklocksignore
 }
 
-// Register creates an event bound to t, with Linux's checks in Linux's order
-// (register_perf_hw_breakpoint): the type check and the slot reservation
-// first (EINVAL, ENOSPC), then the attribute parse (Attr.Validate). handler
-// may be nil. On error nothing changes.
+// Register creates an event bound to t on every CPU, with Linux's checks in
+// Linux's order (register_perf_hw_breakpoint): the type check and the slot
+// reservation first (EINVAL, ENOSPC), then the attribute parse
+// (Attr.Validate). handler may be nil. On error nothing changes.
 func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Breakpoint, error) {
+	return r.RegisterOnCPU(t, -1, attr, handler)
+}
+
+// RegisterOnCPU is Register for an event of t bound to one CPU, cpu (-1: to
+// every CPU), as a perf event opened with a pid and a cpu is: it fires only
+// while t runs on that CPU, and holds one of t's slots on that CPU only
+// (Linux's task_bp_pinned counts a task's events bound to the CPU and to
+// every CPU), so that t may have up to Slots events on each CPU.
+func (r *Registry) RegisterOnCPU(t *Task, cpu int32, attr Attr, handler OverflowHandler) (*Breakpoint, error) {
 	if t == nil || t.r != r {
 		return nil, fmt.Errorf("hwbp: task of another registry: %w", unix.EINVAL)
 	}
@@ -250,16 +275,22 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 	if err := attr.checkType(); err != nil {
 		return nil, err
 	}
-	if t.n+1 > Slots {
-		return nil, fmt.Errorf("hwbp: task uses all %d breakpoint slots: %w", t.n, unix.ENOSPC)
+	if cpu < -1 {
+		return nil, fmt.Errorf("hwbp: cpu %d: %w", cpu, unix.EINVAL)
+	}
+	if n := t.pinnedLocked(cpu); n+1 > Slots {
+		return nil, fmt.Errorf("hwbp: task uses all %d breakpoint slots: %w", n, unix.ENOSPC)
 	}
 	if err := attr.Validate(); err != nil {
 		return nil, err
 	}
-	bp := &Breakpoint{r: r, task: t, handler: handler, attr: attr, registered: true}
-	t.bps[t.n] = bp
-	t.n++
-	r.countSlots(t.n-1, t.n)
+	bp := &Breakpoint{r: r, task: t, cpu: cpu, handler: handler, attr: attr, registered: true}
+	before := t.pinnedLocked(-1)
+	t.bps = append(t.bps, bp)
+	if cpu >= 0 {
+		t.perCPU.Add(1)
+	}
+	r.countSlots(before, t.pinnedLocked(-1))
 	if !attr.Disabled {
 		bp.armed.Store(true)
 		t.enabled.Add(1)
@@ -409,14 +440,14 @@ func (bp *Breakpoint) unregisterLocked() {
 	bp.setArmed(false)
 	bp.registered = false
 	t := bp.task
-	for i := 0; i < t.n; i++ {
-		if t.bps[i] == bp {
-			copy(t.bps[i:t.n], t.bps[i+1:t.n])
-			t.n--
-			t.bps[t.n] = nil
-			bp.r.countSlots(t.n+1, t.n)
-			break
+	// bp's task is in bp.r, whose mu is held; checklocks cannot tell.
+	before := t.pinnedLocked(-1) // +checklocksignore
+	if i := slices.Index(t.bps, bp); i >= 0 {
+		t.bps = slices.Delete(t.bps, i, i+1)
+		if bp.cpu >= 0 {
+			t.perCPU.Add(-1)
 		}
+		bp.r.countSlots(before, t.pinnedLocked(-1)) // +checklocksignore
 	}
 	bp.bumpGen()
 }
@@ -431,22 +462,64 @@ func (t *Task) Release() {
 	if t.released {
 		return
 	}
-	for t.n > 0 {
+	for len(t.bps) > 0 {
 		// Every event of t is in t.r, whose mu is held; checklocks
 		// cannot tell that of an element of t.bps.
-		t.bps[t.n-1].unregisterLocked() // +checklocksignore
+		t.bps[len(t.bps)-1].unregisterLocked() // +checklocksignore
 	}
 	t.released = true
 	t.ext = nil
 	r.tasks--
 }
 
-// SlotsInUse returns how many of t's slots are reserved: its events,
-// enabled or not.
+// SlotsInUse returns how many of t's slots are reserved on the CPU where it
+// holds the most: its events, enabled or not, bound to that CPU or to every
+// CPU.
 func (t *Task) SlotsInUse() int {
 	t.r.mu.Lock()
 	defer t.r.mu.Unlock()
-	return t.n
+	return t.pinnedLocked(-1)
+}
+
+// pinnedLocked returns how many of t's slots on cpu its events hold: those
+// bound to cpu and those bound to every CPU (Linux's task_bp_pinned); with
+// cpu -1, the most that they hold on any one CPU.
+//
+// +checklocks:t.r.mu
+func (t *Task) pinnedLocked(cpu int32) int {
+	n, most := 0, 0
+	var per map[int32]int
+	for _, bp := range t.bps {
+		switch {
+		case bp.cpu < 0:
+			n++
+		case cpu >= 0:
+			if bp.cpu == cpu {
+				n++
+			}
+		default:
+			if per == nil {
+				per = make(map[int32]int)
+			}
+			per[bp.cpu]++
+			most = max(most, per[bp.cpu])
+		}
+	}
+	return n + most
+}
+
+// SetCPU records that t runs on cpu, as getcpu(2) tells the guest: the
+// events bound to that CPU join its image, and those bound to another leave
+// it. Back ends report it before they arm t; it costs an atomic load while
+// it does not change.
+func (t *Task) SetCPU(cpu int32) {
+	if t.cpu.Load() == cpu {
+		return
+	}
+	t.cpu.Store(cpu)
+	if t.perCPU.Load() != 0 {
+		t.gen.Add(1)
+	}
 }
 
 // HasBreakpoints reports whether t has any enabled event. When no enabled
@@ -517,17 +590,25 @@ func (img *Image) Breakpoint(slot int) *Breakpoint {
 	return img.bps[slot]
 }
 
-// Image returns t's current image. Events take the first slots in
+// Image returns t's current image on the CPU it runs on (SetCPU): its
+// events bound to every CPU or to that one take the first slots in
 // registration order; disabled events take none.
 func (t *Task) Image() Image {
 	r := t.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	img := Image{Generation: t.Generation()}
+	cpu := t.cpu.Load()
 	slot := 0
 	// The events of t are all in t.r, whose mu is held; checklocks
 	// cannot tell that of an element of t.bps.
-	for _, bp := range t.bps[:t.n] {
+	for _, bp := range t.bps {
+		if bp.cpu >= 0 && bp.cpu != cpu {
+			continue
+		}
+		if slot == Slots {
+			break // cannot happen: pinnedLocked bounds them
+		}
 		slot = img.place(slot, bp) // +checklocksignore
 	}
 	if slot > 0 {

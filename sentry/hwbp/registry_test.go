@@ -1,6 +1,7 @@
 package hwbp
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -18,6 +19,60 @@ func mustRegister(t *testing.T, r *Registry, task *Task, a Attr) *Breakpoint {
 		t.Fatalf("Register(%v): %v", a, err)
 	}
 	return bp
+}
+
+func mustRegisterOn(t *testing.T, r *Registry, task *Task, cpu int32, a Attr) *Breakpoint {
+	t.Helper()
+	bp, err := r.RegisterOnCPU(task, cpu, a, nil)
+	if err != nil {
+		t.Fatalf("RegisterOnCPU(%d, %v): %v", cpu, a, err)
+	}
+	return bp
+}
+
+// TestImageOnCPU checks that a task's image holds its events bound to every
+// CPU and those bound to the CPU it runs on, and that moving to another CPU
+// changes its generation only while it has events bound to one CPU.
+func TestImageOnCPU(t *testing.T) {
+	r := NewRegistry()
+	task := r.NewTask()
+	mustRegister(t, r, task, watch(testAddr))
+	gen := task.Generation()
+	task.SetCPU(1)
+	if task.Generation() != gen {
+		t.Error("a CPU change without events bound to a CPU changed the generation")
+	}
+	for i := 0; i < 3; i++ {
+		mustRegisterOn(t, r, task, 0, watch(testAddr+8+8*uint64(i)))
+	}
+	mustRegisterOn(t, r, task, 1, watch(testAddr+64))
+	for _, tc := range []struct {
+		cpu   int32
+		addrs []uint64
+	}{
+		{0, []uint64{testAddr, testAddr + 8, testAddr + 16, testAddr + 24}},
+		{1, []uint64{testAddr, testAddr + 64}},
+		{5, []uint64{testAddr}},
+	} {
+		gen := task.Generation()
+		task.SetCPU(tc.cpu)
+		if task.Generation() == gen {
+			t.Errorf("moving to CPU %d did not change the generation", tc.cpu)
+		}
+		img := task.Image()
+		var got []uint64
+		for slot := 0; slot < Slots; slot++ {
+			if img.DR7.Enabled(slot) {
+				got = append(got, img.Addr[slot])
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.addrs) {
+			t.Errorf("on CPU %d the image arms %#x, want %#x", tc.cpu, got, tc.addrs)
+		}
+	}
+	if n := task.SlotsInUse(); n != 4 {
+		t.Errorf("SlotsInUse %d, want 4 (on CPU 0)", n)
+	}
 }
 
 func TestSlotConstraints(t *testing.T) {
@@ -84,6 +139,37 @@ func TestSlotConstraints(t *testing.T) {
 			_, err := r.Register(a, watch(testAddr), nil)
 			return err
 		}, unix.ESRCH},
+		{"events bound to other CPUs hold slots there only", func(t *testing.T, r *Registry, a, b *Task) error {
+			// Linux 6.18: four events on CPU 0, then one on CPU 1.
+			for i := 0; i < 4; i++ {
+				mustRegisterOn(t, r, a, 0, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.RegisterOnCPU(a, 1, watch(testAddr+32), nil)
+			return err
+		}, 0},
+		{"a fifth event on one CPU is ENOSPC", func(t *testing.T, r *Registry, a, b *Task) error {
+			for i := 0; i < 4; i++ {
+				mustRegisterOn(t, r, a, 1, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.RegisterOnCPU(a, 1, watch(testAddr+32), nil)
+			return err
+		}, unix.ENOSPC},
+		{"an event on every CPU holds a slot on each", func(t *testing.T, r *Registry, a, b *Task) error {
+			mustRegister(t, r, a, watch(testAddr))
+			for i := 1; i < 4; i++ {
+				mustRegisterOn(t, r, a, 2, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.RegisterOnCPU(a, 2, watch(testAddr+32), nil)
+			return err
+		}, unix.ENOSPC},
+		{"an event on every CPU needs a slot on the busiest", func(t *testing.T, r *Registry, a, b *Task) error {
+			mustRegisterOn(t, r, a, 0, watch(testAddr))
+			for i := 1; i < 5; i++ {
+				mustRegisterOn(t, r, a, 1, watch(testAddr+8*uint64(i)))
+			}
+			_, err := r.Register(a, watch(testAddr+40), nil)
+			return err
+		}, unix.ENOSPC},
 		{"tasks of another registry are refused", func(t *testing.T, r *Registry, a, b *Task) error {
 			_, err := NewRegistry().Register(a, watch(testAddr), nil)
 			return err

@@ -346,7 +346,7 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	exited := false
 	if target.HasTask {
 		var err error
-		bp, err = es.register(target.Task, bpAttr, ev.overflow)
+		bp, err = es.register(target.Task, target.CPU, bpAttr, ev.overflow)
 		if err == nil {
 			ev.setCounter(bp, a.normalized())
 		}
@@ -459,11 +459,11 @@ var errExited = errorf(unix.ESRCH, "the task has exited")
 // there, makes every check, and fails with ESRCH only once it finds its perf
 // context gone, so register then makes the attribute's own checks and
 // returns errExited, and Open goes on with its checks.
-func (es *Events[K]) register(k K, a hwbp.Attr, handler hwbp.OverflowHandler) (*hwbp.Breakpoint, error) {
+func (es *Events[K]) register(k K, cpu int32, a hwbp.Attr, handler hwbp.OverflowHandler) (*hwbp.Breakpoint, error) {
 	t, err := es.tasks.Get(k)
 	if err == nil {
 		var bp *hwbp.Breakpoint
-		bp, err = es.tasks.Registry().Register(t, a, handler)
+		bp, err = es.tasks.Registry().RegisterOnCPU(t, cpu, a, handler)
 		if err == nil {
 			return bp, nil
 		}
@@ -1269,7 +1269,7 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 			parent:      orig,
 			attr:        a,
 		}
-		bp, err := es.tasks.Registry().Register(t, hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}, c.overflow)
+		bp, err := es.tasks.Registry().RegisterOnCPU(t, ev.target.CPU, hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}, c.overflow)
 		if err != nil {
 			continue
 		}

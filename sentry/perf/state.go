@@ -173,7 +173,7 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 		a := s.Attr
 		bpAttr := hwbp.Attr{Addr: a.BPAddr(), Len: a.BPLen(), Type: hwbp.Type(a.BPType()), Disabled: true}
 		var b *hwbp.Breakpoint
-		b, err = es.register(s.Task, bpAttr, ev.overflow)
+		b, err = es.register(s.Task, s.CPU, bpAttr, ev.overflow)
 		if err == nil {
 			ev.setCounter(b, s.Attr)
 		}

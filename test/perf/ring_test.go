@@ -74,18 +74,35 @@ func TestSideBand(t *testing.T) {
 	}
 }
 
-// TestPerfRecord runs Linux's perf tool, "perf record --per-thread -e
-// mem:ADDR:wu" over a loop of 200 writes (testdata/loop.c), on the host and
-// in the sandbox, and compares what "perf script -F ip,sym" and "perf
-// report --stdio" make of each recording: one sample per write, at the same
-// instruction, in the function that wrote (main), which perf finds through
-// the PERF_RECORD_COMM and MMAP2 records of the workload's exec. perf opens
-// the event on the forked workload (enable_on_exec, sample_period 1,
-// sample_id_all, comm, mmap, mmap2, task) and maps a ring of 1 + 128 pages.
+// TestPerfRecord runs Linux's perf tool, "perf record -e mem:ADDR:wu" over
+// a loop of 200 writes (testdata/loop.c), on the host and in the sandbox,
+// and compares what "perf script -F ip,sym" and "perf report --stdio" make
+// of each recording: one sample per write, at the same instruction, in the
+// function that wrote (main), which perf finds through the PERF_RECORD_COMM
+// and MMAP2 records of the workload's exec. perf opens the event on the
+// forked workload (enable_on_exec, sample_period 1, sample_id_all, comm,
+// mmap, mmap2, task) and maps a ring of 1 + 128 pages: with --per-thread
+// one event, by default one per CPU, of which only the CPU's that the
+// workload runs on samples a write.
 func TestPerfRecord(t *testing.T) {
 	sandbox.RequireRoot(t)
 	perfTool, prog, event := perfOnLoop(t)
-	argv := []string{perfTool, "record", "--per-thread", "-e", event, "-o", "-", "--", prog, "200"}
+	for _, mode := range []struct {
+		name  string
+		flags []string
+	}{
+		{"per-thread", []string{"--per-thread"}},
+		{"per-CPU", nil},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			argv := append(append([]string{perfTool, "record"}, mode.flags...), "-e", event, "-o", "-", "--", prog, "200")
+			perfRecord(t, perfTool, argv)
+		})
+	}
+}
+
+// perfRecord is TestPerfRecord for one perf command line, argv.
+func perfRecord(t *testing.T, perfTool string, argv []string) {
 	script := func(data []byte) (samples, report string) {
 		f := filepath.Join(t.TempDir(), "perf.data")
 		if err := os.WriteFile(f, data, 0o600); err != nil {

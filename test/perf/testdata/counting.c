@@ -3,13 +3,14 @@
  * writes, reads, execution, enable/disable/reset between hits, an event on
  * another process that outlives it, exclude_user, slots freed by close,
  * and inheritance into forked children and threads, of single events and
- * of groups.
+ * of groups, and events bound to one CPU.
  * One line per step with the counts read, for the host kernel's transcript
  * and a sandbox's to be compared.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
 #include <stdint.h>
@@ -51,6 +52,36 @@ static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid
 		exit(1);
 	}
 	return fd;
+}
+
+/* open_event_on opens a counting event of the calling thread bound to cpu. */
+static int open_event_on(uint32_t type, void *addr, uint64_t len, int cpu)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.type = PERF_TYPE_BREAKPOINT;
+	a.size = sizeof(a);
+	a.bp_type = type;
+	a.bp_addr = (uint64_t)(uintptr_t)addr;
+	a.bp_len = len;
+	a.exclude_kernel = 1;
+	a.exclude_hv = 1;
+	int fd = (int)syscall(SYS_perf_event_open, &a, 0, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		printf("perf_event_open on CPU %d: %s\n", cpu, strerrorname_np(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static void show_count(const char *what, int fd)
+{
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) != sizeof(v)) {
+		printf("%s: read %s\n", what, strerrorname_np(errno));
+		return;
+	}
+	printf("%s: count=%llu\n", what, (unsigned long long)v);
 }
 
 static void show(const char *what, int fd)
@@ -254,6 +285,26 @@ int main(void)
 
 	inherited_group("group, leader inherit, member inherit_thread", 0, 1);
 	inherited_group("group, leader inherit_thread, member inherit", 1, 0);
+
+	/* Events bound to one CPU count only while the thread runs there:
+	 * pinned to CPU 0, the thread's writes count for its event on CPU 0
+	 * and not for the one on CPU 1. Only the counts are printed: Linux
+	 * stops the time running of an event while its CPU is not the
+	 * thread's, which the sandbox does not follow (README). */
+	if (sysconf(_SC_NPROCESSORS_ONLN) > 1) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(0, &set);
+		if (sched_setaffinity(0, sizeof(set), &set))
+			printf("sched_setaffinity: %s\n", strerrorname_np(errno));
+		int on0 = open_event_on(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0);
+		int on1 = open_event_on(HW_BREAKPOINT_W, (void *)&watched[0], 8, 1);
+		writes(30);
+		show_count("pinned to CPU 0, 30 writes: event on CPU 0", on0);
+		show_count("pinned to CPU 0, 30 writes: event on CPU 1", on1);
+		close(on0);
+		close(on1);
+	}
 
 	printf("sink %llu\nend\n", (unsigned long long)(sink * 0));
 	return 0;

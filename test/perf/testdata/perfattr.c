@@ -397,6 +397,28 @@ static void slots(void)
 		if (n != 1 && fds[n] >= 0)
 			close((int)fds[n]);
 	base(); try("slot-all-closed", 0, -1, -1, 0);
+
+	/* An event bound to one CPU holds a slot on that CPU only, beside
+	 * the task's events on every CPU (task_bp_pinned). */
+	long on0[4];
+	for (int n = 0; n < 4; n++) {
+		char name[64];
+		base();
+		set64(OFF_BP_ADDR, (uint64_t)(uintptr_t)&watched[n]);
+		on0[n] = open_event(0, 0, -1, 0);
+		snprintf(name, sizeof(name), "slot-cpu0-%d", n);
+		printf("%s: %s\n", name, on0[n] >= 0 ? "ok" : strerrorname_np(errno));
+	}
+	base(); try("slot-cpu0-fifth", 0, 0, -1, 0);
+	base(); try("slot-every-cpu-beside-four-on-cpu0", 0, -1, -1, 0);
+	if (ncpus > 1) {
+		base(); try("slot-cpu1-beside-four-on-cpu0", 0, 1, -1, 0);
+	}
+	close((int)on0[0]);
+	base(); try("slot-every-cpu-beside-three-on-cpu0", 0, -1, -1, 0);
+	for (int n = 1; n < 4; n++)
+		if (on0[n] >= 0)
+			close((int)on0[n]);
 }
 
 /* spawn forks a process that runs as uid (0: unchanged) until this one
