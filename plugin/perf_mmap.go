@@ -383,6 +383,15 @@ func (sampler) Time(t *kernel.Task) uint64 {
 	return uint64(t.Kernel().MonotonicClock().Now().Nanoseconds())
 }
 
+// Frames implements perf.Sampler.Frames: the thread's RBP and a reader of
+// its memory. The sample is taken on the thread's goroutine, at its hit.
+func (sampler) Frames(t *kernel.Task) (uint64, perf.Reader) {
+	return t.Arch().StateData().Regs.Rbp, func(addr uint64, dst []byte) error {
+		_, err := t.CopyInBytes(hostarch.Addr(addr), dst)
+		return err
+	}
+}
+
 // Parent implements perf.Sampler.Parent.
 func (sampler) Parent(t *kernel.Task) uint32 {
 	p := t.ThreadGroup().Leader()

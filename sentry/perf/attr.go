@@ -63,12 +63,14 @@ const (
 	FlagExcludeHV     = 1 << 6
 	FlagFreq          = 1 << 10
 	FlagEnableOnExec  = 1 << 12
-	FlagNamespaces    = 1 << 28
-	FlagUseClockID    = 1 << 25
-	FlagAuxOutput     = 1 << 31
-	FlagInheritThread = 1 << 35
-	FlagRemoveOnExec  = 1 << 36
-	FlagSigtrap       = 1 << 37
+	// FlagExcludeCallchainUser is exclude_callchain_user.
+	FlagExcludeCallchainUser = 1 << 22
+	FlagNamespaces           = 1 << 28
+	FlagUseClockID           = 1 << 25
+	FlagAuxOutput            = 1 << 31
+	FlagInheritThread        = 1 << 35
+	FlagRemoveOnExec         = 1 << 36
+	FlagSigtrap              = 1 << 37
 	// flagsReserved is __reserved_1: bits 38-63.
 	flagsReserved = ^uint64(1<<38 - 1)
 )

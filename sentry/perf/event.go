@@ -379,6 +379,11 @@ func (es *Events[K]) Open(a Attr, target Target[K], group Group[K]) (*Event[K], 
 	if aux&auxStartPaused != 0 {
 		return fail(errorf(unix.EOPNOTSUPP, "aux_start_paused"))
 	}
+	if a.SampleType()&SampleCallchain != 0 && a.u16(offMaxStack) > defaultMaxStack {
+		// get_callchain_buffers: deeper than
+		// kernel.perf_event_max_stack.
+		return fail(errorf(unix.EOVERFLOW, "sample_max_stack %d", a.u16(offMaxStack)))
+	}
 	if a.Has(FlagUseClockID) {
 		if c := a.ClockID(); c != clockMonotonic && c != clockMonotonicRaw {
 			return fail(errorf(unix.EINVAL, "clock %d", c))

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
 // More sample_type bits, which a breakpoint's samples give in a fixed form.
@@ -36,6 +38,9 @@ type Sampler[K comparable] interface {
 	// Parent returns the process id of k's parent (real_parent), 0 if
 	// it has none in k's PID namespace.
 	Parent(k K) uint32
+	// Frames returns k's user frame pointer (RBP) at the hit and a
+	// reader of k's memory, for the call chain's frame walk.
+	Frames(k K) (fp uint64, read Reader)
 }
 
 // SetSampler sets the source of the samples' thread ids, CPUs and times; a
@@ -48,6 +53,46 @@ type sampleData struct {
 	ip, time uint64
 	pid, tid uint32
 	cpu      uint32
+	// chain is the call chain, for PERF_SAMPLE_CALLCHAIN.
+	chain []uint64
+}
+
+// contextUser is PERF_CONTEXT_USER, the mark before a call chain's user
+// entries.
+const contextUser = ^uint64(512) + 1
+
+// callchain returns the PERF_SAMPLE_CALLCHAIN entries of a hit of k at ip,
+// for attribute a (perf_callchain, get_perf_callchain): none with
+// exclude_callchain_user (a breakpoint hits in user mode, so there is no
+// kernel part); otherwise PERF_CONTEXT_USER, ip and the return addresses
+// that x86's perf_callchain_user finds walking the frame pointers from
+// RBP: each frame is the next frame pointer and a return address, read
+// until a frame lies outside the user address space or cannot be read, for
+// sample_max_stack entries in all (ip included). Like Linux, the walk does
+// not check that frames go up the stack: a loop of frames gives
+// sample_max_stack entries.
+func (es *Events[K]) callchain(k K, a *Attr, ip uint64) []uint64 {
+	if a.Flags()&FlagExcludeCallchainUser != 0 {
+		return nil
+	}
+	chain := []uint64{contextUser, ip}
+	if es.sampler == nil {
+		return chain
+	}
+	fp, read := es.sampler.Frames(k)
+	var frame [16]byte
+	for max := int(a.u16(offMaxStack)); len(chain)-1 < max; {
+		// valid_user_frame: the frame lies below TASK_SIZE_MAX.
+		if fp > hwbp.TaskSizeMax-uint64(len(frame)) {
+			break
+		}
+		if read(fp, frame[:]) != nil {
+			break
+		}
+		chain = append(chain, binary.LittleEndian.Uint64(frame[8:]))
+		fp = binary.LittleEndian.Uint64(frame[:])
+	}
+	return chain
 }
 
 // data returns the sample data of a hit of k at ip.
@@ -166,11 +211,10 @@ func (ev *Event[K]) sampleRecord(a *Attr, d sampleData, period uint64, read []by
 		b = append(b, read...)
 	}
 	if st&SampleCallchain != 0 {
-		// PERF_CONTEXT_USER, then the user ip; the frames above it
-		// are not walked.
-		put64(2)
-		put64(^uint64(512) + 1)
-		put64(d.ip)
+		put64(uint64(len(d.chain)))
+		for _, e := range d.chain {
+			put64(e)
+		}
 	}
 	if st&SampleRaw != 0 {
 		// No raw data: a u32 size of 4 and a u32 of zero.
@@ -222,6 +266,9 @@ func (ev *Event[K]) output(a *Attr, d sampleData, period uint64) {
 	var read []byte
 	if a.SampleType()&SampleRead != 0 {
 		read, _ = o.Read(1 << 20)
+	}
+	if a.SampleType()&SampleCallchain != 0 {
+		d.chain = ev.es.callchain(ev.target.Task, a, d.ip)
 	}
 	oa := a
 	if o != ev {

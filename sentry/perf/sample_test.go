@@ -35,6 +35,10 @@ func TestSampleRecords(t *testing.T) {
 		sampleType uint64
 		period     uint64
 		hits       int
+		// frames gives the events fixedSampler, whose stack has three
+		// frames; edit changes the attribute further.
+		frames bool
+		edit   func(p []byte)
 		// want are the u64s after each record's header.
 		want [][]uint64
 	}{
@@ -56,12 +60,38 @@ func TestSampleRecords(t *testing.T) {
 			period:     1, hits: 1,
 			want: [][]uint64{{4, 0, memNA, 0, PageSize}},
 		},
+		{
+			name:       "a call chain walks the frame pointers until a frame cannot be read",
+			sampleType: SampleCallchain,
+			period:     1, hits: 1, frames: true,
+			want: [][]uint64{{5, contextUser, 0, 0x401001, 0x401002, 0x401003}},
+		},
+		{
+			name:       "sample_max_stack bounds the call chain's entries, ip included",
+			sampleType: SampleCallchain,
+			period:     1, hits: 1, frames: true,
+			edit: func(p []byte) { binary.LittleEndian.PutUint16(p[offMaxStack:], 2) },
+			want: [][]uint64{{3, contextUser, 0, 0x401001}},
+		},
+		{
+			name:       "exclude_callchain_user leaves the call chain empty",
+			sampleType: SampleCallchain,
+			period:     1, hits: 1, frames: true,
+			edit: func(p []byte) { p[offFlags+2] |= 1 << 6 },
+			want: [][]uint64{{0}},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()
+			if tc.frames {
+				f.events.SetSampler(fixedSampler{})
+			}
 			ev := f.open(t, 1, func(p []byte) {
 				set64(p, offSamplePeriod, tc.period)
 				set64(p, offSampleType, tc.sampleType)
+				if tc.edit != nil {
+					tc.edit(p)
+				}
 			})
 			defer ev.Close()
 			r, _, err := ev.Map(2*PageSize, true, true, 1<<20, plainAlloc)

@@ -17,6 +17,22 @@ func (fixedSampler) CPU(thread) uint32             { return 1 }
 func (fixedSampler) Time(thread) uint64            { return 7 }
 func (fixedSampler) Parent(thread) uint32          { return 99 }
 
+// Frames gives a stack of three frames at 0x1000, 0x1010 and 0x1020 whose
+// return addresses are 0x401001 to 0x401003; the third frame's next
+// pointer is 0, which cannot be read.
+func (fixedSampler) Frames(thread) (uint64, Reader) {
+	stack := map[uint64][2]uint64{0x1000: {0x1010, 0x401001}, 0x1010: {0x1020, 0x401002}, 0x1020: {0, 0x401003}}
+	return 0x1000, func(addr uint64, dst []byte) error {
+		f, ok := stack[addr]
+		if !ok || len(dst) != 16 {
+			return unix.EFAULT
+		}
+		binary.LittleEndian.PutUint64(dst, f[0])
+		binary.LittleEndian.PutUint64(dst[8:], f[1])
+		return nil
+	}
+}
+
 // le builds a little-endian record from u32s (uint32) and u64s (uint64) and
 // byte strings.
 func le(fields ...any) []byte {

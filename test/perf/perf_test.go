@@ -238,19 +238,20 @@ func TestHostCounting(t *testing.T) {
 	}
 }
 
-// perfOnLoop returns Linux's perf tool, testdata/loop.c built without PIE,
+// perfOnLoop returns Linux's perf tool, testdata/loop.c built without PIE
+// (and with cflags),
 // and the perf event of a user-mode write watchpoint on the word that it
 // writes ("mem:ADDR:wu"), for the tests that run perf over the loop on the
 // host and in the sandbox. It skips t where there is no perf, and where
 // hits need the test VM.
-func perfOnLoop(t *testing.T) (perfTool, prog, event string) {
+func perfOnLoop(t *testing.T, cflags ...string) (perfTool, prog, event string) {
 	t.Helper()
 	perfTool, err := exec.LookPath("perf")
 	if err != nil {
 		t.Skipf("no perf on this machine (Debian's linux-perf): %v", err)
 	}
 	sandbox.RequireHostHits(t)
-	prog = sandbox.BuildC(t, "testdata/loop.c", "-no-pie")
+	prog = sandbox.BuildC(t, "testdata/loop.c", append([]string{"-no-pie"}, cflags...)...)
 	addr, err := exec.Command(prog, "addr").Output()
 	if err != nil {
 		t.Fatalf("%s addr: %v", prog, err)

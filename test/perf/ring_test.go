@@ -54,6 +54,19 @@ func TestRingRecords(t *testing.T) {
 	compareOn(t, sandbox.HitPlatforms, prog, "hits")
 }
 
+// TestCallchain compares the call chains of a breakpoint's samples
+// (testdata/callchain.c, PERF_SAMPLE_CALLCHAIN): PERF_CONTEXT_USER, the ip
+// and the return addresses of the frames that x86's perf_callchain_user
+// walks through the frame pointers, as symbol+offset, with
+// sample_max_stack and exclude_callchain_user. It needs hits, so it runs in
+// the test VM where the host delivers none.
+func TestCallchain(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog := sandbox.BuildC(t, "testdata/callchain.c", "-fno-omit-frame-pointer", "-rdynamic")
+	compareOn(t, sandbox.HitPlatforms, prog)
+}
+
 // TestSideBand compares the side-band records (PERF_RECORD_COMM, MMAP2,
 // EXIT) that an event opened as perf record opens its event on the workload
 // (comm, mmap, mmap2, task, sample_id_all, enable_on_exec) gets in its ring
@@ -83,18 +96,22 @@ func TestSideBand(t *testing.T) {
 // forked workload (enable_on_exec, sample_period 1, sample_id_all, comm,
 // mmap, mmap2, task) and maps a ring of 1 + 128 pages: with --per-thread
 // one event, by default one per CPU, of which only the CPU's that the
-// workload runs on samples a write.
+// workload runs on samples a write. With -g, over the loop built with frame
+// pointers, each sample's call chain is compared too (main, called from
+// the C library's __libc_start_call_main).
 func TestPerfRecord(t *testing.T) {
 	sandbox.RequireRoot(t)
-	perfTool, prog, event := perfOnLoop(t)
 	for _, mode := range []struct {
-		name  string
-		flags []string
+		name   string
+		flags  []string
+		cflags []string
 	}{
-		{"per-thread", []string{"--per-thread"}},
-		{"per-CPU", nil},
+		{"per-thread", []string{"--per-thread"}, nil},
+		{"per-CPU", nil, nil},
+		{"call graph", []string{"--per-thread", "-g"}, []string{"-fno-omit-frame-pointer"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
+			perfTool, prog, event := perfOnLoop(t, mode.cflags...)
 			argv := append(append([]string{perfTool, "record"}, mode.flags...), "-e", event, "-o", "-", "--", prog, "200")
 			perfRecord(t, perfTool, argv)
 		})

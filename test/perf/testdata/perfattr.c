@@ -86,6 +86,7 @@ static int ncpus;
 static int dropped;
 
 static void set32(int off, uint32_t v) { memcpy(attr + off, &v, 4); }
+static void set16(int off, uint16_t v) { memcpy(attr + off, &v, 2); }
 static void set64(int off, uint64_t v) { memcpy(attr + off, &v, 8); }
 static uint64_t get64(int off) { uint64_t v; memcpy(&v, attr + off, 8); return v; }
 static uint32_t get32(int off) { uint32_t v; memcpy(&v, attr + off, 4); return v; }
@@ -286,6 +287,15 @@ static void flag_bits(void)
 	CASE("aux_watermark", set32(OFF_AUX_WATERMARK, 100));
 	CASE("aux_sample_size", set32(OFF_AUX_SAMPLE, 100));
 	CASE("sample_max_stack", attr[OFF_MAX_STACK] = 10);
+	/* A call chain deeper than kernel.perf_event_max_stack (127) is
+	 * EOVERFLOW (get_callchain_buffers), after the aux checks and before
+	 * the clock's. */
+	CASE("callchain-max_stack-127", set64(OFF_SAMPLE_TYPE, 1 << 5); set64(OFF_PERIOD, 1); set16(OFF_MAX_STACK, 127));
+	CASE("callchain-max_stack-128", set64(OFF_SAMPLE_TYPE, 1 << 5); set64(OFF_PERIOD, 1); set16(OFF_MAX_STACK, 128));
+	CASE("callchain-max_stack-65535-counting", set64(OFF_SAMPLE_TYPE, 1 << 5); set16(OFF_MAX_STACK, 65535));
+	CASE("max_stack-128-no-callchain", set64(OFF_PERIOD, 1); set16(OFF_MAX_STACK, 128));
+	CASE("callchain-max_stack-128-aux_output", set64(OFF_SAMPLE_TYPE, 1 << 5); set16(OFF_MAX_STACK, 128); flag(31, 1));
+	CASE("callchain-max_stack-128-bad-clock", set64(OFF_SAMPLE_TYPE, 1 << 5); set16(OFF_MAX_STACK, 128); flag(25, 1); set32(OFF_CLOCKID, 12345));
 }
 
 static void pids_and_cpus(void)
