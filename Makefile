@@ -53,10 +53,11 @@ vet: prepare
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...
-	@# The layers: a platform back end knows only the core (sentry/hwbp), never
-	@# a consumer (sentry/ptrace) or the plugin that wires them together.
+	@# The layers: a platform back end knows only the core (sentry/hwbp) and
+	@# the host's perf events (platform/hostperf), never a consumer
+	@# (sentry/ptrace) or the plugin that wires them together.
 	@cd $(BUILD_SRC) && for p in $$($(GO) list -mod=vendor ./platform/...); do \
-		bad=$$($(GO) list -mod=vendor -deps $$p | grep '^github.com/gvisor-hwbp/hwbp/' | grep -v -e '^github.com/gvisor-hwbp/hwbp/sentry/hwbp$$' -e "^$$p$$"); \
+		bad=$$($(GO) list -mod=vendor -deps $$p | grep '^github.com/gvisor-hwbp/hwbp/' | grep -v -e '^github.com/gvisor-hwbp/hwbp/sentry/hwbp$$' -e '^github.com/gvisor-hwbp/hwbp/platform/hostperf$$' -e "^$$p$$"); \
 		[ -z "$$bad" ] || { echo "$$p imports more of hwbp than the core: $$bad"; exit 1; }; \
 	done
 

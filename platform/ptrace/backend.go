@@ -37,11 +37,13 @@ import (
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/hostarch"
 	"gvisor.dev/gvisor/pkg/log"
+	"gvisor.dev/gvisor/pkg/seccomp"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 	gvptrace "gvisor.dev/gvisor/pkg/sentry/platform/ptrace"
 
+	"github.com/gvisor-hwbp/hwbp/platform/hostperf"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
@@ -84,6 +86,21 @@ type Backend struct {
 	// failures counts the host's refusals to arm.
 	failures atomic.Int64
 
+	// perf opens the host events of counting slots (count.go); tests
+	// replace it.
+	perf perfHost
+
+	// counterFDs counts the host events of all stub threads' counters.
+	counterFDs atomic.Int64
+
+	countersMu sync.Mutex
+
+	// counters maps each task to the counters of the stub threads that
+	// count hits for it, for Flush.
+	//
+	// +checklocks:countersMu
+	counters map[*hwbp.Task]map[*stubCounters]struct{}
+
 	// pruneAt is the size of stubs at which entries of dead stub threads
 	// are dropped.
 	//
@@ -100,6 +117,11 @@ type stubState struct {
 	// task is nil when nothing is armed.
 	task *hwbp.Task
 	img  hwbp.Image
+	// counters are the stub thread's host events for counting slots,
+	// nil until it first had one; counting is whether they count for
+	// task now.
+	counters *stubCounters
+	counting bool
 }
 
 // hostRegs is the contents of a stub thread's DR0-DR3 and DR7.
@@ -112,7 +134,7 @@ type hostRegs struct {
 
 // New returns a back end for the breakpoints of tasks.
 func New(tasks *hwbp.Tasks[*kernel.Task]) *Backend {
-	b := &Backend{tasks: tasks, host: hostDebugRegs{}, pruneAt: 64}
+	b := &Backend{tasks: tasks, host: hostDebugRegs{}, perf: hostPerf{}, pruneAt: 64}
 	b.maxUser.Store(^uint64(0))
 	return b
 }
@@ -126,6 +148,13 @@ func (b *Backend) Refusals() int64 { return b.failures.Load() }
 // above it, where the stub's code is, are not armed (hwbp.Image.Below).
 func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
 	b.maxUser.Store(uint64(a))
+}
+
+// SeccompRules returns the host system calls that the back end makes from
+// the sentry beyond the platform's own: the host perf events of counting
+// slots (count.go).
+func (b *Backend) SeccompRules() seccomp.SyscallRules {
+	return hostperf.SeccompRules()
 }
 
 // Stale implements the plugin's backend.Stale: with nothing enabled, a
@@ -171,20 +200,37 @@ func (b *Backend) arm(stub gvptrace.StubThread, task *hwbp.Task) stubState {
 	if v, ok := b.stubs.Load(stub); ok {
 		have = v.(stubState)
 	}
-	if task != nil && have.task == task && have.img.Generation == task.Generation() {
+	if task != nil && have.task == task && have.img.Generation == task.Generation() && (!have.counting || task.VirtualDR6() == hwbp.DR6Reset) {
 		return have // the common case: nothing changed
 	}
-	if task == nil && have.task == nil && !have.regs.dirty && have.regs.dr7 == 0 {
+	if task == nil && have.task == nil && !have.regs.dirty && have.regs.dr7 == 0 && !have.counting {
 		return have // nothing armed, nothing wanted
 	}
-	want := stubState{regs: have.regs}
+	// What the counters counted is the old image's; closing them frees
+	// their slots for debug registers.
+	b.releaseCounters(have.counters)
+	want := stubState{regs: have.regs, counters: have.counters}
+	var slots [hwbp.Slots]bool
+	counting := false
 	if task != nil {
 		want.img = task.Image().Below(b.maxUser.Load())
 		if !want.img.Empty() {
 			want.task = task
 		}
+		slots, counting = countable(task, &want.img)
 	}
-	regs, err := writeHostDebugRegs(b.host, stub.TID, have.regs, want.img)
+	regs, err := writeHostDebugRegs(b.host, stub.TID, have.regs, withoutSlots(want.img, slots))
+	if err == nil && counting {
+		if want.counters == nil {
+			want.counters = newStubCounters(stub.TID)
+		}
+		counted := b.openCounters(want.counters, task, &want.img, slots)
+		want.counting = counted != [hwbp.Slots]bool{}
+		if counted != slots {
+			// The slots that got no event trap.
+			regs, err = writeHostDebugRegs(b.host, stub.TID, regs, withoutSlots(want.img, counted))
+		}
+	}
 	want.regs = regs
 	if err != nil {
 		// The host refused (its own breakpoints may hold the debug
@@ -207,8 +253,9 @@ func (b *Backend) record(stub gvptrace.StubThread, st stubState) {
 		if b.nstubs >= b.pruneAt {
 			// Stub threads die with their address space; drop what
 			// we knew of the dead ones.
-			b.stubs.Range(func(k, _ any) bool {
+			b.stubs.Range(func(k, v any) bool {
 				if k.(gvptrace.StubThread).ID.Value() == nil {
+					b.releaseCounters(v.(stubState).counters)
 					b.stubs.Delete(k)
 					b.nstubs-- // +checklocksignore: Range calls back before it returns, with mu held
 				}

@@ -45,7 +45,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/hostarch"
@@ -55,6 +54,7 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 
+	"github.com/gvisor-hwbp/hwbp/platform/hostperf"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
@@ -148,21 +148,7 @@ func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
 // SeccompRules returns the host system calls that the back end makes from
 // the sentry, beyond what the platform itself needs.
 func (b *Backend) SeccompRules() seccomp.SyscallRules {
-	return seccomp.MakeSyscallRules(map[uintptr]seccomp.SyscallRule{
-		unix.SYS_PERF_EVENT_OPEN: seccomp.PerArg{
-			seccomp.AnyValue{},
-			seccomp.AnyValue{},
-			seccomp.EqualTo(^uintptr(0)),
-			seccomp.EqualTo(^uintptr(0)),
-			seccomp.EqualTo(unix.PERF_FLAG_FD_CLOEXEC),
-		},
-		unix.SYS_IOCTL: seccomp.Or{
-			seccomp.PerArg{seccomp.NonNegativeFD{}, seccomp.EqualTo(unix.PERF_EVENT_IOC_ENABLE), seccomp.EqualTo(0)},
-			seccomp.PerArg{seccomp.NonNegativeFD{}, seccomp.EqualTo(unix.PERF_EVENT_IOC_DISABLE), seccomp.EqualTo(0)},
-			seccomp.PerArg{seccomp.NonNegativeFD{}, seccomp.EqualTo(unix.PERF_EVENT_IOC_MODIFY_ATTRIBUTES)},
-		},
-		unix.SYS_CLOSE: seccomp.MatchAll{},
-	})
+	return hostperf.SeccompRules()
 }
 
 // Stale implements the plugin's backend.Stale: with nothing enabled and no
