@@ -1,6 +1,8 @@
 package systrap
 
 import (
+	"fmt"
+
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
@@ -49,7 +51,7 @@ func soleUser(mm platform.MemoryManager) bool {
 //
 // +checklocks:sp.mu
 func (sp *space) countable(want [hwbp.Slots]entry, use [hwbp.Slots]bool, solo bool) (counting [hwbp.Slots]bool) {
-	if !solo || len(sp.members) != 1 {
+	if !solo || len(sp.members) != 1 || !sp.r.HostCounting() {
 		return counting
 	}
 	for _, m := range sp.members {
@@ -150,70 +152,54 @@ func (sp *space) settle() {
 }
 
 // rebase makes the counting positions' current counts the starting point
-// of the next settle, after their events were replaced.
+// of the next settle, after some of their events were replaced. A counting
+// position that is not used now keeps its events and their counts (it may
+// be used again, by an in-place change), so its base is its total too.
 //
 // +checklocks:sp.mu
 func (sp *space) rebase() {
 	for pos := range sp.counting {
 		sp.countBase[pos] = 0
-		if sp.counting[pos] && sp.used[pos] {
+		if sp.counting[pos] {
 			sp.countBase[pos] = sp.total(pos)
 		}
 	}
 }
 
 // setCounting makes the events at each position count or signal as
-// counting says, reopening those that change on every stub thread. Every
-// thread must hold events of its own (adopt) and none may run: the caller's
-// task is the only one between arm and its trap handling, and is not
-// running.
+// counting says. The events of every position are replaced on every stub
+// thread and on the nursery, as when they were first opened: a change of
+// one position's events alone could leave a thread with an inherited event
+// and one of its own that both count its hits. Nothing may run (the
+// caller's task is the only one between arm and its trap handling, and is
+// not running), so that no hit is lost meanwhile.
 //
 // +checklocks:sp.mu
-func (b *Backend) setCounting(sp *space, counting [hwbp.Slots]bool) {
+func (b *Backend) setCounting(sp *space, counting [hwbp.Slots]bool, threads func() (int32, []int32)) {
 	if counting == sp.counting {
 		return
 	}
 	sp.settle()
-	for pos := range counting {
-		if counting[pos] == sp.counting[pos] {
-			continue
-		}
-		sp.counting[pos] = counting[pos]
-		e := sp.armed[pos]
-		if !sp.used[pos] {
-			e = entry{rw: 1}
-		}
-		b.reopen(sp, &sp.nursery[pos], pos, e, sp.nurseryTID, true)
-		for tid, fds := range sp.own {
-			if fds != nil {
-				b.reopen(sp, &fds[pos], pos, e, tid, false)
-			}
-		}
+	for pos := range sp.nursery {
+		// forEachFD calls this before it returns, with sp.mu still
+		// held; checklocks cannot tell.
+		sp.forEachFD(pos, func(fd int, _ bool) { sp.closeFD(fd) }) // +checklocksignore
+		sp.nursery[pos] = -1
 	}
+	clear(sp.own)
+	clear(sp.ownCounts)
+	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	sp.counting = counting
+	nursery, tids := threads()
+	for _, tid := range tids {
+		b.openOwn(sp, tid)
+	}
+	sp.nurseryTID = nursery
+	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
+	}
+	b.openNew(sp, threads)
 	sp.rebase()
-}
-
-// reopen replaces event *fd, at position pos of thread tid (the nursery's
-// if inherit), by one of e that counts or signals as sp.counting[pos] says.
-//
-// +checklocks:sp.mu
-func (b *Backend) reopen(sp *space, fd *int, pos int, e entry, tid int32, inherit bool) {
-	if *fd < 0 {
-		return
-	}
-	sp.closeFD(*fd)
-	a := e.attr(pos, inherit, sp.counting[pos])
-	nfd, err := sp.openFD(&a, tid)
-	*fd = nfd
-	if err != nil {
-		b.warn(err)
-		return
-	}
-	if sp.used[pos] {
-		if err := sp.host.enable(nfd, true); err != nil {
-			b.warn(err)
-		}
-	}
 }
 
 // Flush implements hwbp.Flusher: the hits of t's counting events that the

@@ -157,7 +157,7 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32),
 		if b.adopt(sp, nursery) {
 			b.openNew(sp, threads)
 		}
-		b.setCounting(sp, sp.countable(want, use, solo))
+		b.setCounting(sp, sp.countable(want, use, solo), threads)
 	}
 	sp.setCounted()
 }
