@@ -114,6 +114,7 @@ func (c *checkpoint) StateLoad(_ context.Context, source state.Source) {
 	// contexts) before their state is.
 	source.LoadWait(0, &c.Threads)
 	source.Load(1, &c.States)
+	tasks.Registry().StopHostCounting() // see hwbp.Registry.StopHostCounting
 	source.AfterLoad(c.restore)
 }
 

@@ -205,6 +205,9 @@ func (pf *perfFD) StateLoad(_ context.Context, source state.Source) {
 	source.Load(4, &owner)
 	pf.asyncFD.Store(asyncFD)
 	pf.owner.Store(owner)
+	// Counting events trap every hit in a restored sandbox (see
+	// hwbp.Registry.StopHostCounting).
+	tasks.Registry().StopHostCounting()
 	// The threads the event watches must be restored first.
 	v := new(savedPerfEvent)
 	source.LoadWait(1, v)

@@ -217,7 +217,7 @@ func (b *Backend) arm(stub gvptrace.StubThread, task *hwbp.Task) stubState {
 		if !want.img.Empty() {
 			want.task = task
 		}
-		slots, counting = countable(task, &want.img)
+		slots, counting = countable(b.tasks.Registry(), task, &want.img)
 	}
 	regs, err := writeHostDebugRegs(b.host, stub.TID, have.regs, withoutSlots(want.img, slots))
 	if err == nil && counting {

@@ -108,9 +108,10 @@ func (sc *stubCounters) settleLocked(host perfHost) {
 }
 
 // countable returns which of img's slots task may count on the host rather
-// than trap: its counting events', while its virtual DR6 is clean.
-func countable(task *hwbp.Task, img *hwbp.Image) (slots [hwbp.Slots]bool, any bool) {
-	if task == nil || task.VirtualDR6() != hwbp.DR6Reset {
+// than trap: its counting events', while its virtual DR6 is clean and r
+// lets back ends count on the host.
+func countable(r *hwbp.Registry, task *hwbp.Task, img *hwbp.Image) (slots [hwbp.Slots]bool, any bool) {
+	if task == nil || task.VirtualDR6() != hwbp.DR6Reset || !r.HostCounting() {
 		return slots, false
 	}
 	for slot := 0; slot < hwbp.Slots; slot++ {
