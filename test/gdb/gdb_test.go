@@ -55,7 +55,7 @@ func TestSessions(t *testing.T) {
 					sandbox.RequirePlatform(t, p)
 					res := sandbox.Run(t, p, append([]string{gdb}, args...)...)
 					if got := sandbox.NormalizeGDB(res.Stdout); got != host {
-						t.Errorf("gdb's output differs from the host's.\nhost:\n%s\nsandbox:\n%s", host, got)
+						t.Errorf("gdb's output differs from the host's.\nhost:\n%s\nsandbox (exit status %d):\n%s\nend of the sentry's log:\n%s", host, res.ExitCode, got, res.LogTail(40))
 					}
 					if got, want := sandbox.NormalizeGDB(res.Stderr), sandbox.NormalizeGDB(stderr.String()); got != want {
 						t.Errorf("gdb's errors differ from the host's.\nhost:\n%s\nsandbox:\n%s", want, got)

@@ -24,14 +24,19 @@
 
 static volatile uint64_t watched[8];
 
-static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user, int inherit);
+static int open_event_cpu(uint32_t type, void *addr, uint64_t len, pid_t pid, int cpu, int exclude_user, int inherit);
 
 static int open_event(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user)
 {
-	return open_event_inherit(type, addr, len, pid, exclude_user, 0);
+	return open_event_cpu(type, addr, len, pid, -1, exclude_user, 0);
 }
 
 static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid, int exclude_user, int inherit)
+{
+	return open_event_cpu(type, addr, len, pid, -1, exclude_user, inherit);
+}
+
+static int open_event_cpu(uint32_t type, void *addr, uint64_t len, pid_t pid, int cpu, int exclude_user, int inherit)
 {
 	struct perf_event_attr a;
 	memset(&a, 0, sizeof(a));
@@ -46,7 +51,7 @@ static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid
 	a.inherit = inherit != 0;
 	a.inherit_thread = inherit == 2;
 	a.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
-	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)syscall(SYS_perf_event_open, &a, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("perf_event_open: %s\n", strerrorname_np(errno));
 		exit(1);
@@ -54,34 +59,16 @@ static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid
 	return fd;
 }
 
-/* open_event_on opens a counting event of the calling thread bound to cpu. */
-static int open_event_on(uint32_t type, void *addr, uint64_t len, int cpu)
-{
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = type;
-	a.bp_addr = (uint64_t)(uintptr_t)addr;
-	a.bp_len = len;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	int fd = (int)syscall(SYS_perf_event_open, &a, 0, cpu, -1, PERF_FLAG_FD_CLOEXEC);
-	if (fd < 0) {
-		printf("perf_event_open on CPU %d: %s\n", cpu, strerrorname_np(errno));
-		exit(1);
-	}
-	return fd;
-}
-
+/* show_count prints the count of event fd (opened with open_event_cpu),
+ * without its times. */
 static void show_count(const char *what, int fd)
 {
-	uint64_t v;
-	if (read(fd, &v, sizeof(v)) != sizeof(v)) {
+	uint64_t v[3];
+	if (read(fd, v, sizeof(v)) != sizeof(v)) {
 		printf("%s: read %s\n", what, strerrorname_np(errno));
 		return;
 	}
-	printf("%s: count=%llu\n", what, (unsigned long long)v);
+	printf("%s: count=%llu\n", what, (unsigned long long)v[0]);
 }
 
 static void show(const char *what, int fd)
@@ -297,8 +284,8 @@ int main(void)
 		CPU_SET(0, &set);
 		if (sched_setaffinity(0, sizeof(set), &set))
 			printf("sched_setaffinity: %s\n", strerrorname_np(errno));
-		int on0 = open_event_on(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0);
-		int on1 = open_event_on(HW_BREAKPOINT_W, (void *)&watched[0], 8, 1);
+		int on0 = open_event_cpu(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0, 0, 0, 0);
+		int on1 = open_event_cpu(HW_BREAKPOINT_W, (void *)&watched[0], 8, 0, 1, 0, 0);
 		writes(30);
 		show_count("pinned to CPU 0, 30 writes: event on CPU 0", on0);
 		show_count("pinned to CPU 0, 30 writes: event on CPU 1", on1);
