@@ -1,8 +1,6 @@
 package systrap
 
 import (
-	"fmt"
-
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
@@ -184,22 +182,13 @@ func (b *Backend) setCounting(sp *space, counting [hwbp.Slots]bool, threads func
 		// forEachFD calls this before it returns, with sp.mu still
 		// held; checklocks cannot tell.
 		sp.forEachFD(pos, func(fd int, _ bool) { sp.closeFD(fd) }) // +checklocksignore
-		sp.nursery[pos] = -1
 	}
 	clear(sp.own)
 	clear(sp.ownCounts)
 	sp.nurseryCounts = [hwbp.Slots]uint64{}
 	sp.counting = counting
 	nursery, tids := threads()
-	for _, tid := range tids {
-		b.openOwn(sp, tid)
-	}
-	sp.nurseryTID = nursery
-	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
-		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
-	}
-	b.openNew(sp, threads)
-	sp.rebase()
+	b.openEvents(sp, nursery, tids, threads)
 }
 
 // Flush implements hwbp.Flusher: the hits of t's counting events that the

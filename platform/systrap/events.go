@@ -107,19 +107,7 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32),
 		sp.open = true
 		sp.evicted = false
 		sp.r.Retain()
-		for i := range sp.nursery {
-			sp.nursery[i] = -1
-		}
-		for _, tid := range tids {
-			b.openOwn(sp, tid)
-		}
-		// Threads cloned from now on inherit these.
-		sp.nurseryTID = nursery
-		if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
-			b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
-		}
-		b.openNew(sp, threads)
-		sp.rebase()
+		b.openEvents(sp, nursery, tids, threads)
 		sp.setCounted()
 		sp.report(true)
 		return
@@ -160,6 +148,28 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32),
 		b.setCounting(sp, sp.countable(want, use, solo), threads)
 	}
 	sp.setCounted()
+}
+
+// openEvents opens the events of every position on the stub threads tids
+// and on the nursery, whose later clones inherit them, then on the threads
+// that were cloned meanwhile (threads lists them again); sp holds no event
+// before.
+//
+// +checklocks:sp.mu
+func (b *Backend) openEvents(sp *space, nursery int32, tids []int32, threads func() (int32, []int32)) {
+	for i := range sp.nursery {
+		sp.nursery[i] = -1
+	}
+	for _, tid := range tids {
+		b.openOwn(sp, tid)
+	}
+	// Threads cloned from now on inherit these.
+	sp.nurseryTID = nursery
+	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
+	}
+	b.openNew(sp, threads)
+	sp.rebase()
 }
 
 // openNew opens events on the stub threads that threads lists and sp does
