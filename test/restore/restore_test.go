@@ -7,6 +7,7 @@ package restore
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -114,7 +115,12 @@ func newContainer(t *testing.T, platform, prog string) *container {
 // if it fails.
 func (c *container) cmd(args ...string) {
 	c.t.Helper()
-	cmd := exec.Command(c.runsc, append(append([]string{}, c.flags...), args...)...)
+	// Bounded, so that a runsc that hangs (seen once on kvm in a CI VM
+	// pass, in TestPerfCheckpointRestore) fails the test with what it
+	// said rather than stall the whole run.
+	ctx, cancel := context.WithTimeout(context.Background(), sandbox.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.runsc, append(append([]string{}, c.flags...), args...)...)
 	// Files, not pipes: a detached sandbox inherits them, and a pipe
 	// would keep Run waiting until the sandbox exits.
 	cmd.Stdout = c.out
@@ -126,7 +132,8 @@ func (c *container) cmd(args ...string) {
 	cmd.Stderr = stderr
 	if err := cmd.Run(); err != nil {
 		msg, _ := os.ReadFile(stderr.Name())
-		c.t.Fatalf("runsc %s: %v\n%s", strings.Join(args, " "), err, msg)
+		out, _ := os.ReadFile(c.out.Name())
+		c.t.Fatalf("runsc %s: %v (context: %v)\n%s\nprogram output so far:\n%s", strings.Join(args, " "), err, ctx.Err(), msg, out)
 	}
 }
 
