@@ -177,15 +177,7 @@ func (b *Backend) setCounting(sp *space, counting [hwbp.Slots]bool, threads func
 	if counting == sp.counting {
 		return
 	}
-	sp.settle()
-	for pos := range sp.nursery {
-		// forEachFD calls this before it returns, with sp.mu still
-		// held; checklocks cannot tell.
-		sp.forEachFD(pos, func(fd int, _ bool) { sp.closeFD(fd) }) // +checklocksignore
-	}
-	clear(sp.own)
-	clear(sp.ownCounts)
-	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	sp.closeFDs()
 	sp.counting = counting
 	nursery, tids := threads()
 	b.openEvents(sp, nursery, tids, threads)

@@ -293,14 +293,12 @@ func (sp *space) forEachFD(pos int, f func(fd int, inherit bool)) {
 	}
 }
 
-// closeAll closes every event of sp; closing the nursery's removes the
-// inherited ones too.
+// closeFDs delivers what the counting positions counted, then closes every
+// event fd of sp (closing the nursery's removes the inherited ones too) and
+// forgets the threads and counts they had.
 //
 // +checklocks:sp.mu
-func (sp *space) closeAll() {
-	if !sp.open {
-		return
-	}
+func (sp *space) closeFDs() {
 	sp.settle()
 	for pos := range sp.nursery {
 		// forEachFD calls this before it returns, with sp.mu still
@@ -310,6 +308,17 @@ func (sp *space) closeAll() {
 	clear(sp.own)
 	clear(sp.ownCounts)
 	sp.nurseryCounts = [hwbp.Slots]uint64{}
+}
+
+// closeAll closes every event of sp; closing the nursery's removes the
+// inherited ones too.
+//
+// +checklocks:sp.mu
+func (sp *space) closeAll() {
+	if !sp.open {
+		return
+	}
+	sp.closeFDs()
 	sp.used = [hwbp.Slots]bool{}
 	sp.counting = [hwbp.Slots]bool{}
 	sp.countBase = [hwbp.Slots]uint64{}
