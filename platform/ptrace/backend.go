@@ -4,8 +4,11 @@
 // real ones: before each Switch the stub thread is given the task's DR image
 // with host PTRACE_POKEUSER (the host kernel then traps at hardware speed,
 // with Linux's exact semantics), and the host SIGTRAPs those registers cause
-// are turned back into the guest's (hwbp.Tasks.Trap). Like every back end,
-// it knows only the core (sentry/hwbp), not who registered the breakpoints.
+// are turned back into the guest's (hwbp.Tasks.Trap). The slots of counting
+// events get host perf events that count without stopping the stub thread
+// instead, where the host has room (count.go). Like every back end, it
+// knows only the core (sentry/hwbp) and the host's perf events
+// (platform/hostperf), not who registered the breakpoints.
 //
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled in the
