@@ -69,7 +69,11 @@ patterns() {
 # The guest runs the tests in order from the one numbered by its first
 # argument and reports each one's end on its standard output as
 # "hwbp-vm: test N status S", so that the host can tell how far a guest got
-# that died.
+# that died. After a test that failed it prints what the guest's kernel
+# logged while the test ran (a sandbox process killed by the kernel, a
+# segfault line, kvm's complaints: the evidence that a sandbox ending
+# without a word leaves nowhere else) and the guest's free memory (its
+# writes live in a tmpfs overlay, in its RAM).
 script=$queue/run-in-vm.sh
 n=0
 {
@@ -84,9 +88,15 @@ n=0
 			n=$((n + 1))
 			printf 'if [ %d -ge "$from" ]; then\n' "$n"
 			printf '\techo "=== VM: %s -run %q"\n' "$pkg" "$pattern"
+			printf '\tdmesg -C\n'
 			printf '\t(cd %q && %q -test.count=1 -test.timeout=60m -test.v -test.run %q); s=$?\n' "$root/$pkg" "$bin" "$pattern"
 			printf '\techo "hwbp-vm: test %d status $s"\n' "$n"
-			printf '\t[ $s -eq 0 ] || failed=1\n'
+			printf '\tif [ $s -ne 0 ]; then\n'
+			printf '\t\tfailed=1\n'
+			printf '\t\techo "--- the guest kernel'"'"'s log during the test:"\n'
+			printf '\t\tdmesg | tail -n 80\n'
+			printf '\t\tgrep -E "^(MemTotal|MemAvailable|Shmem):" /proc/meminfo\n'
+			printf '\tfi\n'
 			echo 'fi'
 		done < <(patterns "$f")
 	done
