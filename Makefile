@@ -13,7 +13,7 @@
 GO ?= go
 # The demo's platform: systrap is gVisor's default; ptrace works too.
 PLATFORM ?= systrap
-UNIT_PKGS = ./sentry/...
+UNIT_PKGS = ./sentry/... ./test/sandbox/...
 
 .PHONY: all prepare runsc demo test vet unit hostcheck e2e bench clean containerd bazel-prepare bazel-test bazel-boot gazelle
 

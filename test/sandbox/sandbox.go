@@ -390,8 +390,38 @@ type Options struct {
 	Timeout time.Duration
 }
 
+// vcpuShutdown is what gVisor's KVM platform writes to the sentry's log
+// (pkg/sentry/platform/kvm/bluepill_unsafe.go) before it dies when KVM_RUN
+// returns KVM_EXIT_SHUTDOWN: the vCPU shut down, on x86 after a triple
+// fault, and came back at the reset vector (the "FATAL: rip =
+// 000000000000fff0" that follows). The sandbox then ends with SIGSEGV (exit
+// 139) or Go's crash dump (exit 2), its command's buffered output lost.
+const vcpuShutdown = "unexpected shutdown exit"
+
 // RunWith is Run with the runsc binary and flags of opts.
+//
+// In the test VM (HWBP_EMULATED), a kvm sandbox whose vCPU shut down runs
+// once more, and only once, saying so in the test's log. That happens there
+// to stock runsc as well, without a breakpoint anywhere: under QEMU's
+// emulation of nested SVM, about once in 27 one-minute runs of a fork,
+// signal and thread workload for stock runsc and for this repository's with
+// a watchpoint hit throughout (measured 2026-11-26, issue 12); it is the
+// emulator's, not a fault of the sandboxed command. On a real KVM host it
+// is a failure like any other.
 func RunWith(t testing.TB, opts Options, platform string, argv ...string) Result {
+	t.Helper()
+	res := runOnce(t, opts, platform, argv)
+	if platform == KVM && res.ExitCode != 0 && os.Getenv("HWBP_EMULATED") != "" {
+		if boot, err := res.BootLog(); err == nil && strings.Contains(boot, vcpuShutdown) {
+			t.Logf("the sandbox's vCPU shut down (%q in the sentry's log, exit %d), as stock runsc's also do under %s emulation: running it once more; the first run's log ends:\n%s", vcpuShutdown, res.ExitCode, os.Getenv("HWBP_EMULATED"), res.LogTail(8))
+			res = runOnce(t, opts, platform, argv)
+		}
+	}
+	return res
+}
+
+// runOnce runs argv once for RunWith.
+func runOnce(t testing.TB, opts Options, platform string, argv []string) Result {
 	t.Helper()
 	runsc := opts.Runsc
 	if runsc == "" {
