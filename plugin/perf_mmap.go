@@ -2,9 +2,11 @@ package plugin
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
@@ -75,16 +77,17 @@ type ringMemory struct {
 
 // allocRing allocates the first page and nrData data pages of a ring,
 // zeroed, as guest memory (it counts as the sandbox's anonymous memory).
+// Its errors wrap ENOMEM, as sentry/perf's wrap their errno (guestError).
 func allocRing(mf *pgalloc.MemoryFile, nrData int) ([]byte, [][]byte, any, error) {
 	size := uint64(nrData+1) * perf.PageSize
 	fr, err := mf.Allocate(size, pgalloc.AllocOpts{Kind: usage.Anonymous, Mode: pgalloc.AllocateAndCommit})
 	if err != nil {
-		return nil, nil, nil, linuxerr.ENOMEM
+		return nil, nil, nil, fmt.Errorf("allocating a ring of %d bytes: %v: %w", size, err, unix.ENOMEM)
 	}
 	bs, err := mf.MapInternal(fr, hostarch.ReadWrite)
 	if err != nil {
 		mf.DecRef(fr)
-		return nil, nil, nil, linuxerr.ENOMEM
+		return nil, nil, nil, fmt.Errorf("mapping a ring of %d bytes: %v: %w", size, err, unix.ENOMEM)
 	}
 	// The internal mapping may come in pieces (MemoryFile chunks), each
 	// a whole number of pages.
@@ -99,7 +102,7 @@ func allocRing(mf *pgalloc.MemoryFile, nrData int) ([]byte, [][]byte, any, error
 	}
 	if len(pages) != nrData+1 {
 		mf.DecRef(fr)
-		return nil, nil, nil, linuxerr.ENOMEM
+		return nil, nil, nil, fmt.Errorf("a ring of %d bytes mapped as %d pages: %w", size, len(pages), unix.ENOMEM)
 	}
 	for _, p := range pages {
 		clear(p)

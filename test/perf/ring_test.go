@@ -161,7 +161,7 @@ func perfRecord(t *testing.T, perfTool string, argv []string) {
 			sandbox.RequirePlatform(t, p)
 			res := sandbox.Run(t, p, argv...)
 			if res.ExitCode != 0 {
-				t.Fatalf("perf record on %s: exit %d\n%s", p, res.ExitCode, res.Stderr)
+				t.Fatalf("perf record on %s: exit %d\n%s\nend of the sentry's log:\n%s", p, res.ExitCode, res.Stderr, res.LogTail(40))
 			}
 			samples, report := script([]byte(res.Stdout))
 			if samples != hostSamples {
