@@ -78,9 +78,17 @@ type ringMemory struct {
 // allocRing allocates the first page and nrData data pages of a ring,
 // zeroed, as guest memory (it counts as the sandbox's anonymous memory).
 // Its errors wrap ENOMEM, as sentry/perf's wrap their errno (guestError).
+//
+// The pages are committed by zeroing them through the sentry's mapping
+// (AllocateAndWritePopulate), not with AllocateAndCommit's fallocate: on
+// the memory file (shmem) fallocate fails with EINTR whenever a signal is
+// pending for the calling thread (Linux mm/shmem.c: shmem_fallocate), and
+// the sentry's threads get signals at any time (Go's preemption; ptrace's
+// SIGCHLDs), the likely cause of a perf record on ptrace in the test VM
+// that once failed to map its ring.
 func allocRing(mf *pgalloc.MemoryFile, nrData int) ([]byte, [][]byte, any, error) {
 	size := uint64(nrData+1) * perf.PageSize
-	fr, err := mf.Allocate(size, pgalloc.AllocOpts{Kind: usage.Anonymous, Mode: pgalloc.AllocateAndCommit})
+	fr, err := mf.Allocate(size, pgalloc.AllocOpts{Kind: usage.Anonymous, Mode: pgalloc.AllocateAndWritePopulate})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("allocating a ring of %d bytes: %v: %w", size, err, unix.ENOMEM)
 	}
