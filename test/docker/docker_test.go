@@ -379,28 +379,6 @@ func (d *daemon) run(t *testing.T, tg target, mounts []string, argv ...string) (
 // whose runsc logs go to logs, and returns its standard output and error.
 // It fails t unless the command exits with status 0 and the boot log says
 // that the plugin was active on the target's platform.
-// logTails returns the last n lines of each of runsc's logs in dir, one per
-// runsc command: when a container's program printed everything and the
-// container still exits with the shim's status 128 (gVisor's
-// pkg/shim/v1/proc: internalErrorCode, its "runsc wait" failed), only they
-// say why.
-func logTails(dir string, n int) string {
-	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	var b strings.Builder
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-		if len(lines) > n {
-			lines = lines[len(lines)-n:]
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), strings.Join(lines, "\n"))
-	}
-	return b.String()
-}
-
 func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ...string) (stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), sandbox.Timeout)
@@ -425,6 +403,24 @@ func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ..
 		t.Errorf("%s: no %q in the boot logs of the container (%d found in %s): was it run by this runsc?", tg.name, want, len(boot), logs)
 	}
 	return out.String(), errOut.String()
+}
+
+// logTails returns the last n lines of each of runsc's logs in dir, one per
+// runsc command: when a container's program printed everything and the
+// container still exits with the shim's status 128 (gVisor's
+// pkg/shim/v1/proc: internalErrorCode, its "runsc wait" failed), only they
+// say why.
+func logTails(dir string, n int) string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	var b strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), sandbox.Tail(string(data), n))
+	}
+	return b.String()
 }
 
 // stop stops the daemons, last started first, and removes what they made.

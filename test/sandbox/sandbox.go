@@ -346,7 +346,12 @@ func (r Result) LogTail(n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	l := strings.Split(strings.TrimSuffix(boot, "\n"), "\n")
+	return Tail(boot, n)
+}
+
+// Tail returns the last n lines of log, without its final newline.
+func Tail(log string, n int) string {
+	l := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
 	if len(l) > n {
 		l = l[len(l)-n:]
 	}
