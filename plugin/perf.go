@@ -170,9 +170,9 @@ func perfEventOpen(t *kernel.Task, addr uint64, pid, cpu, groupFD int32, flags u
 		// ticks, which would leave a short program's event with a
 		// running time of 0 ("<not counted>" in perf stat). The times
 		// follow the monotonic clock instead, from enable to disable
-		// or the task's exit.
-		clock := t.Kernel().MonotonicClock()
-		target.Clock = func() uint64 { return uint64(clock.Now().Nanoseconds()) }
+		// or the task's exit, less the time the task is blocked or
+		// stopped (sentry/perf's sched.go).
+		target.Clock = func() uint64 { return perfClock(tt) }
 	}
 	// With PERF_FLAG_PID_CGROUP, pid is a cgroup's fd and the event is
 	// CPU-wide: Open refuses it as for any CPU-wide event.
@@ -180,6 +180,9 @@ func perfEventOpen(t *kernel.Task, addr uint64, pid, cpu, groupFD int32, flags u
 	ev, err := events.Open(attr, target, group)
 	if err != nil {
 		return 0, guestError(err)
+	}
+	if target.HasTask && target.Task != t {
+		schedOutIfAway(target.Task)
 	}
 	file, err := newPerfFD(t, ev)
 	if err != nil {

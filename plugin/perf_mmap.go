@@ -390,7 +390,11 @@ func (sampler) CPU(t *kernel.Task) uint32 { return uint32(t.CPU()) }
 // Time implements perf.Sampler.Time: the sandbox's monotonic clock, which
 // stands for Linux's local_clock and for the monotonic clocks of
 // use_clockid.
-func (sampler) Time(t *kernel.Task) uint64 {
+func (sampler) Time(t *kernel.Task) uint64 { return perfClock(t) }
+
+// perfClock is the sandbox's monotonic clock in nanoseconds, the clock of
+// the perf events' times and samples.
+func perfClock(t *kernel.Task) uint64 {
 	return uint64(t.Kernel().MonotonicClock().Now().Nanoseconds())
 }
 

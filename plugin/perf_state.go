@@ -92,8 +92,7 @@ func (pf *perfFD) restore(v *savedPerfEvent) {
 	// An event that watches no thread any more never reads it.
 	var clock func() uint64
 	if t := v.task(); t != nil {
-		mc := t.Kernel().MonotonicClock()
-		clock = func() uint64 { return uint64(mc.Now().Nanoseconds()) }
+		clock = func() uint64 { return perfClock(t) }
 	}
 	s := v.eventState()
 	ev, err := events.Restore(s, clock)

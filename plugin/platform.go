@@ -201,10 +201,21 @@ type taskContext struct {
 	// follows it once the task has its new image, which writes the
 	// exec's records (perfExec). Only the task's goroutine uses it.
 	perfExec bool
+
+	// scheduledOut is set when the task blocks or stops (schedOut), and
+	// cleared by the next Switch, which schedules the task's perf events
+	// in again. Only the task's goroutine uses it.
+	scheduledOut bool
 }
 
 // Switch implements platform.Context.Switch.
 func (c *taskContext) Switch(ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+	if c.scheduledOut {
+		c.scheduledOut = false
+		if events.Watching() {
+			events.SchedIn(c.task, c.task.CPU(), perfClock(c.task))
+		}
+	}
 	if c.inSyscall {
 		c.inSyscall = false
 		if c.task.PtraceSingleStepping() {
@@ -246,6 +257,60 @@ func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *ar
 		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
 	}
 	return info, at, err
+}
+
+// PrepareSleep implements platform.Context.PrepareSleep. The sentry calls
+// it when the task blocks (Task.block, only when it must wait): Linux
+// schedules the thread out there.
+func (c *taskContext) PrepareSleep() {
+	c.schedOut()
+	c.Context.PrepareSleep()
+}
+
+// PrepareStop implements platform.Context.PrepareStop. The sentry calls it
+// when the task enters a group or ptrace stop: Linux schedules the thread
+// out there.
+func (c *taskContext) PrepareStop() {
+	c.schedOut()
+	c.Context.PrepareStop()
+}
+
+// schedOut tells the task's perf events that it left its CPU; its next
+// Switch schedules them in again (sentry/perf's sched.go says what Linux
+// does there). While no perf event watches any thread, it costs a store
+// and an atomic load. An event that is opened on the task while it is away
+// learns it from perfEventOpen (schedOutIfAway).
+func (c *taskContext) schedOut() {
+	c.scheduledOut = true
+	if events.Watching() {
+		events.SchedOut(c.task, perfClock(c.task))
+	}
+}
+
+// away reports whether t is blocked or stopped, where Linux has scheduled
+// it out (schedOut).
+func away(t *kernel.Task) bool {
+	switch t.TaskGoroutineState() {
+	case kernel.TaskGoroutineBlockedInterruptible, kernel.TaskGoroutineStopped:
+		return true
+	}
+	return false
+}
+
+// schedOutIfAway stops the perf context clock of t, another thread than the
+// caller's that a perf event now watches, if t is away from its CPU: it may
+// have blocked or stopped before any event watched a thread, when schedOut
+// had nothing to tell. Should t come back meanwhile, its Switch may have
+// found the clock running, so the clock is started again: t is scheduled in
+// at most once more.
+func schedOutIfAway(t *kernel.Task) {
+	if !away(t) {
+		return
+	}
+	events.SchedOut(t, perfClock(t))
+	if !away(t) {
+		events.SchedIn(t, t.CPU(), perfClock(t))
+	}
 }
 
 // PrepareExecve implements platform.Context.PrepareExecve: Linux flushes a

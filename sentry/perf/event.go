@@ -68,6 +68,10 @@ type Events[K comparable] struct {
 	// inherited copies) that ask for side-band records: see SideBand.
 	sideBand atomic.Int64
 
+	// watched is the number of events, opened and inherited, that watch
+	// a thread (are in its taskEvents): see Watching.
+	watched atomic.Int64
+
 	// groupMu guards the events' group membership (Linux's
 	// ctx->mutex for the group lists).
 	groupMu sync.Mutex
@@ -731,12 +735,7 @@ func (ev *Event[K]) setEnabledLocked(on bool) {
 	now := ev.now()
 	if on {
 		ev.since = now
-		// hw_breakpoint_add: last_period is the period, and
-		// perf_swevent_set_period starts a period if period_left is 0.
-		ev.lastPeriod = ev.periodLocked()
-		if ev.left == 0 {
-			ev.left = ev.lastPeriod
-		}
+		ev.addLocked()
 		ev.bp.Enable()
 	} else {
 		ev.total += now - ev.since
@@ -745,8 +744,19 @@ func (ev *Event[K]) setEnabledLocked(on bool) {
 	ev.enabled = on
 }
 
-// now returns the target's clock.
+// now returns the time of the event's context, which the event's times
+// follow: its thread's context clock (schedClock) for an event that
+// watches a thread, else the target's clock.
 func (ev *Event[K]) now() uint64 {
+	now := ev.rawNow()
+	if ev.onTask != nil {
+		return ev.onTask.clock.at(now)
+	}
+	return now
+}
+
+// rawNow returns the target's clock.
+func (ev *Event[K]) rawNow() uint64 {
 	if ev.target.Clock == nil {
 		return 0
 	}
@@ -1183,6 +1193,10 @@ type taskEvents[K comparable] struct {
 	// inherit are, in the clone that a new thread gets, the events of its
 	// creator that it inherits. Set by Clone, used by Inherited.
 	inherit []*Event[K]
+
+	// clock is the thread's perf context clock, which stops while the
+	// thread is scheduled out (sched.go).
+	clock schedClock
 }
 
 // attachTaskEvents returns t's taskEvents, attaching one if needed; a
@@ -1198,6 +1212,7 @@ func (x *taskEvents[K]) add(ev *Event[K]) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.events = append(x.events, ev)
+	ev.es.watched.Add(1)
 }
 
 func (x *taskEvents[K]) remove(ev *Event[K]) {
@@ -1206,6 +1221,7 @@ func (x *taskEvents[K]) remove(ev *Event[K]) {
 	for i, e := range x.events {
 		if e == ev {
 			x.events = append(x.events[:i], x.events[i+1:]...)
+			ev.es.watched.Add(-1)
 			return
 		}
 	}

@@ -182,20 +182,28 @@ func TestMap(t *testing.T) {
 }
 
 // TestPeriodChange checks when samples fall around PERF_EVENT_IOC_PERIOD,
-// with the counts (PERF_SAMPLE_READ) that Linux 6.1 gave for one write,
-// the ioctl, and eight more writes (measured in the test VM).
+// with the counts (PERF_SAMPLE_READ) that Linux gives for one write, the
+// ioctl, and eight more writes: measured on 6.1 and 6.18, once with the
+// thread staying on its CPU from the ioctl to the writes and once with a
+// sleep between them, which re-arms the period (hw_breakpoint_add).
 func TestPeriodChange(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		p0, p1     uint64
 		sampleType uint64
+		sleep      bool
 		want       []uint64
 	}{
-		{"from 1 to 2 the first hit after it overflows twice", 1, 2, 0, []uint64{1, 2, 2, 3, 5, 7, 9}},
-		{"from 3 to 2 the first hit after it overflows", 3, 2, 0, []uint64{2, 4, 6, 8}},
-		{"from 2 to 3 the old period counts once more", 2, 3, 0, []uint64{2, 3, 6, 9}},
-		{"to 1 every hit overflows", 3, 1, 0, []uint64{2, 3, 4, 5, 6, 7, 8, 9}},
-		{"PERF_SAMPLE_PERIOD overflows at every hit", 1, 2, SamplePeriod, []uint64{1, 1, 1, 2, 1, 3, 1, 4, 1, 5, 1, 6, 1, 7, 1, 8, 1, 9}},
+		{"from 1 to 2 the first hit after it overflows twice", 1, 2, 0, false, []uint64{1, 2, 2, 3, 5, 7, 9}},
+		{"from 3 to 2 the first hit after it overflows", 3, 2, 0, false, []uint64{2, 4, 6, 8}},
+		{"from 2 to 3 the old period counts once more", 2, 3, 0, false, []uint64{2, 3, 6, 9}},
+		{"to 1 every hit overflows", 3, 1, 0, false, []uint64{2, 3, 4, 5, 6, 7, 8, 9}},
+		{"PERF_SAMPLE_PERIOD overflows at every hit", 1, 2, SamplePeriod, false, []uint64{1, 1, 1, 2, 1, 3, 1, 4, 1, 5, 1, 6, 1, 7, 1, 8, 1, 9}},
+		{"from 1 to 2 and a sleep: the new period starts", 1, 2, 0, true, []uint64{1, 3, 5, 7, 9}},
+		{"from 3 to 2 and a sleep: the new period starts", 3, 2, 0, true, []uint64{3, 5, 7, 9}},
+		{"from 2 to 3 and a sleep: the new period starts", 2, 3, 0, true, []uint64{4, 7}},
+		{"to 1 and a sleep: every hit overflows", 3, 1, 0, true, []uint64{2, 3, 4, 5, 6, 7, 8, 9}},
+		{"PERF_SAMPLE_PERIOD and a sleep: every hit overflows", 1, 2, SamplePeriod, true, []uint64{1, 1, 1, 2, 1, 3, 1, 4, 1, 5, 1, 6, 1, 7, 1, 8, 1, 9}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()
@@ -210,6 +218,10 @@ func TestPeriodChange(t *testing.T) {
 			}
 			f.hit(1)
 			checkErrno(t, ev.SetPeriod(tc.p1), 0)
+			if tc.sleep {
+				f.events.SchedOut(1, f.clock)
+				f.events.SchedIn(1, 0, f.clock)
+			}
 			for i := 0; i < 8; i++ {
 				f.hit(1)
 			}

@@ -98,7 +98,7 @@ func (ev *Event[K]) saveOwn() (EventState[K], []*Event[K]) {
 		Enabled:     ev.enabled,
 		Count:       ev.count.Load(),
 		Time:        ev.ownTimeLocked(),
-		Now:         ev.now(),
+		Now:         ev.rawNow(),
 		Left:        ev.left,
 		Limit:       ev.limit,
 		PendingKill: ev.pendingKill,
@@ -204,7 +204,9 @@ func (es *Events[K]) restoreOne(s EventState[K], parent *Event[K], clock func() 
 		ev.onTask = attachTaskEvents[K](bp.Task())
 		ev.onTask.add(ev)
 		if s.Enabled {
-			// setEnabledLocked, with the time of the save.
+			// setEnabledLocked, with the time of the save: the
+			// restored thread's context clock starts as the
+			// target's clock, which goes on from the save.
 			ev.enabled = true
 			ev.since = s.Now
 			bp.Enable()

@@ -350,6 +350,43 @@ static void with_ptrace(void)
 	waitpid(child, &status, 0);
 }
 
+/* sched_times: an event's times advance only while its thread is on a CPU
+ * (its perf context's clock, ctx->time): not while it sleeps, nor while it
+ * is stopped, also for an event opened on a thread that was stopped
+ * already. Each wait is 300 ms; the thread runs for far less than 100. */
+static void sched_times(void)
+{
+	const uint64_t rf = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
+	const uint64_t limit = 100 * 1000 * 1000;
+	uint64_t v[3] = {0};
+	int fd = counting(0, rf, 0);
+	usleep(300 * 1000);
+	long r = read(fd, v, sizeof(v));
+	printf("times after a sleep: %s enabled below 100ms %d running==enabled %d\n", err(r), v[1] < limit, v[2] == v[1]);
+	close(fd);
+
+	pid_t pid = fork();
+	if (pid == 0) {
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	int st;
+	if (waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st))
+		exit(1);
+	struct perf_event_attr a;
+	attr_init(&a, 1);
+	a.read_format = rf;
+	fd = open_event(&a, pid, -1);
+	usleep(300 * 1000);
+	r = read(fd, v, sizeof(v));
+	printf("times of a stopped child: %s enabled below 100ms %d running==enabled %d\n", err(r), v[1] < limit, v[2] == v[1]);
+	kill(pid, SIGCONT);
+	waitpid(pid, &st, 0);
+	r = read(fd, v, sizeof(v));
+	printf("times after it went on and exited: %s enabled below 100ms %d running==enabled %d\n", err(r), v[1] < limit, v[2] == v[1]);
+	close(fd);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -359,6 +396,7 @@ int main(void)
 	modify();
 	slots_close();
 	with_ptrace();
+	sched_times();
 	printf("end\n");
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -403,37 +404,68 @@ static void read_lost(const char *name, int fd)
 	printf("%s-read: %s count %llu lost %llu\n", name, err(r), (unsigned long long)v[0], (unsigned long long)v[2]);
 }
 
-/* period_change prints the counts of the samples around
- * PERF_EVENT_IOC_PERIOD from p0 to p1: one write, the ioctl, eight
- * writes. */
-static void period_change(uint64_t p0, uint64_t p1, uint64_t st)
+/* switches returns how often the calling thread has left its CPU: its
+ * voluntary and involuntary context switches. */
+static long switches(void)
 {
-	struct opts o = sampling();
-	o.period = p0;
-	o.sample_type = st | PERF_SAMPLE_READ;
-	o.disabled = 0;
-	int fd = open_event(o);
-	struct ring r = map_ring(fd, 1, PROT_READ | PROT_WRITE);
-	store(0, 1);
-	printf("period-%llu-%llu-%#llx-ioctl: %s\n", (unsigned long long)p0, (unsigned long long)p1,
-	       (unsigned long long)st, err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &p1)));
-	writes(8, NULL, NULL);
-	printf("period-%llu-%llu-%#llx:", (unsigned long long)p0, (unsigned long long)p1, (unsigned long long)st);
-	uint64_t head = r.p->data_head;
-	for (uint64_t t = 0; t < head;) {
-		struct perf_event_header h;
-		uint64_t v[2];
-		copy(&r, t, &h, sizeof(h));
-		copy(&r, t + sizeof(h), v, sizeof(v));
-		if (st & PERF_SAMPLE_PERIOD)
-			printf(" period %llu value %llu", (unsigned long long)v[0], (unsigned long long)v[1]);
-		else
-			printf(" value %llu", (unsigned long long)v[0]);
-		t += h.size;
+	struct rusage ru;
+	if (getrusage(RUSAGE_THREAD, &ru) < 0)
+		exit(1);
+	return ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+/* period_change prints the counts of the samples around
+ * PERF_EVENT_IOC_PERIOD from p0 to p1: one write, the ioctl, eight writes.
+ * Where they fall depends on whether the thread leaves its CPU between the
+ * ioctl and the next write: when it comes back, hw_breakpoint_add re-arms
+ * the period. So each path is forced: with sleep, a sleep there; without,
+ * the case runs again until the thread stayed on its CPU throughout, which
+ * a loaded machine may not let it do at once. */
+static void period_change(uint64_t p0, uint64_t p1, uint64_t st, int sleep)
+{
+	const char *path = sleep ? "sleep" : "stay";
+	for (int attempt = 1;; attempt++) {
+		struct opts o = sampling();
+		o.period = p0;
+		o.sample_type = st | PERF_SAMPLE_READ;
+		o.disabled = 0;
+		int fd = open_event(o);
+		struct ring r = map_ring(fd, 1, PROT_READ | PROT_WRITE);
+		store(0, 1);
+		long before = switches();
+		long ret = ioctl(fd, PERF_EVENT_IOC_PERIOD, &p1);
+		if (sleep)
+			usleep(2000);
+		writes(8, NULL, NULL);
+		int moved = !sleep && switches() != before;
+		if (moved && attempt < 100) {
+			munmap(r.p, r.len);
+			close(fd);
+			continue;
+		}
+		printf("period-%llu-%llu-%#llx-%s-ioctl: %s\n", (unsigned long long)p0, (unsigned long long)p1,
+		       (unsigned long long)st, path, err(ret));
+		printf("period-%llu-%llu-%#llx-%s:", (unsigned long long)p0, (unsigned long long)p1,
+		       (unsigned long long)st, path);
+		if (moved)
+			printf(" (left its CPU in every attempt)");
+		uint64_t head = r.p->data_head;
+		for (uint64_t t = 0; t < head;) {
+			struct perf_event_header h;
+			uint64_t v[2];
+			copy(&r, t, &h, sizeof(h));
+			copy(&r, t + sizeof(h), v, sizeof(v));
+			if (st & PERF_SAMPLE_PERIOD)
+				printf(" period %llu value %llu", (unsigned long long)v[0], (unsigned long long)v[1]);
+			else
+				printf(" value %llu", (unsigned long long)v[0]);
+			t += h.size;
+		}
+		printf("\n");
+		munmap(r.p, r.len);
+		close(fd);
+		return;
 	}
-	printf("\n");
-	munmap(r.p, r.len);
-	close(fd);
 }
 
 static void hits(void)
@@ -468,6 +500,9 @@ static void hits(void)
 	/* A new period: every second write. */
 	uint64_t period = 2;
 	printf("samples-ioctl-period: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &period)));
+	/* The new period starts at the next write only if the thread left
+	 * its CPU in between (period_change): a sleep makes sure it did. */
+	usleep(2000);
 	writes(4, &e.t0, &e.t1);
 	drain("period", &r, &e);
 	close(ep);
@@ -582,12 +617,15 @@ static void hits(void)
 	munmap(r.p, r.len);
 	close(fd);
 
-	/* When samples fall around PERF_EVENT_IOC_PERIOD. */
-	period_change(1, 2, 0);
-	period_change(3, 2, 0);
-	period_change(2, 3, 0);
-	period_change(3, 1, 0);
-	period_change(1, 2, PERF_SAMPLE_PERIOD);
+	/* When samples fall around PERF_EVENT_IOC_PERIOD, with and without
+	 * a sleep before the next write. */
+	for (int sleep = 0; sleep < 2; sleep++) {
+		period_change(1, 2, 0, sleep);
+		period_change(3, 2, 0, sleep);
+		period_change(2, 3, 0, sleep);
+		period_change(3, 1, 0, sleep);
+		period_change(1, 2, PERF_SAMPLE_PERIOD, sleep);
+	}
 
 	/* An event on a child that exits: its samples, then EPOLLHUP. */
 	int go[2];
