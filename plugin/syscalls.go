@@ -53,7 +53,7 @@ func installSyscalls() {
 		table.Table[sysno] = sc
 	}
 	wrap(sysPtrace, ptraceHook)
-	wrap(sysPerfEventOpen, perfEventOpenHook)
+	wrap(unix.SYS_PERF_EVENT_OPEN, perfEventOpenHook)
 	wrap(sysFcntl, fcntlHook)
 	wrap(sysIoctl, ioctlHook)
 	wrap(sysMmap, mmapHook)
