@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 )
@@ -120,19 +121,29 @@ func compareOn(t *testing.T, platforms []string, prog string, args ...string) {
 	}
 }
 
+// hostBusyWait is how long hostTranscript waits for the host's breakpoints
+// to be free: the other test packages that make test runs at the same time
+// start sandboxes whose stub threads hold four each for seconds.
+const hostBusyWait = 2 * time.Minute
+
 // hostTranscript runs prog on the host until its CPU-wide cases are not
-// disturbed by other processes' breakpoints (hostBusy), a few times at
-// most; it fails t if they always are.
+// disturbed by other processes' breakpoints (hostBusy), every half second
+// for hostBusyWait at most; it fails t if they always are.
 func hostTranscript(t *testing.T, prog string, args ...string) string {
 	t.Helper()
-	for try := 0; try < 5; try++ {
+	deadline := time.Now().Add(hostBusyWait)
+	runs := 0
+	for {
 		out := run(t, "", prog, args...)
+		runs++
 		if !hostBusy(out) {
 			return out
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("other processes on this host held four breakpoints during %d runs of %s over %v: its CPU-wide cases cannot be compared", runs, prog, hostBusyWait)
+		}
+		time.Sleep(time.Second / 2)
 	}
-	t.Fatalf("other processes on this host held four breakpoints during five runs of %s: its CPU-wide cases cannot be compared", prog)
-	return ""
 }
 
 // TestAttributes opens a table of attributes (testdata/perfattr.c: sizes,
