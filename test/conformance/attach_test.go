@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 )
@@ -31,7 +32,9 @@ func TestAttachThenRequest(t *testing.T) {
 	for _, p := range append(append([]string{}, sandbox.Platforms...), sandbox.KVM) {
 		t.Run(p, func(t *testing.T) {
 			sandbox.RequirePlatform(t, p)
-			res := sandbox.Run(t, p, prog)
+			// 2,400 forks: about 25 s on systrap and ptrace here, and
+			// minutes on kvm under the test VM's emulation.
+			res := sandbox.RunWith(t, sandbox.Options{Timeout: 30 * time.Minute}, p, prog)
 			if res.ExitCode != 0 {
 				t.Fatalf("attachwait on %s: exit %d\nstdout:\n%s\nstderr:\n%s\nend of the sentry's log:\n%s", p, res.ExitCode, res.Stdout, res.Stderr, res.LogTail(40))
 			}
