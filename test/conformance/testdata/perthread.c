@@ -5,6 +5,12 @@
  * address space, more than one host thread's registers hold. Each thread
  * writes all eight words in turn. Prints, per thread, the DR6 B bits of each
  * trap it took, in order.
+ *
+ * The thread is let run only once the main thread sleeps in pthread_join:
+ * on systrap the threads of a process share the host registers of its stub
+ * threads, so a thread that starts while the main thread still runs would
+ * find them taken (a difference the README names), and whether it does
+ * would depend on the host's scheduling.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -35,6 +41,26 @@ static void *thread_main(void *arg) {
 
 static void die(const char *what) {
 	perror(what);
+	exit(2);
+}
+
+/* wait_asleep waits until thread tid of process pid sleeps (state S). */
+static void wait_asleep(pid_t pid, pid_t tid) {
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/task/%d/stat", pid, tid);
+	for (int i = 0; i < 20000; i++) {
+		FILE *f = fopen(path, "r");
+		if (!f)
+			die(path);
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		char *end = strrchr(buf, ')');
+		if (end && end[1] == ' ' && end[2] == 'S')
+			return;
+		usleep(1000);
+	}
+	fprintf(stderr, "thread %d never slept\n", tid);
 	exit(2);
 }
 
@@ -82,6 +108,7 @@ int main(void) {
 		if (st >> 16 || sig == SIGSTOP) {
 			sig = 0; /* clone event, new thread's first stop */
 		} else if (sig == SIGUSR2) {
+			wait_asleep(c, c);
 			arm(p, 4);
 			sig = 0;
 		} else if (sig == SIGTRAP) {
