@@ -502,11 +502,13 @@ func BuildC(t testing.TB, src string, flags ...string) string {
 // Started is a sandbox that Start booted; its program runs until Finish.
 type Started struct {
 	runsc, root string
-	cmd         *exec.Cmd
-	cancel      context.CancelFunc
-	stdin       io.WriteCloser
-	stdout      *bufio.Reader
-	stderr      *strings.Builder
+	// logDir holds the sentry's log (Result.LogDir).
+	logDir string
+	cmd    *exec.Cmd
+	cancel context.CancelFunc
+	stdin  io.WriteCloser
+	stdout *bufio.Reader
+	stderr *strings.Builder
 }
 
 // Start runs argv in a new sandbox on platform, as Run does, but returns
@@ -515,13 +517,13 @@ type Started struct {
 // sandbox (Metrics).
 func Start(t testing.TB, platform string, argv ...string) *Started {
 	t.Helper()
-	s := &Started{runsc: Runsc(t), stderr: new(strings.Builder)}
+	s := &Started{runsc: Runsc(t), logDir: t.TempDir(), stderr: new(strings.Builder)}
 	// runsc do keeps its containers' state in a temporary directory,
 	// which a private TMPDIR makes findable.
 	tmp := t.TempDir()
 	var ctx context.Context
 	ctx, s.cancel = context.WithTimeout(context.Background(), Timeout)
-	args := append([]string{"--network=none", "--platform=" + platform, "do"}, argv...)
+	args := append([]string{"--network=none", "--platform=" + platform, "--debug-log=" + s.logDir + "/", "do"}, argv...)
 	s.cmd = exec.CommandContext(ctx, s.runsc, args...)
 	s.cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	s.cmd.Stderr = s.stderr
@@ -563,7 +565,10 @@ func (s *Started) ReadLine(t testing.TB) string {
 	t.Helper()
 	line, err := s.stdout.ReadString('\n')
 	if err != nil {
-		t.Fatalf("the sandboxed program ended its output (%v) after %q; stderr:\n%s", err, line, s.stderr.String())
+		// Its end: runsc's status, and all it wrote to stderr, which
+		// is copied until it exits.
+		werr := s.cmd.Wait()
+		t.Fatalf("the sandboxed program ended its output (%v) after %q; runsc do: %v; stderr:\n%s\nend of the sentry's log:\n%s", err, line, werr, s.stderr.String(), Result{LogDir: s.logDir}.LogTail(40))
 	}
 	return strings.TrimSuffix(line, "\n")
 }
