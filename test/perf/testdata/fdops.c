@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <linux/hw_breakpoint.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -353,8 +354,10 @@ static void with_ptrace(void)
 /* sched_times: an event's times advance only while its thread is on a CPU
  * (its perf context's clock, ctx->time): not while it sleeps, nor while it
  * is stopped, also for an event opened on a thread that was stopped
- * already. Each wait is 500 ms; what the times gain across it is compared
- * with half of that, which leaves room for a slow or loaded machine. */
+ * already, nor once it has exited. The times are read twice, 100 ms apart,
+ * while the watched thread is certainly away, so that neither the reader's
+ * scheduling nor the machine's load counts: they must not gain a
+ * millisecond. */
 static uint64_t enabled_time(int fd)
 {
 	uint64_t v[3] = {0};
@@ -364,15 +367,71 @@ static uint64_t enabled_time(int fd)
 	return v[1];
 }
 
+static void print_gain(const char *what, int fd)
+{
+	uint64_t t0 = enabled_time(fd);
+	usleep(100 * 1000);
+	uint64_t t1 = enabled_time(fd);
+	printf("times %s: gained under 1 ms in 100 ms %d\n", what, t1 - t0 < 1000 * 1000);
+}
+
+/* wait_asleep waits until thread tid of this process sleeps (state S),
+ * then 10 ms more, in which it leaves its CPU if it has not yet. */
+static void wait_asleep(pid_t tid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+	for (int i = 0; i < 10000; i++) {
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		char *end = strrchr(buf, ')');
+		if (end && end[1] == ' ' && end[2] == 'S') {
+			usleep(10 * 1000);
+			return;
+		}
+		usleep(1000);
+	}
+	printf("thread %d never slept\n", tid);
+}
+
+static int sleeper_go[2], sleeper_wait[2];
+static pid_t sleeper_tid;
+
+/* sleeper waits for go, then blocks on wait until the main thread lets it
+ * end: it leaves its CPU with its event open. */
+static void *sleeper(void *arg)
+{
+	char c;
+	__atomic_store_n(&sleeper_tid, gettid(), __ATOMIC_RELEASE);
+	if (read(sleeper_go[0], &c, 1) != 1 || read(sleeper_wait[0], &c, 1) != 1)
+		exit(1);
+	return arg;
+}
+
 static void sched_times(void)
 {
 	const uint64_t rf = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
-	const uint64_t wait_us = 500 * 1000, half_ns = wait_us * 1000 / 2;
-	int fd = counting(0, rf, 0);
-	uint64_t t0 = enabled_time(fd);
-	usleep(wait_us);
-	uint64_t t1 = enabled_time(fd);
-	printf("times across a sleep: gained less than half of it %d\n", t1 - t0 < half_ns);
+	struct perf_event_attr a;
+	attr_init(&a, 1);
+	a.read_format = rf;
+
+	pthread_t th;
+	if (pipe(sleeper_go) < 0 || pipe(sleeper_wait) < 0 || pthread_create(&th, NULL, sleeper, NULL) != 0)
+		exit(1);
+	while (!__atomic_load_n(&sleeper_tid, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	int fd = open_event(&a, sleeper_tid, -1);
+	if (write(sleeper_go[1], "g", 1) != 1)
+		exit(1);
+	wait_asleep(sleeper_tid);
+	print_gain("of a thread that blocked with its event open", fd);
+	if (write(sleeper_wait[1], "w", 1) != 1)
+		exit(1);
+	pthread_join(th, NULL);
+	print_gain("of a thread that exited", fd);
 	close(fd);
 
 	pid_t pid = fork();
@@ -383,20 +442,11 @@ static void sched_times(void)
 	int st;
 	if (waitpid(pid, &st, WUNTRACED) != pid || !WIFSTOPPED(st))
 		exit(1);
-	struct perf_event_attr a;
-	attr_init(&a, 1);
-	a.read_format = rf;
 	fd = open_event(&a, pid, -1);
-	t0 = enabled_time(fd);
-	usleep(wait_us);
-	t1 = enabled_time(fd);
-	printf("times of a child stopped before the event opened: gained less than half of the wait %d\n",
-	       t1 - t0 < half_ns);
+	print_gain("of a child stopped before its event opened", fd);
 	kill(pid, SIGCONT);
 	waitpid(pid, &st, 0);
-	usleep(wait_us);
-	uint64_t t2 = enabled_time(fd);
-	printf("times once it went on and exited: gained less than half of the wait %d\n", t2 - t1 < half_ns);
+	print_gain("of a child that exited", fd);
 	close(fd);
 }
 
