@@ -19,7 +19,8 @@
 # packages are downloaded and unpacked). Each such kernel has its own
 # directory, kernel-<package version>, beside the default one; a version
 # the cache already holds needs no network. A version that matches nothing,
-# or more than one, is an error that lists the versions there are.
+# or more than one of those in the cache and the package lists, is an error
+# that lists the versions there are.
 #
 # Prints the directory holding vmlinuz and initrd.gz.
 set -euo pipefail
@@ -127,24 +128,13 @@ depends_pinned() {
 		awk -v v="$2" '$1 ~ /^linux-/ && $2 == "(=" && $3 == v ")" && NF == 3 { print $1 }'
 }
 
-# versioned_kernel WANT prints the directory of the kernel that
-# HWBP_VM_KERNEL=WANT chooses, downloading and unpacking it when the cache
-# does not hold it.
-versioned_kernel() {
-	local want=$1 d v matches=() versions
-	for d in "$cache"/kernel-*; do
-		[ -f "$d/ready" ] || continue
-		v=$(cat "$d/version")
-		! version_matches "$v" "$want" || matches+=("$v")
-	done
-	if [ ${#matches[@]} -gt 1 ]; then
-		log "HWBP_VM_KERNEL=$want matches several kernels in $cache: ${matches[*]}; set it to one of them"
-		exit 1
-	fi
-	if [ ${#matches[@]} -eq 0 ]; then
-		apt_kernels_update
-		# "VERSION SUITE (CODENAME)" for each version of linux-image-amd64.
-		versions=$({
+# kernel_versions prints "VERSION WHERE" for each version of
+# linux-image-amd64 in the package lists that apt_kernels_update fetched
+# last (WHERE: the suite, and its codename when that differs), then for each
+# kernel in the cache ("in the cache").
+kernel_versions() {
+	if [ -f "$cache/apt/sources.list" ]; then
+		{
 			apt_kernels apt-cache policy | awk '
 				$NF == "Packages" { s = $3; sub("/main$", "", s) }
 				$1 == "release" && s != "" && match($0, /[ ,]n=[^,]*/) { print "suite", s, substr($0, RSTART + 3, RLENGTH - 3); s = "" }'
@@ -152,23 +142,49 @@ versioned_kernel() {
 		} | awk -F'|' '
 			$1 ~ /^suite / { split($1, f, " "); code[f[2]] = f[3]; next }
 			{ gsub(/ /, "", $2); split($3, u, " "); s = u[2]; sub("/main$", "", s)
-			  print $2, s (code[s] != "" && code[s] != s ? " (" code[s] ")" : "") }')
-		while read -r v _; do
-			! version_matches "$v" "$want" || [[ " ${matches[*]} " == *" $v "* ]] || matches+=("$v")
-		done <<<"$versions"
-		if [ ${#matches[@]} -ne 1 ]; then
-			{
-				if [ ${#matches[@]} -eq 0 ]; then
-					echo "vm setup: no Debian kernel has the version HWBP_VM_KERNEL=$want. Versions of linux-image-amd64 (apt-cache madison, $cache/apt/sources.list):"
-				else
-					echo "vm setup: HWBP_VM_KERNEL=$want matches several Debian kernels: name one of them. Versions of linux-image-amd64 (apt-cache madison, $cache/apt/sources.list):"
-				fi
-				echo "$versions" | awk '{ v = $1; $1 = ""; printf "  %-24s%s\n", v, $0 }'
-				echo "  (HWBP_VM_KERNEL takes a full version, its upstream part, or a prefix of that which only one of them has, such as 7.3)"
-				ls -d "$cache"/kernel-*/ready 2>/dev/null | sed 's,/ready$,,; s,.*/kernel-,  in the cache: ,'
-			} >&2
-			exit 1
-		fi
+			  print $2, s (code[s] != "" && code[s] != s ? " (" code[s] ")" : "") }'
+	fi
+	local d
+	for d in "$cache"/kernel-*; do
+		[ ! -f "$d/ready" ] || echo "$(cat "$d/version") in the cache"
+	done
+}
+
+# matching_versions WANT prints the distinct versions of kernel_versions
+# that version_matches WANT.
+matching_versions() {
+	local v
+	kernel_versions | while read -r v _; do
+		! version_matches "$v" "$1" || echo "$v"
+	done | awk '!seen[$0]++'
+}
+
+# versioned_kernel WANT prints the directory of the kernel that
+# HWBP_VM_KERNEL=WANT chooses, downloading and unpacking it when the cache
+# does not hold it. WANT must match exactly one version among those that
+# the cache holds and those of the package lists fetched last; when it
+# matches none, the lists are fetched again first. So a kernel in the
+# cache needs no network, and a version that has become ambiguous (a newer
+# package of the same upstream version, say) is refused, never guessed.
+versioned_kernel() {
+	local want=$1 d v matches=()
+	mapfile -t matches < <(matching_versions "$want")
+	if [ ${#matches[@]} -eq 0 ]; then
+		apt_kernels_update
+		mapfile -t matches < <(matching_versions "$want")
+	fi
+	if [ ${#matches[@]} -ne 1 ]; then
+		{
+			if [ ${#matches[@]} -eq 0 ]; then
+				echo "vm setup: no Debian kernel has the version HWBP_VM_KERNEL=$want."
+			else
+				echo "vm setup: HWBP_VM_KERNEL=$want matches several Debian kernels (${matches[*]}): name one of them."
+			fi
+			echo "Versions of linux-image-amd64 (apt-cache madison with $cache/apt/sources.list, and the cache):"
+			kernel_versions | awk '{ v = $1; $1 = ""; printf "  %-24s%s\n", v, $0 }'
+			echo "HWBP_VM_KERNEL takes a full version, its upstream part, or a prefix of that which only one of them has, such as 7.3."
+		} >&2
+		exit 1
 	fi
 	v=${matches[0]}
 	d=$cache/kernel-$v
@@ -178,11 +194,13 @@ versioned_kernel() {
 		img=$(apt_kernels apt-cache show "linux-image-amd64=$v" | sed -n 's/^Depends: //p' | head -n 1 |
 			tr ',|' '\n\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\) .*/\1/p' | head -n 1)
 		[ -n "$img" ] || { log "cannot resolve linux-image-amd64=$v"; exit 1; }
+		local i=0
 		pkgs=("$img")
-		for p in "${pkgs[@]}"; do
-			for q in $(depends_pinned "$p" "$v"); do
+		while [ $i -lt ${#pkgs[@]} ]; do
+			for q in $(depends_pinned "${pkgs[$i]}" "$v"); do
 				[[ " ${pkgs[*]} " == *" $q "* ]] || pkgs+=("$q")
 			done
+			i=$((i + 1))
 		done
 		log "downloading ${pkgs[*]} ($v)"
 		rm -rf "$d" && mkdir -p "$d/deb"
