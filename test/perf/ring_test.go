@@ -74,9 +74,10 @@ func TestCallchain(t *testing.T) {
 // make an anonymous page executable or leave it so, PR_SET_NAME and exit
 // (testdata/sideband.c); with "data", also mmap_data's records of data
 // mappings (the loader's segments, bss, ld.so's mappings and RELRO
-// mprotects). Side-band records need no hits. The data records follow the
-// kernel's vma merging, which changed between versions: "data" matches
-// this machine's 6.18, and differs from the test VM's 6.1 (see README).
+// mprotects). Side-band records need no hits. The data records depend on
+// the machine: "data" matches this machine's 6.18, and differs from the
+// test VM's Debian kernels, built with soft-dirty tracking and running on
+// an overlay root (docs/kernel-versions.md).
 func TestSideBand(t *testing.T) {
 	sandbox.RequireRoot(t)
 	prog := sandbox.BuildC(t, "testdata/sideband.c")

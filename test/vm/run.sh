@@ -16,7 +16,8 @@
 # the guest compares the sandbox with that kernel.
 #
 # Environment: HWBP_VM_TIMEOUT (seconds, default 3600), HWBP_VM_MEM (default
-# 6G), HWBP_VM_CACHE (see setup.sh).
+# 6G), HWBP_VM_CACHE and HWBP_VM_KERNEL (another Debian kernel than the
+# default one, by version; see setup.sh).
 set -euo pipefail
 
 if [ "${1:-}" != "--" ] || [ $# -lt 2 ]; then
