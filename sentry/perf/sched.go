@@ -109,16 +109,6 @@ func (es *Events[K]) SchedIn(k K, cpu int32, now uint64) {
 	}
 }
 
-// taskEventsOf returns the perf state of thread k, nil if it has none.
-func (es *Events[K]) taskEventsOf(k K) *taskEvents[K] {
-	t := es.tasks.Lookup(k)
-	if t == nil {
-		return nil
-	}
-	x, _ := t.Extension(taskKey).(*taskEvents[K])
-	return x
-}
-
 // schedIn re-arms the event's period as event_sched_in does, if it is
 // enabled and counts on cpu (event_filter_match).
 func (ev *Event[K]) schedIn(cpu int32) {

@@ -82,12 +82,8 @@ func (es *Events[K]) SideBand() bool { return es.sideBand.Load() != 0 }
 // side-band records (measured: an event disabled until enable_on_exec gets
 // the COMM of the exec, which perf_event_exec enables it for first).
 func (es *Events[K]) sideBandEvents(k K) []*Event[K] {
-	t := es.tasks.Lookup(k)
-	if t == nil {
-		return nil
-	}
-	x, ok := t.Extension(taskKey).(*taskEvents[K])
-	if !ok {
+	x := es.taskEventsOf(k)
+	if x == nil {
 		return nil
 	}
 	evs := x.list()

@@ -37,6 +37,16 @@ func attachTaskEvents[K comparable](t *hwbp.Task) *taskEvents[K] {
 	return &taskEvents[K]{}
 }
 
+// taskEventsOf returns the perf state of thread k, nil if it has none.
+func (es *Events[K]) taskEventsOf(k K) *taskEvents[K] {
+	t := es.tasks.Lookup(k)
+	if t == nil {
+		return nil
+	}
+	x, _ := t.Extension(taskKey).(*taskEvents[K])
+	return x
+}
+
 func (x *taskEvents[K]) add(ev *Event[K]) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -181,12 +191,8 @@ func (x *taskEvents[K]) Exec() {
 // perf_event_exit_task does: they keep their counts, and their times stop.
 // The caller calls it before hwbp.Tasks.Exit frees k's Task.
 func (es *Events[K]) Exit(k K) {
-	t := es.tasks.Lookup(k)
-	if t == nil {
-		return
-	}
-	x, ok := t.Extension(taskKey).(*taskEvents[K])
-	if !ok {
+	x := es.taskEventsOf(k)
+	if x == nil {
 		return
 	}
 	es.exitRecords(k)
