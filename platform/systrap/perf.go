@@ -12,9 +12,8 @@ import (
 // perf_event_attr flag bits that golang.org/x/sys/unix does not name
 // (include/uapi/linux/perf_event.h).
 const (
-	perfBitInheritThread = 1 << 35
-	perfBitRemoveOnExec  = 1 << 36
-	perfBitSigtrap       = 1 << 37
+	perfBitRemoveOnExec = 1 << 36
+	perfBitSigtrap      = 1 << 37
 )
 
 // trapPerf is si_code TRAP_PERF: a SIGTRAP sent by a perf event with
@@ -62,7 +61,12 @@ func (e entry) attr(pos int, inherit, counting bool) unix.PerfEventAttr {
 		a.Bits |= perfBitSigtrap
 	}
 	if inherit {
-		a.Bits |= unix.PerfBitInherit | perfBitInheritThread
+		// Not inherit_thread: the nursery clones stub threads without
+		// CLONE_THREAD (systrap's thread.clone), and Linux's
+		// inherit_task_group skips inherit_thread events for such a
+		// clone, which would leave a new stub thread without events
+		// until the next arm lists it.
+		a.Bits |= unix.PerfBitInherit
 	}
 	return a
 }
