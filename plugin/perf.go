@@ -22,15 +22,10 @@ const perfEventFDPrefix = "[perf_event]"
 // events is the guest's perf_event_open view of the breakpoints, the
 // core's second consumer.
 var events = func() *perf.Events[*kernel.Task] {
-	es := perf.NewEvents(tasks, sendSigtrap, sameProcess)
+	es := perf.NewEvents(tasks, sendSigtrap)
 	es.SetSampler(sampler{})
-	es.SetClearsSighand(clearsSighand)
 	return es
 }()
-
-// sameProcess reports whether a and b are threads of one process, for
-// inherit_thread.
-func sameProcess(a, b *kernel.Task) bool { return a.ThreadGroup() == b.ThreadGroup() }
 
 // perfEventOpenHook gives the guest perf_event_open for PERF_TYPE_BREAKPOINT
 // (sentry/perf), with Linux's checks in Linux's order; every other event

@@ -162,16 +162,13 @@ type taskPlatform struct {
 }
 
 // NewContext implements platform.Platform.NewContext. The sentry calls it
-// with the new task's context, on the goroutine of the task that creates it
-// (kernel.TaskSet.NewTask), or at restore.
+// with the new task's context (kernel.TaskSet.NewTask), or at restore; what
+// a new task inherits comes later (taskExtension.TaskCloned).
 func (p taskPlatform) NewContext(ctx context.Context) platform.Context {
 	pc := p.Platform.NewContext(ctx)
 	t := kernel.TaskFromContext(ctx)
 	if t == nil {
 		return pc
-	}
-	if parent := creator(); parent != nil {
-		tasks.Clone(parent, t)
 	}
 	return &taskContext{Context: pc, task: t, backend: p.backend}
 }

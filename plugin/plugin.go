@@ -50,6 +50,7 @@ func init() {
 		return
 	}
 	installSyscalls()
+	kernel.RegisterExtension(taskExtension{})
 	wrapPlatforms()
 	registerMetrics()
 }

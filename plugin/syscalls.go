@@ -3,14 +3,11 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
-	"gvisor.dev/gvisor/pkg/goid"
 	"gvisor.dev/gvisor/pkg/marshal/primitive"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
@@ -25,20 +22,16 @@ import (
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 const (
 	sysIoctl    = 16
-	sysClone    = 56
-	sysFork     = 57
-	sysVfork    = 58
 	sysExecve   = 59
 	sysFcntl    = 72
 	sysPtrace   = 101
 	sysPrctl    = 157
 	sysExecveat = 322
-	sysClone3   = 435
 )
 
 // installSyscalls wraps the guest's ptrace, perf_event_open, fcntl, ioctl,
-// mmap, munmap, mprotect, mremap and clone-family system calls, and then every system call for the single-step
-// at its exit.
+// mmap, munmap, mprotect and mremap system calls, and then every system
+// call for the single-step at its exit.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
 	if !ok {
@@ -63,9 +56,6 @@ func installSyscalls() {
 	wrap(sysMmap, perfMmapHook)
 	wrap(sysMprotect, perfMprotectHook)
 	wrap(sysPrctl, perfPrctlHook)
-	for _, sysno := range []uintptr{sysClone, sysFork, sysVfork, sysClone3} {
-		wrap(sysno, cloneHook)
-	}
 	// Outermost, so that it sees each system call's final registers.
 	for sysno, sc := range table.Table {
 		if sc.Fn != nil {
@@ -138,104 +128,6 @@ func guestError(err error) error {
 	}
 	// Every error of those packages wraps an errno; this would be a bug.
 	return linuxerr.EINVAL
-}
-
-// cloner is a task inside a clone-family system call and the flags of that
-// call.
-type cloner struct {
-	t     *kernel.Task
-	flags uint64
-}
-
-// cloners maps the goroutine of each task that is inside a clone-family
-// system call while it holds debug-register state to that task, so that the
-// platform context constructor, which the sentry calls for the new task on
-// the same goroutine, can find the new task's creator.
-var (
-	clonersMu sync.Mutex
-	// +checklocks:clonersMu
-	cloners = map[int64]cloner{}
-	// cloning is len(cloners), for the fast path of every new task.
-	cloning atomic.Int64
-)
-
-// cloneHook lets a thread created by clone, fork, vfork or clone3 inherit
-// its creator's DR6 and DR7 values (see hwbp.Tasks.Clone), and writes the
-// PERF_RECORD_FORK of the creator's perf events that ask for one. Callers
-// with no debug-register state, almost all of them, pay one atomic load.
-func cloneHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if tasks.Lookup(t) == nil {
-			return orig(t, sysno, args)
-		}
-		g := goid.Get()
-		c := cloner{t: t, flags: cloneFlags(t, sysno, args)}
-		clonersMu.Lock()
-		cloners[g] = c
-		cloning.Store(int64(len(cloners)))
-		clonersMu.Unlock()
-		defer func() {
-			clonersMu.Lock()
-			delete(cloners, g)
-			cloning.Store(int64(len(cloners)))
-			clonersMu.Unlock()
-		}()
-		rv, ctl, err := orig(t, sysno, args)
-		if err == nil && events.SideBand() {
-			// perf_event_fork. Linux writes it before the new
-			// thread runs; here the thread may have run already.
-			if child := t.PIDNamespace().TaskWithID(kernel.ThreadID(rv)); child != nil {
-				events.Fork(t, child)
-			}
-		}
-		return rv, ctl, err
-	}
-}
-
-// cloneFlags returns the flags of t's clone-family system call sysno: the
-// first argument of clone, the first field of clone3's struct clone_args
-// (0 if it cannot be read: clone3 then fails with EFAULT itself), and those
-// that fork and vfork imply.
-func cloneFlags(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) uint64 {
-	switch sysno {
-	case sysClone:
-		return args[0].Uint64()
-	case sysClone3:
-		var flags primitive.Uint64
-		if _, err := flags.CopyIn(t, args[0].Pointer()); err != nil {
-			return 0
-		}
-		return uint64(flags)
-	case sysVfork:
-		return linux.CLONE_VM | linux.CLONE_VFORK
-	}
-	return 0
-}
-
-// creator returns the task whose clone-family system call is creating a
-// task on the current goroutine, if it has debug-register state.
-func creator() *kernel.Task {
-	return currentCloner().t
-}
-
-// currentCloner returns the task whose clone-family system call is creating
-// a task on the current goroutine, with the call's flags, if that task has
-// debug-register state; a zero cloner otherwise.
-func currentCloner() cloner {
-	if cloning.Load() == 0 {
-		return cloner{}
-	}
-	clonersMu.Lock()
-	defer clonersMu.Unlock()
-	return cloners[goid.Get()]
-}
-
-// clearsSighand reports whether the task that parent is creating on the
-// current goroutine starts with its signal handlers reset (clone3's
-// CLONE_CLEAR_SIGHAND), for sentry/perf's inheritance of sigtrap events.
-func clearsSighand(parent *kernel.Task) bool {
-	c := currentCloner()
-	return c.t == parent && c.flags&linux.CLONE_CLEAR_SIGHAND != 0
 }
 
 // stepHook stops a task that its tracer single-steps over a system call

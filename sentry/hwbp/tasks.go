@@ -27,10 +27,11 @@ type Extension interface {
 // its Task: Linux's perf_event_init_task registers the child's copies of
 // the events that its creator's perf events inherit. Tasks.Clone calls
 // Inherited on what Clone returned, after attaching it to the new thread's
-// Task, with the creator's and the new thread's keys.
+// Task, with the creator's and the new thread's keys and the flags of the
+// clone (CLONE_*), which decide what it inherits.
 type Inheritor[K comparable] interface {
 	Extension
-	Inherited(parent, child K, t *Task)
+	Inherited(parent, child K, flags uint64, t *Task)
 }
 
 // ExtensionKey identifies one consumer's Extensions.
@@ -186,9 +187,9 @@ func (ts *Tasks[K]) getLocked(k K) (*Task, error) {
 // copies (arch_dup_task_struct copies thread_struct, then
 // copy_thread clears the breakpoints): parent's virtual DR6 and the clones
 // of its extensions, no event of the core's own; an extension that is an
-// Inheritor then registers what it inherits. A child of a thread without a
-// Task gets none.
-func (ts *Tasks[K]) Clone(parent, child K) {
+// Inheritor then registers what it inherits, given the clone's flags. A
+// child of a thread without a Task gets none.
+func (ts *Tasks[K]) Clone(parent, child K, flags uint64) {
 	p := ts.Lookup(parent)
 	if p == nil {
 		return
@@ -211,7 +212,7 @@ func (ts *Tasks[K]) Clone(parent, child K) {
 	for _, e := range clones {
 		ext := c.Attach(e.key, func() Extension { return e.ext })
 		if in, ok := ext.(Inheritor[K]); ok && ext == e.ext {
-			in.Inherited(parent, child, c)
+			in.Inherited(parent, child, flags, c)
 		}
 	}
 }

@@ -64,7 +64,7 @@ func TestTasksLifecycle(t *testing.T) {
 			p.SetVirtualDR6(DR6Reset | 0x5)
 			attachNote(p, 7)
 			mustRegister(t, ts.Registry(), p, watch(testAddr))
-			ts.Clone(1, 2)
+			ts.Clone(1, 2, 0)
 			c := ts.Lookup(2)
 			if c == nil || c.VirtualDR6() != DR6Reset|0x5 || c.SlotsInUse() != 0 || c.Extension(noteKey).(*note).v != 7 {
 				t.Fatalf("child state wrong: %+v", c)
@@ -74,15 +74,15 @@ func TestTasksLifecycle(t *testing.T) {
 			p := mustGet(t, ts, 1)
 			attachNote(p, 0)
 			mustRegister(t, ts.Registry(), p, watch(testAddr))
-			ts.Clone(1, 2)
-			ts.Clone(3, 4)
+			ts.Clone(1, 2, 0)
+			ts.Clone(3, 4, 0)
 			if ts.Lookup(2) != nil || ts.Lookup(4) != nil {
 				t.Fatal("a default thread's child got a Task")
 			}
 		}},
 		{"clone into an exited child makes nothing", func(t *testing.T, ts *Tasks[int]) {
 			mustGet(t, ts, 1).SetVirtualDR6(DR6Reset | DR6BS)
-			ts.Clone(1, -2)
+			ts.Clone(1, -2, 0)
 			if ts.Lookup(-2) != nil {
 				t.Fatal("an exited child got a Task")
 			}
@@ -204,7 +204,7 @@ type heir struct {
 
 func (h *heir) Clone() Extension { return &heir{r: h.r} }
 func (h *heir) Exec()            {}
-func (h *heir) Inherited(parent, child int, t *Task) {
+func (h *heir) Inherited(parent, child int, _ uint64, t *Task) {
 	h.parents = append(h.parents, parent)
 	bp, err := h.r.Register(t, Attr{Addr: testAddr, Len: 8, Type: TypeW}, nil)
 	if err == nil {
@@ -219,7 +219,7 @@ func TestInheritorRegistersOnTheChild(t *testing.T) {
 	ts := NewTasks(r, func(int) bool { return false })
 	p := mustGet(t, ts, 1)
 	p.Attach(heirKey, func() Extension { return &heir{r: r} })
-	ts.Clone(1, 2)
+	ts.Clone(1, 2, 0)
 	c := ts.Lookup(2)
 	if c == nil {
 		t.Fatal("the child has no Task")

@@ -46,16 +46,6 @@ type Events[K comparable] struct {
 	// signal sends sigtrap events' signals; nil sends none.
 	signal SignalFunc[K]
 
-	// sameProcess reports whether two threads belong to one process
-	// (inherit_thread: only threads inherit); nil means never.
-	sameProcess func(a, b K) bool
-
-	// clearsSighand reports whether the thread that parent is creating
-	// starts with its signal handlers reset (clone3's
-	// CLONE_CLEAR_SIGHAND); nil means never. Set before the first event
-	// opens.
-	clearsSighand func(parent K) bool
-
 	// lastID is the last event id handed out (Linux's perf_event_id).
 	lastID atomic.Uint64
 
@@ -102,22 +92,15 @@ type Events[K comparable] struct {
 }
 
 // NewEvents returns the perf view of tasks, whose sigtrap events signal
-// through signal; sameProcess tells the threads of one process.
-func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K], sameProcess func(a, b K) bool) *Events[K] {
+// through signal.
+func NewEvents[K comparable](tasks *hwbp.Tasks[K], signal SignalFunc[K]) *Events[K] {
 	return &Events[K]{
-		tasks:       tasks,
-		signal:      signal,
-		sameProcess: sameProcess,
-		leaders:     make(map[*Event[K]]*Event[K]),
-		siblings:    make(map[*Event[K]][]*Event[K]),
+		tasks:    tasks,
+		signal:   signal,
+		leaders:  make(map[*Event[K]]*Event[K]),
+		siblings: make(map[*Event[K]][]*Event[K]),
 	}
 }
-
-// SetClearsSighand sets how the events learn whether a thread that parent
-// is creating starts with its signal handlers reset (clone3's
-// CLONE_CLEAR_SIGHAND), which no sigtrap event is inherited into. Call it
-// before the first event opens.
-func (es *Events[K]) SetClearsSighand(f func(parent K) bool) { es.clearsSighand = f }
 
 // Target is what perf_event_open's pid and cpu arguments name.
 type Target[K comparable] struct {

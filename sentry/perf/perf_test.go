@@ -161,8 +161,18 @@ type fixture struct {
 func newFixture() *fixture {
 	tasks := hwbp.NewTasks(hwbp.NewRegistry(), func(k thread) bool { return k == 3 })
 	f := &fixture{tasks: tasks}
-	f.events = NewEvents(tasks, func(k thread, s Sigtrap) { f.signals = append(f.signals, s) }, func(a, b thread) bool { return a/10 == b/10 })
+	f.events = NewEvents(tasks, func(k thread, s Sigtrap) { f.signals = append(f.signals, s) })
 	return f
+}
+
+// clone makes child a clone of parent: a thread of parent's process
+// (CLONE_THREAD) if both are in one ten, a forked process otherwise.
+func (f *fixture) clone(parent, child thread) {
+	var flags uint64
+	if parent/10 == child/10 {
+		flags = unix.CLONE_VM | unix.CLONE_SIGHAND | unix.CLONE_THREAD
+	}
+	f.tasks.Clone(parent, child, flags)
 }
 
 func (f *fixture) target(k thread) Target[thread] {
@@ -603,15 +613,15 @@ func TestInherit(t *testing.T) {
 	ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit); set64(p, offReadFormat, rf) })
 	plain := f.open(t, 1, func(p []byte) { set64(p, offBPAddr, testAddr+8) })
 	threadOnly := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit|FlagInheritThread); set64(p, offBPAddr, testAddr+16) })
-	f.tasks.Clone(1, 20) // another process: not inherit_thread's copy
-	f.tasks.Clone(1, 2)  // a thread of 1's process (fixture: k/10)
+	f.clone(1, 20) // another process: not inherit_thread's copy
+	f.clone(1, 2)  // a thread of 1's process (fixture: k/10)
 	if n := f.tasks.Lookup(20).SlotsInUse(); n != 1 {
 		t.Errorf("a forked child has %d events, want 1 (inherit only)", n)
 	}
 	if n := f.tasks.Lookup(2).SlotsInUse(); n != 2 {
 		t.Errorf("a new thread has %d events, want 2 (inherit, inherit_thread)", n)
 	}
-	f.tasks.Clone(20, 21) // a grandchild: its copy counts for ev too
+	f.clone(20, 21) // a grandchild: its copy counts for ev too
 	f.clock = 10
 	f.hit(1)
 	f.hit(20)
@@ -666,7 +676,7 @@ func TestReadWhileCopiesExit(t *testing.T) {
 		ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit) })
 		for i := 0; i < copies; i++ {
 			k := thread(100 + 10*i) // each a process of its own
-			f.tasks.Clone(1, k)
+			f.clone(1, k)
 			f.hit(k)
 		}
 		done := make(chan struct{})
@@ -713,7 +723,6 @@ func TestInheritedGroup(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture()
-			f.events.SetClearsSighand(func(parent thread) bool { return parent == 1 && tc.clearSighand })
 			leader := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit|tc.leader) })
 			defer leader.Close()
 			member, err := f.events.Open(attrOf(t, func(p []byte) {
@@ -724,7 +733,11 @@ func TestInheritedGroup(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer member.Close()
-			f.tasks.Clone(1, tc.child)
+			if tc.clearSighand {
+				f.tasks.Clone(1, tc.child, unix.CLONE_CLEAR_SIGHAND)
+			} else {
+				f.clone(1, tc.child)
+			}
 			f.hit(tc.child)
 			for _, e := range []struct {
 				name string
@@ -916,12 +929,12 @@ func TestAsyncNotifications(t *testing.T) {
 		}, nil},
 		{"a copy's overflow reports through the opened event", func(f *fixture, ev *Event[thread], async func(bool)) {
 			async(true)
-			f.tasks.Clone(1, 20)
+			f.clone(1, 20)
 			f.hit(20)
 			f.hit(20)
 		}, []int{PollIn}},
 		{"a copy's exit reports the opened event's pending overflow", func(f *fixture, ev *Event[thread], async func(bool)) {
-			f.tasks.Clone(1, 20)
+			f.clone(1, 20)
 			f.hit(1)
 			f.hit(1)
 			async(true)

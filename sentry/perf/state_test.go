@@ -142,8 +142,8 @@ func TestSaveRestore(t *testing.T) {
 		}, nil},
 		{"inherited copies on live threads and exited ones' sums", func(t *testing.T, f *fixture) []*Event[thread] {
 			ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit); set64(p, offReadFormat, rf) })
-			f.tasks.Clone(1, 2)
-			f.tasks.Clone(1, 20)
+			f.clone(1, 2)
+			f.clone(1, 20)
 			f.clock = 10
 			f.hit(1)
 			f.hit(2)
@@ -209,7 +209,7 @@ func TestSaveRestore(t *testing.T) {
 		}, nil},
 		{"a copy on a thread that is exiting at the restore leaves its count", func(t *testing.T, f *fixture) []*Event[thread] {
 			ev := f.open(t, 1, func(p []byte) { setFlags(p, FlagInherit); set64(p, offReadFormat, rf) })
-			f.tasks.Clone(1, 5)
+			f.clone(1, 5)
 			f.clock = 5
 			f.hit(5)
 			return []*Event[thread]{ev}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
@@ -95,15 +97,15 @@ func (x *taskEvents[K]) Clone() hwbp.Extension {
 // the event that the guest opened. A group is copied whole or not at all,
 // as its leader decides, whatever its members (Linux's inherit_task_group
 // looks at the leader only, and inherit_group copies every member with
-// it): with inherit_thread only threads of the same process inherit, and
-// with sigtrap no thread whose signal handlers were reset
+// it): with inherit_thread only a clone with CLONE_THREAD inherits, and
+// with sigtrap no clone whose signal handlers are reset
 // (CLONE_CLEAR_SIGHAND), where the signal would kill it.
 //
 // A copy always finds a free slot: the new thread starts with none taken
 // and gets at most as many copies as its creator has events. (Linux fails
 // the fork with ENOSPC when one does not, which takes CPU-wide breakpoints
 // that leave fewer slots on some CPU; the sandbox has none.)
-func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
+func (x *taskEvents[K]) Inherited(parent, child K, flags uint64, t *hwbp.Task) {
 	inherit := x.inherit
 	x.inherit = nil
 	for _, ev := range inherit {
@@ -114,10 +116,10 @@ func (x *taskEvents[K]) Inherited(parent, child K, t *hwbp.Task) {
 			orig = ev.parent
 		}
 		la := orig.groupLeader().Attr()
-		if la.Has(FlagInheritThread) && (es.sameProcess == nil || !es.sameProcess(parent, child)) {
+		if la.Has(FlagInheritThread) && flags&unix.CLONE_THREAD == 0 {
 			continue
 		}
-		if la.Has(FlagSigtrap) && es.clearsSighand != nil && es.clearsSighand(parent) {
+		if la.Has(FlagSigtrap) && flags&unix.CLONE_CLEAR_SIGHAND != 0 {
 			continue
 		}
 		c := &Event[K]{

@@ -188,15 +188,15 @@ func TestLifecycle(t *testing.T) {
 	tasks := ts.Tasks()
 	run(t, ts, 1, []step{poke(6, 0x5, 0), poke(0, user, 0), poke(7, 0x401, 0)})
 	// A new thread inherits DR6 and DR7 read-back values, no breakpoint.
-	tasks.Clone(1, 2)
+	tasks.Clone(1, 2, 0)
 	run(t, ts, 2, []step{peek(6, 0x5), peek(7, 0x401), peek(0, 0)})
 	if task(t, ts, 2).HasBreakpoints() {
 		t.Fatal("child inherited an armed breakpoint")
 	}
 	// Children of threads with default values get no state at all.
-	tasks.Clone(3, 4)
+	tasks.Clone(3, 4, 0)
 	run(t, ts, 0, []step{poke(0, user, 0)})
-	tasks.Clone(0, 5)
+	tasks.Clone(0, 5, 0)
 	if tasks.Lookup(4) != nil || tasks.Lookup(5) != nil {
 		t.Fatal("state created for a default child")
 	}
@@ -207,7 +207,7 @@ func TestLifecycle(t *testing.T) {
 	// Many fork/exec/exit cycles leave nothing behind.
 	for i := 10; i < 10010; i++ {
 		run(t, ts, i, []step{poke(0, user, 0), poke(7, 0x000d0001, 0)})
-		tasks.Clone(i, -i)
+		tasks.Clone(i, -i, 0)
 		tasks.Exit(-i)
 		tasks.Exit(i)
 	}
