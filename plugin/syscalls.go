@@ -8,7 +8,6 @@ import (
 	"gvisor.dev/gvisor/pkg/abi"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
-	"gvisor.dev/gvisor/pkg/marshal/primitive"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 
@@ -16,7 +15,6 @@ import (
 	_ "gvisor.dev/gvisor/pkg/sentry/syscalls/linux"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
-	"github.com/gvisor-hwbp/hwbp/sentry/ptrace"
 )
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
@@ -24,12 +22,11 @@ const (
 	sysIoctl    = 16
 	sysExecve   = 59
 	sysFcntl    = 72
-	sysPtrace   = 101
 	sysPrctl    = 157
 	sysExecveat = 322
 )
 
-// installSyscalls wraps the guest's ptrace, perf_event_open, fcntl, ioctl,
+// installSyscalls wraps the guest's perf_event_open, fcntl, ioctl,
 // mmap, munmap, mprotect and mremap system calls, and then every system
 // call for the single-step at its exit.
 func installSyscalls() {
@@ -45,7 +42,6 @@ func installSyscalls() {
 		sc.Fn = hook(sc.Fn)
 		table.Table[sysno] = sc
 	}
-	wrap(sysPtrace, ptraceHook)
 	wrap(unix.SYS_PERF_EVENT_OPEN, perfEventOpenHook)
 	wrap(sysFcntl, fcntlHook)
 	wrap(sysIoctl, ioctlHook)
@@ -66,57 +62,6 @@ func installSyscalls() {
 	table.Missing = stepMissingHook(table.Missing)
 	// Rebuild the table's fast-lookup arrays from Table.
 	table.Init()
-}
-
-// ptraceHook adds the debug registers to PTRACE_PEEKUSR and PTRACE_POKEUSR,
-// and makes POKEUSR of the other non-register fields of struct user fail as
-// on Linux.
-//
-// gVisor's own implementation runs first for every request: it finds the
-// tracee and makes Linux's checks in Linux's order (ESRCH unless the caller
-// traces a stopped tracee, EIO for an unaligned offset or one past struct
-// user, EFAULT for a bad PEEKUSR buffer), and past the general registers it
-// then reads 0 or ignores the write. Only if it succeeded does the hook act,
-// through ptrace.Threads.PeekUser and PokeUser, which follow Linux's
-// arch_ptrace: the debug registers, zero for reads of the other fields and
-// EIO for writes to them.
-func ptraceHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		req := args[0].Int64()
-		off := args[2].Uint64()
-		if req != linux.PTRACE_PEEKUSR && req != linux.PTRACE_POKEUSR || off < ptrace.RegsSize {
-			return orig(t, sysno, args)
-		}
-		rv, ctl, err := orig(t, sysno, args)
-		if err != nil {
-			return rv, ctl, err
-		}
-		addCheckpoint(t.Kernel())
-		target := t.PIDNamespace().TaskWithID(kernel.ThreadID(args[1].Int()))
-		if target == nil {
-			// The tracee was reaped after the checks passed; Linux
-			// would have found it still there.
-			return 0, nil, linuxerr.ESRCH
-		}
-		if req == linux.PTRACE_PEEKUSR {
-			v, err := threads.PeekUser(target, off)
-			if err != nil {
-				return 0, nil, guestError(err)
-			}
-			_, err = primitive.CopyUint64Out(t, args[3].Pointer(), v)
-			return 0, nil, err
-		}
-		err = threads.PokeUser(target, off, args[3].Uint64())
-		// Even a failed DR7 write can leave breakpoints changed (Linux's
-		// ptrace_write_dr7 restores the old DR7, not the old events).
-		if r, ok := current.(refresher); ok {
-			r.Refresh(target)
-		}
-		if err != nil {
-			return 0, nil, guestError(err)
-		}
-		return 0, nil, nil
-	}
 }
 
 // guestError turns an error of sentry/hwbp or sentry/ptrace into the errno
