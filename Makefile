@@ -20,21 +20,19 @@ UNIT_PKGS = ./sentry/... ./test/sandbox/...
 all: runsc
 
 # runsc is built from a copy of this module in .build/src whose vendored
-# gVisor gets the files under platform/*/_gvisor/ and plugin/_gvisor/ added
-# (they only add exported accessors to gVisor's platform and kernel
-# packages) and the fixes in patches/gvisor/ applied (each a small change
-# written to be sent upstream, explained in its header). A cgo build of runsc
-# does not boot a sandbox. go build is incremental, so this target always
-# runs and is cheap when nothing changed.
-# The packages that use those accessors (platform/*, plugin, cmd/runsc) build
-# only there; vet runs there too, over every package.
+# gVisor gets the patch series in patches/gvisor/ applied (each a small
+# change written to be sent upstream, explained in its header; see
+# patches/gvisor/README.md). A cgo build of runsc does not boot a sandbox.
+# go build is incremental, so this target always runs and is cheap when
+# nothing changed.
+# The packages that use what the patches add (platform/*, plugin, cmd/runsc)
+# build only there; vet runs there too, over every package.
 BUILD_SRC = .build/src
 
 prepare:
 	@rm -rf $(BUILD_SRC) && mkdir -p bin $(BUILD_SRC)
 	@tar -c --exclude=./.build --exclude=./bin --exclude=./.git --exclude=./vendor --exclude='./bazel-*' . | tar -x -C $(BUILD_SRC)
 	cd $(BUILD_SRC) && $(GO) mod vendor
-	@for d in platform/*/_gvisor plugin/_gvisor; do cp -r $$d/. $(BUILD_SRC)/vendor/gvisor.dev/gvisor/; done
 	@for p in patches/gvisor/*.patch; do patch -s -p1 -d $(BUILD_SRC)/vendor/gvisor.dev/gvisor < $$p || { echo "$$p does not apply"; exit 1; }; done
 
 runsc: prepare

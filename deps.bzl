@@ -649,14 +649,9 @@ def go_dependencies():
         name = "dev_gvisor_gvisor",
         build_file_proto_mode = "disable_global",
         importpath = "gvisor.dev/gvisor",
-        # hwbp's files under platform/*/_gvisor and plugin/_gvisor, added, and
-        # the fixes of patches/gvisor, as "make runsc" does (bazel/gvisor-patch.sh);
-        # gazelle wrote the BUILD files before, so the commands list the
-        # added files in their go_library.
+        # hwbp's patch series, patches/gvisor, as "make runsc" applies it
+        # (bazel/gvisor-patch.sh).
         patch_args = ["-p1"],
-        patch_cmds = [
-            "for f in $(find pkg -name 'hwbp_*.go'); do b=${f##*/} build=${f%/*}/BUILD.bazel; sed -i \"/^go_library(/,/^)/s|^    srcs = \\[\\$|&\\n        \\\"$b\\\",|\" $build; grep -q \"\\\"$b\\\"\" $build || { echo \"could not add $b to $build\" >&2; exit 1; }; done",
-        ],
         patches = ["//bazel:patches/gvisor/hwbp.patch"],
         sum = "h1:AU5+CtCvnBnxdZRNcZt1NfSLqgkXZVT3N/u6u1aXg44=",
         version = "v0.0.0-20260905035102-160fafc42237",

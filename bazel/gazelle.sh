@@ -8,8 +8,7 @@
 #                         every module of the build list; attributes added by
 #                         hand (gVisor's patches) are kept
 #   bazel/patches/gvisor/hwbp.patch
-#                         bazel/gvisor-patch.sh, from platform/*/_gvisor and
-#                         plugin/_gvisor
+#                         bazel/gvisor-patch.sh, from patches/gvisor
 #
 # "bazel/gazelle.sh fix" regenerates them (make gazelle); "bazel/gazelle.sh
 # check" (make vet) fails, showing the difference, when any of them is not
@@ -47,7 +46,7 @@ check)
 		status=1
 	fi
 	if ! ./bazel/gvisor-patch.sh | diff -u "$GVISOR_PATCH" -; then
-		echo "$GVISOR_PATCH does not match platform/*/_gvisor and plugin/_gvisor: run make gazelle" >&2
+		echo "$GVISOR_PATCH does not match patches/gvisor: run make gazelle" >&2
 		status=1
 	fi
 	exit $status
