@@ -55,3 +55,36 @@ func (taskExtension) PtracePokeUser(tracee *kernel.Task, off uintptr, value uint
 	}
 	return nil
 }
+
+// SyscallReturned implements kernel.Extension.SyscallReturned: it stops a
+// task that its tracer single-steps over a system call instruction right
+// after the system call, before it runs another instruction, as Linux
+// does: PTRACE_SINGLESTEP sets SYSCALL_WORK_SYSCALL_EXIT_TRAP
+// (arch/x86/kernel/step.c, enable_single_step), and at every system call's
+// exit syscall_exit_work (kernel/entry/syscall-common.c) then calls
+// ptrace_report_syscall_exit, whose user_single_step_report is, on x86,
+// send_sigtrap(regs, 0, TRAP_BRKPT) (arch/x86/kernel/ptrace.c): a forced
+// SIGTRAP with si_code TRAP_BRKPT and si_addr the user rip at exit, with no
+// debug exception, so DR6 stays as it was. gVisor instead returns to the
+// application with TF set, which runs one more instruction and traps with
+// TRAP_TRACE.
+//
+// The SIGTRAP is queued when the system call's implementation returns,
+// which is where gVisor's system call exit (runSyscallExit) follows at once
+// unless the call continues in another run state. Linux queues it there
+// too, before exit_to_user_mode_loop delivers the signals that are pending,
+// among them those the call itself caused (kill of itself); a ptrace event
+// stop that the call makes (PTRACE_EVENT_FORK) comes first on both. Its
+// si_addr is rip after the call, which rt_sigreturn has already restored.
+// Exceptions:
+//   - exit and exit_group (kernel.CtrlDoExit) never return;
+//   - a successful execve or execveat returns into the new image, later,
+//     after its PTRACE_EVENT_EXEC stop: taskContext.Switch reports it there,
+//     as it does for the system calls whose implementation never runs (see
+//     taskContext.inSyscall).
+func (taskExtension) SyscallReturned(t *kernel.Task, sysno uintptr, ctrl *kernel.SyscallControl) {
+	if ctrl == kernel.CtrlDoExit || (sysno == sysExecve || sysno == sysExecveat) && ctrl != nil {
+		return
+	}
+	syscallExit(t)
+}

@@ -185,12 +185,12 @@ type taskContext struct {
 	// and cleared when the call's implementation returns (syscallExit) or
 	// by the next Switch. If that finds it still set, the call returns to
 	// user mode without its implementation having returned through
-	// stepHook: seccomp denied it, the tracer skipped it at its entry stop
-	// or stopped it with PTRACE_SYSEMU, or it is a successful execve,
-	// which returns into the new image. Linux's syscall_exit_work runs
-	// on all those paths, so the single-step is reported there, at the
-	// last moment before user mode (see stepHook). Only the task's
-	// goroutine uses it.
+	// taskExtension.SyscallReturned: seccomp denied it, the tracer skipped
+	// it at its entry stop or stopped it with PTRACE_SYSEMU, or it is a
+	// successful execve, which returns into the new image. Linux's
+	// syscall_exit_work runs on all those paths, so the single-step is
+	// reported there, at the last moment before user mode (see
+	// taskExtension.SyscallReturned). Only the task's goroutine uses it.
 	inSyscall bool
 
 	// perfExec is set by PrepareExecve when some perf event asks for
