@@ -1,8 +1,6 @@
 package operator
 
 import (
-	"errors"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -43,117 +41,23 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
-	bootArgs := "runsc-sandbox --network=none --root=/r boot --bundle=/b --apply-caps=true id"
-	errNoProc := errors.New("no /proc")
+func TestEnabledBy(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		args      string
-		parent    string // "" means that parent must not be asked
-		parentErr error
-		want      bool
-		wantArgs  string // the command line to run with, if not args
-		err       bool
+		name string
+		args string
+		want bool
 	}{
 		{name: "runsc without the flag installs hwbp", args: "runsc --network=none do /bin/true", want: true},
 		{name: "runsc --hwbp=false installs nothing", args: "runsc --hwbp=false do /bin/true", want: false},
-		{name: "other subcommands do not ask their parent", args: "runsc-gofer --root=/r gofer --bundle=/b", want: true},
+		{name: "the sentry follows its configuration's flags, in any order", args: "runsc-sandbox --network=none --hwbp=false --root=/r boot --bundle=/b id", want: false},
+		{name: "the sentry is on where its configuration says so", args: "runsc-sandbox --hwbp=true --root=/r boot --bundle=/b id", want: true},
 		{name: "a command line runsc refuses leaves hwbp on", args: "runsc --bogus do /bin/true", want: true},
-		{
-			name: "the sentry follows the runsc that started it and records the flag",
-			args: bootArgs, parent: "runsc --root /r --hwbp=false create --bundle /b id",
-			want: false, wantArgs: "runsc-sandbox --hwbp=false --network=none --root=/r boot --bundle=/b --apply-caps=true id",
-		},
-		{
-			name: "the sentry is on where its parent does not say",
-			args: bootArgs, parent: "runsc --root /r do /bin/true",
-			want: true, wantArgs: "runsc-sandbox --hwbp=true --network=none --root=/r boot --bundle=/b --apply-caps=true id",
-		},
-		{
-			name: "a parent whose command line runsc does not parse leaves the sentry on",
-			args: bootArgs, parent: "bwrap --ro-bind / / /bin/sh",
-			want: true, wantArgs: "runsc-sandbox --hwbp=true --network=none --root=/r boot --bundle=/b --apply-caps=true id",
-		},
-		{name: "a sentry re-executed with the flag keeps it", args: "runsc-sandbox --hwbp=false --network=none boot --bundle=/b id", want: false},
-		{name: "a sentry that cannot read its parent fails", args: bootArgs, parentErr: errNoProc, err: true},
+		{name: "an empty command line leaves hwbp on", args: "", want: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			asked := false
-			parent := func() ([]string, error) {
-				asked = true
-				if tc.parentErr != nil {
-					return nil, tc.parentErr
-				}
-				return strings.Fields(tc.parent), nil
-			}
-			args := strings.Fields(tc.args)
-			orig := slices.Clone(args)
-			got, gotArgs, err := decide(args, parent)
-			if tc.err {
-				if err == nil || !errors.Is(err, tc.parentErr) {
-					t.Fatalf("decide = %v, %q, %v; want an error wrapping %v", got, gotArgs, err, tc.parentErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("decide: %v", err)
-			}
-			wantArgs := tc.args
-			if tc.wantArgs != "" {
-				wantArgs = tc.wantArgs
-			}
-			if got != tc.want || strings.Join(gotArgs, " ") != wantArgs {
-				t.Fatalf("decide = %v, %q; want %v, %q", got, gotArgs, tc.want, wantArgs)
-			}
-			if asked != (tc.parent != "" || tc.parentErr != nil) {
-				t.Fatalf("parent asked: %v", asked)
-			}
-			if !slices.Equal(args, orig) {
-				t.Fatalf("decide changed its argument to %q", args)
+			if got := enabledBy(strings.Fields(tc.args)); got != tc.want {
+				t.Fatalf("enabledBy(%q) = %v, want %v", tc.args, got, tc.want)
 			}
 		})
-	}
-}
-
-func TestStatPPID(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		stat string
-		want int
-		err  bool
-	}{
-		{name: "the fourth field", stat: "42 (exe) S 4711 42 42 0 -1", want: 4711},
-		{name: "a name with spaces and parentheses", stat: "42 (a) b (c) R 17 42 42 0", want: 17},
-		{name: "no parent in this namespace is an error", stat: "1 (exe) S 0 1 1 0", err: true},
-		{name: "a truncated line is an error", stat: "42 (exe) S", err: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := statPPID([]byte(tc.stat))
-			if tc.err != (err != nil) || got != tc.want {
-				t.Fatalf("statPPID(%q) = %d, %v; want %d (error: %v)", tc.stat, got, err, tc.want, tc.err)
-			}
-		})
-	}
-}
-
-func TestSplitCmdline(t *testing.T) {
-	got := splitCmdline([]byte("runsc\x00--hwbp=false\x00\x00do\x00"))
-	if want := []string{"runsc", "--hwbp=false", "", "do"}; !slices.Equal(got, want) {
-		t.Fatalf("splitCmdline = %q, want %q (an empty argument stays one)", got, want)
-	}
-	if got := splitCmdline(nil); got != nil {
-		t.Fatalf("splitCmdline(nil) = %q, want none (a process with no command line: a kernel thread or a zombie)", got)
-	}
-}
-
-// TestParentArgs reads the test's own parent, through the /proc of its
-// namespace, as the sentry does.
-func TestParentArgs(t *testing.T) {
-	args, err := parentArgs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(args) == 0 {
-		t.Fatal("the parent has an empty command line")
 	}
 }
