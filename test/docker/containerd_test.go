@@ -197,7 +197,7 @@ func TestContainerd(t *testing.T) {
 	}
 	var targets []target
 	for _, platform := range []string{"systrap", "ptrace"} {
-		tg := target{"shim-" + platform, platform}
+		tg := target{name: "shim-" + platform, platform: platform}
 		targets = append(targets, tg)
 		// The shim's options: the runsc binary and its state folder,
 		// and runsc's flags.
@@ -214,6 +214,37 @@ root = %q
 		}
 	}
 	compare(t, p, targets, c.run)
+
+	// hwbp = "false" in the shim's runsc_config turns hwbp off, as
+	// README's operator section says: the sandbox's sentry has no plugin
+	// (runClient checks its boot log), and the program sees what runsc
+	// --hwbp=false gives it, not Linux's debug registers.
+	t.Run("hwbp=false", func(t *testing.T) {
+		tg := target{name: "shim-systrap-off", platform: "systrap", off: true}
+		conf := fmt.Sprintf(`binary_name = %q
+root = %q
+[runsc_config]
+  platform = "systrap"
+  network = "none"
+  hwbp = "false"
+  debug-log = %q
+`, runsc, filepath.Join(d.dir, "runsc"), d.logDir(tg.name)+"/")
+		c.configs[tg.name] = filepath.Join(d.dir, tg.name+".toml")
+		if err := os.WriteFile(c.configs[tg.name], []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := c.run(t, tg, nil, "/hwbp/dockerwatch", "0")
+		off := sandbox.RunWith(t, sandbox.Options{Flags: []string{"--hwbp=false"}}, "systrap", p.watch, "0")
+		if off.ExitCode != 0 {
+			t.Fatalf("runsc --hwbp=false do: exit %d\n%s", off.ExitCode, off.Stderr)
+		}
+		if got != off.Stdout {
+			t.Errorf("the container's transcript differs from runsc --hwbp=false's:\n--- runsc --hwbp=false\n%s--- container\n%s", off.Stdout, got)
+		}
+		if host := hostRun(t, p.watch, "0"); got == host {
+			t.Errorf("the container's transcript is the host kernel's: hwbp was on\n%s", got)
+		}
+	})
 }
 
 // TestAtLeast checks the version check of TestContainerd on the versions

@@ -378,7 +378,8 @@ func (d *daemon) run(t *testing.T, tg target, mounts []string, argv ...string) (
 // runClient runs a client command that runs a container with target tg,
 // whose runsc logs go to logs, and returns its standard output and error.
 // It fails t unless the command exits with status 0 and the boot log says
-// that the plugin was active on the target's platform.
+// that the plugin was active on the target's platform (for an off target:
+// that it was not).
 func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ...string) (stdout, stderr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), sandbox.Timeout)
@@ -399,8 +400,11 @@ func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ..
 		}
 		log = append(log, data...)
 	}
-	if want := status.StartMessage + ` on platform "` + tg.platform + `"`; !bytes.Contains(log, []byte(want)) {
-		t.Errorf("%s: no %q in the boot logs of the container (%d found in %s): was it run by this runsc?", tg.name, want, len(boot), logs)
+	if len(boot) == 0 {
+		t.Errorf("%s: no boot log of the container in %s: was it run by this runsc?", tg.name, logs)
+	}
+	if want := status.StartMessage + ` on platform "` + tg.platform + `"`; bytes.Contains(log, []byte(want)) == tg.off {
+		t.Errorf("%s: %q in the boot logs of the container (%d found in %s): %v, want %v", tg.name, want, len(boot), logs, tg.off, !tg.off)
 	}
 	return out.String(), errOut.String()
 }
@@ -621,6 +625,9 @@ func hostRun(t *testing.T, argv ...string) string {
 // called name, which must boot the sandbox on platform.
 type target struct {
 	name, platform string
+	// off is set for a target whose runsc runs with --hwbp=false: its
+	// sandboxes must not have the plugin.
+	off bool
 }
 
 // runFunc runs argv in a container of the test's root file system with
@@ -707,7 +714,7 @@ func TestDocker(t *testing.T) {
 	}
 	var targets []target
 	for _, rt := range runtimes {
-		targets = append(targets, target{rt.name, rt.platform})
+		targets = append(targets, target{name: rt.name, platform: rt.platform})
 	}
 	compare(t, p, targets, d.run)
 }
