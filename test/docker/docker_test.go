@@ -382,15 +382,30 @@ func (d *daemon) run(t *testing.T, tg target, mounts []string, argv ...string) (
 // that it was not).
 func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ...string) (stdout, stderr string) {
 	t.Helper()
+	stdout, stderr, err := d.command(client, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s\nend of runsc's logs:\n%s", filepath.Base(client), strings.Join(args, " "), err, stdout, stderr, logTails(logs, 12))
+	}
+	checkBootLog(t, tg, logs)
+	return stdout, stderr
+}
+
+// command runs a client command and returns its standard output and error.
+func (d *daemon) command(client string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), sandbox.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, client, args...)
 	cmd.Env = d.env
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s\nend of runsc's logs:\n%s", filepath.Base(client), strings.Join(args, " "), err, out.String(), errOut.String(), logTails(logs, 12))
-	}
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// checkBootLog fails t unless the boot logs in logs say that the plugin was
+// active on tg's platform (for an off target: that it was not).
+func checkBootLog(t *testing.T, tg target, logs string) {
+	t.Helper()
 	boot, _ := filepath.Glob(filepath.Join(logs, "*.boot.txt"))
 	var log []byte
 	for _, b := range boot {
@@ -406,7 +421,6 @@ func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ..
 	if want := status.StartMessage + ` on platform "` + tg.platform + `"`; bytes.Contains(log, []byte(want)) == tg.off {
 		t.Errorf("%s: %q in the boot logs of the container (%d found in %s): %v, want %v", tg.name, want, len(boot), logs, tg.off, !tg.off)
 	}
-	return out.String(), errOut.String()
 }
 
 // logTails returns the last n lines of each of runsc's logs in dir, one per
