@@ -1,13 +1,18 @@
 package plugin
 
 import (
+	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
+
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
-// taskExtension is the plugin's kernel.Extension (patches/gvisor/0005 and
-// 0006): gVisor tells it of each new task, as Linux's copy_process tells
-// its per-task subsystems, and hands it the debug-register part of its
-// tracees' struct user, as Linux's arch_ptrace does.
+// taskExtension is the plugin's kernel.Extension (patches/gvisor/0005,
+// 0006 and 0011): gVisor tells it of each new task, as Linux's copy_process
+// tells its per-task subsystems, hands it the debug-register part of its
+// tracees' struct user, as Linux's arch_ptrace does, and tells it of each
+// system call's return, where Linux's syscall_exit_work runs.
 type taskExtension struct{}
 
 // TaskCloned implements kernel.Extension.TaskCloned. Before child first
@@ -82,9 +87,26 @@ func (taskExtension) PtracePokeUser(tracee *kernel.Task, off uintptr, value uint
 //     after its PTRACE_EVENT_EXEC stop: taskContext.Switch reports it there,
 //     as it does for the system calls whose implementation never runs (see
 //     taskContext.inSyscall).
+//
+// Whatever it reports, the call returned through here, so
+// taskContext.Switch need not report it (inSyscall).
 func (taskExtension) SyscallReturned(t *kernel.Task, sysno uintptr, ctrl *kernel.SyscallControl) {
 	if ctrl == kernel.CtrlDoExit || (sysno == sysExecve || sysno == sysExecveat) && ctrl != nil {
 		return
 	}
-	syscallExit(t)
+	if c, ok := t.PlatformContext().(*taskContext); ok {
+		c.inSyscall = false
+	}
+	if !t.PtraceSingleStepping() {
+		return
+	}
+	t.ForceSignal(syscallStepSignal(t.Arch()))
+}
+
+// syscallStepSignal is the SIGTRAP of a single-step reported at system call
+// exit (send_sigtrap(regs, 0, TRAP_BRKPT)).
+func syscallStepSignal(ac *arch.Context64) *linux.SignalInfo {
+	info := &linux.SignalInfo{Signo: int32(linux.SIGTRAP), Code: hwbp.TrapBrkpt}
+	info.SetAddr(uint64(ac.IP()))
+	return info
 }

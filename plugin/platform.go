@@ -182,7 +182,7 @@ type taskContext struct {
 	backend backend // may be nil
 
 	// inSyscall is set when Switch returns for a system call of the task,
-	// and cleared when the call's implementation returns (syscallExit) or
+	// and cleared when the call's implementation returns (SyscallReturned) or
 	// by the next Switch. If that finds it still set, the call returns to
 	// user mode without its implementation having returned through
 	// taskExtension.SyscallReturned: seccomp denied it, the tracer skipped

@@ -6,15 +6,12 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi"
-	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 
 	// Registers the Linux syscall table that installSyscalls patches.
 	_ "gvisor.dev/gvisor/pkg/sentry/syscalls/linux"
-
-	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
@@ -64,27 +61,4 @@ func guestError(err error) error {
 	}
 	// Every error of those packages wraps an errno; this would be a bug.
 	return linuxerr.EINVAL
-}
-
-// syscallExit runs when the implementation of t's system call returns,
-// which is t's system call exit (see taskExtension.SyscallReturned):
-// taskContext.Switch need not
-// report the call, and Linux's report_single_step and
-// user_single_step_report (x86) happen here.
-func syscallExit(t *kernel.Task) {
-	if c, ok := t.PlatformContext().(*taskContext); ok {
-		c.inSyscall = false
-	}
-	if !t.PtraceSingleStepping() {
-		return
-	}
-	t.ForceSignal(syscallStepSignal(t.Arch()))
-}
-
-// syscallStepSignal is the SIGTRAP of a single-step reported at system call
-// exit (send_sigtrap(regs, 0, TRAP_BRKPT)).
-func syscallStepSignal(ac *arch.Context64) *linux.SignalInfo {
-	info := &linux.SignalInfo{Signo: int32(linux.SIGTRAP), Code: hwbp.TrapBrkpt}
-	info.SetAddr(uint64(ac.IP()))
-	return info
 }
