@@ -140,7 +140,7 @@ func (c *ctr) run(t *testing.T, tg target, mounts []string, argv ...string) (std
 			continue
 		}
 		if err != nil {
-			t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s\nend of runsc's logs:\n%s", filepath.Base(c.ctr), strings.Join(args, " "), err, stdout, stderr, logTails(logs, 12))
+			failClient(t, logs, c.ctr, args, err, stdout, stderr)
 		}
 		checkBootLog(t, tg, logs)
 		return stdout, stderr
@@ -183,6 +183,28 @@ func (c *ctr) args(t *testing.T, tg target, mounts []string, argv ...string) (lo
 	}
 	args = append(append(args, "--rootfs", c.rootfs, fmt.Sprintf("hwbp-%d", c.n)), argv...)
 	return logs, args
+}
+
+// configure writes the shim's configuration for target tg: the runsc
+// binary and its state folder, and runsc's flags, with --hwbp=false for an
+// off target.
+func (c *ctr) configure(t *testing.T, runsc string, tg target) {
+	t.Helper()
+	off := ""
+	if tg.off {
+		off = "  hwbp = \"false\"\n"
+	}
+	conf := fmt.Sprintf(`binary_name = %q
+root = %q
+[runsc_config]
+  platform = %q
+  network = "none"
+%s  debug-log = %q
+`, runsc, filepath.Join(c.dir, "runsc"), tg.platform, off, c.logDir(tg.name)+"/")
+	c.configs[tg.name] = filepath.Join(c.dir, tg.name+".toml")
+	if err := os.WriteFile(c.configs[tg.name], []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestContainerd runs the sessions of TestDocker in containers that a
@@ -239,40 +261,17 @@ func TestContainerd(t *testing.T) {
 	for _, platform := range []string{"systrap", "ptrace"} {
 		tg := target{name: "shim-" + platform, platform: platform}
 		targets = append(targets, tg)
-		// The shim's options: the runsc binary and its state folder,
-		// and runsc's flags.
-		conf := fmt.Sprintf(`binary_name = %q
-root = %q
-[runsc_config]
-  platform = %q
-  network = "none"
-  debug-log = %q
-`, runsc, filepath.Join(d.dir, "runsc"), platform, d.logDir(tg.name)+"/")
-		c.configs[tg.name] = filepath.Join(d.dir, tg.name+".toml")
-		if err := os.WriteFile(c.configs[tg.name], []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		c.configure(t, runsc, tg)
 	}
 	compare(t, p, targets, c.run)
 
 	// hwbp = "false" in the shim's runsc_config turns hwbp off, as
 	// README's operator section says: the sandbox's sentry has no plugin
-	// (runClient checks its boot log), and the program sees what runsc
+	// (run checks its boot log), and the program sees what runsc
 	// --hwbp=false gives it, not Linux's debug registers.
 	t.Run("hwbp=false", func(t *testing.T) {
 		tg := target{name: "shim-systrap-off", platform: "systrap", off: true}
-		conf := fmt.Sprintf(`binary_name = %q
-root = %q
-[runsc_config]
-  platform = "systrap"
-  network = "none"
-  hwbp = "false"
-  debug-log = %q
-`, runsc, filepath.Join(d.dir, "runsc"), d.logDir(tg.name)+"/")
-		c.configs[tg.name] = filepath.Join(d.dir, tg.name+".toml")
-		if err := os.WriteFile(c.configs[tg.name], []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		c.configure(t, runsc, tg)
 		got, _ := c.run(t, tg, nil, "/hwbp/dockerwatch", "0")
 		off := sandbox.RunWith(t, sandbox.Options{Flags: []string{"--hwbp=false"}}, "systrap", p.watch, "0")
 		if off.ExitCode != 0 {

@@ -384,10 +384,17 @@ func (d *daemon) runClient(t *testing.T, tg target, logs, client string, args ..
 	t.Helper()
 	stdout, stderr, err := d.command(client, args...)
 	if err != nil {
-		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s\nend of runsc's logs:\n%s", filepath.Base(client), strings.Join(args, " "), err, stdout, stderr, logTails(logs, 12))
+		failClient(t, logs, client, args, err, stdout, stderr)
 	}
 	checkBootLog(t, tg, logs)
 	return stdout, stderr
+}
+
+// failClient fails t for a client command that failed with err, with its
+// output and the end of runsc's logs in logs.
+func failClient(t *testing.T, logs, client string, args []string, err error, stdout, stderr string) {
+	t.Helper()
+	t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s\nend of runsc's logs:\n%s", filepath.Base(client), strings.Join(args, " "), err, stdout, stderr, logTails(logs, 12))
 }
 
 // command runs a client command and returns its standard output and error.
