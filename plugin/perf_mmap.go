@@ -3,15 +3,11 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/context"
 	"gvisor.dev/gvisor/pkg/errors/linuxerr"
 	"gvisor.dev/gvisor/pkg/hostarch"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/limits"
 	"gvisor.dev/gvisor/pkg/sentry/memmap"
@@ -20,15 +16,6 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/vfs"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/perf"
-)
-
-// x86_64 system call numbers of the memory calls that a perf ring's
-// mapping changes.
-const (
-	sysMmap     = 9
-	sysMprotect = 10
-	sysMunmap   = 11
-	sysMremap   = 25
 )
 
 // ConfigureMMap implements vfs.FileDescriptionImpl.ConfigureMMap: perf_mmap
@@ -41,11 +28,19 @@ const (
 // do_mmap refuses PROT_EXEC with EPERM before perf_mmap runs, and the
 // mapping may never become executable (mprotect: EACCES); gVisor's
 // anonymous mount has no such flag, so the fd says it itself.
+//
+// Like Linux's perf_mmap, it marks the mapping VM_DONTCOPY (a fork does not
+// copy it), VM_DONTEXPAND (mremap may not grow it) and unsplittable
+// (perf_mmap_may_split: a ring is unmapped, protected and moved whole);
+// gVisor's memory manager enforces them (patches/gvisor/0013).
 func (pf *perfFD) ConfigureMMap(ctx context.Context, opts *memmap.MMapOpts) error {
 	if opts.Perms.Execute {
 		return linuxerr.EPERM
 	}
 	opts.MaxPerms.Execute = false
+	opts.DontCopy = true
+	opts.DontExpand = true
+	opts.NoSplit = true
 	if opts.Offset != 0 {
 		return linuxerr.EINVAL
 	}
@@ -126,46 +121,25 @@ type perfMapping struct {
 	pf   *perfFD
 	ring *perf.Ring
 	mem  *ringMemory
-
-	mu sync.Mutex
-
-	// areas are the guest's mappings of the ring through this mmap, by
-	// address space: a munmap that would split one is EINVAL (munmapHook).
-	//
-	// +checklocks:mu
-	areas map[memmap.MappingSpace][]hostarch.AddrRange
 }
 
 var _ memmap.Mappable = (*perfMapping)(nil)
 
-// liveMappings are the perfMappings that the guest maps; the munmap hook
-// looks at them only while there are some (an atomic load otherwise).
-var liveMappings struct {
-	n  atomic.Int64
-	mu sync.Mutex
-	// +checklocks:mu
-	set map[*perfMapping]struct{}
-}
-
 // AddMapping implements memmap.Mappable.AddMapping.
-func (m *perfMapping) AddMapping(_ context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, _ uint64, _ bool) error {
-	m.add(ms, ar)
+func (m *perfMapping) AddMapping(_ context.Context, _ memmap.MappingSpace, ar hostarch.AddrRange, _ uint64, _ bool) error {
 	m.pf.ev.Mapped(m.ring, uint64(ar.Length()))
 	return nil
 }
 
 // CopyMapping implements memmap.Mappable.CopyMapping. A fork does not copy
-// the mapping (the mmap hook sets MADV_DONTFORK on it, as Linux's
-// VM_DONTCOPY), but a mremap does.
-func (m *perfMapping) CopyMapping(_ context.Context, ms memmap.MappingSpace, _, dstAR hostarch.AddrRange, _ uint64, _ bool) error {
-	m.add(ms, dstAR)
+// the mapping (it is DontCopy), but a mremap that moves it does.
+func (m *perfMapping) CopyMapping(_ context.Context, _ memmap.MappingSpace, _, dstAR hostarch.AddrRange, _ uint64, _ bool) error {
 	m.pf.ev.Mapped(m.ring, uint64(dstAR.Length()))
 	return nil
 }
 
 // RemoveMapping implements memmap.Mappable.RemoveMapping.
-func (m *perfMapping) RemoveMapping(_ context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, _ uint64, _ bool) {
-	m.remove(ms, ar)
+func (m *perfMapping) RemoveMapping(_ context.Context, _ memmap.MappingSpace, ar hostarch.AddrRange, _ uint64, _ bool) {
 	m.pf.ev.Unmapped(m.ring, uint64(ar.Length()), func() { m.mem.mf.DecRef(m.mem.fr) })
 }
 
@@ -197,86 +171,6 @@ func (m *perfMapping) InvalidateUnsavable(context.Context) error {
 	return errRingCheckpoint
 }
 
-func (m *perfMapping) add(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-	m.mu.Lock()
-	if m.areas == nil {
-		m.areas = make(map[memmap.MappingSpace][]hostarch.AddrRange)
-	}
-	first := len(m.areas) == 0
-	m.areas[ms] = append(m.areas[ms], ar)
-	m.mu.Unlock()
-	if first {
-		liveMappings.mu.Lock()
-		if liveMappings.set == nil {
-			liveMappings.set = make(map[*perfMapping]struct{})
-		}
-		liveMappings.set[m] = struct{}{}
-		liveMappings.n.Add(1)
-		liveMappings.mu.Unlock()
-	}
-}
-
-func (m *perfMapping) remove(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-	m.mu.Lock()
-	var kept []hostarch.AddrRange
-	for _, a := range m.areas[ms] {
-		// What is left of a once ar is gone (at most two pieces).
-		if !a.Overlaps(ar) {
-			kept = append(kept, a)
-			continue
-		}
-		if a.Start < ar.Start {
-			kept = append(kept, hostarch.AddrRange{Start: a.Start, End: ar.Start})
-		}
-		if ar.End < a.End {
-			kept = append(kept, hostarch.AddrRange{Start: ar.End, End: a.End})
-		}
-	}
-	if len(kept) == 0 {
-		delete(m.areas, ms)
-	} else {
-		m.areas[ms] = kept
-	}
-	last := len(m.areas) == 0
-	m.mu.Unlock()
-	if last {
-		liveMappings.mu.Lock()
-		if _, ok := liveMappings.set[m]; ok {
-			delete(liveMappings.set, m)
-			liveMappings.n.Add(-1)
-		}
-		liveMappings.mu.Unlock()
-	}
-}
-
-// areasIn reports whether ar overlaps one of m's areas in ms, and whether
-// changing ar would split one.
-func (m *perfMapping) areasIn(ms memmap.MappingSpace, ar hostarch.AddrRange) (overlaps, splits bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, a := range m.areas[ms] {
-		if a.Overlaps(ar) {
-			overlaps = true
-			splits = splits || a.Start < ar.Start || ar.End < a.End
-		}
-	}
-	return overlaps, splits
-}
-
-// ringAreas reports whether ar, in t's address space, overlaps the
-// mapping of a perf ring, and whether it would split one.
-func ringAreas(t *kernel.Task, ar hostarch.AddrRange) (overlaps, splits bool) {
-	ms := t.MemoryManager()
-	liveMappings.mu.Lock()
-	defer liveMappings.mu.Unlock()
-	for m := range liveMappings.set {
-		o, s := m.areasIn(ms, ar)
-		overlaps = overlaps || o
-		splits = splits || s
-	}
-	return overlaps, splits
-}
-
 // userRange returns the page-aligned range of length bytes at addr that a
 // memory system call names, and false for one that it refuses anyway.
 func userRange(addr hostarch.Addr, length uint64) (hostarch.AddrRange, bool) {
@@ -286,91 +180,6 @@ func userRange(addr hostarch.Addr, length uint64) (hostarch.AddrRange, bool) {
 	}
 	end, ok := addr.AddLength(length)
 	return hostarch.AddrRange{Start: addr, End: end}, ok
-}
-
-// munmapHook refuses a munmap that would split the mapping of a perf ring
-// with EINVAL, as Linux's perf_mmap_may_split does (a ring is unmapped
-// whole). Without a mapped ring it costs an atomic load.
-func munmapHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if liveMappings.n.Load() == 0 {
-			return orig(t, sysno, args)
-		}
-		if ar, ok := userRange(args[0].Pointer(), args[1].Uint64()); ok {
-			if _, split := ringAreas(t, ar); split {
-				return 0, nil, linuxerr.EINVAL
-			}
-		}
-		return orig(t, sysno, args)
-	}
-}
-
-// mprotectHook is munmapHook for mprotect, which splits a mapping whose
-// protection it changes in part; Linux refuses an executable protection
-// of the ring first (EACCES, the mapping is never executable), which
-// gVisor does as well.
-func mprotectHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if liveMappings.n.Load() == 0 || args[2].Uint()&linux.PROT_EXEC != 0 {
-			return orig(t, sysno, args)
-		}
-		if ar, ok := userRange(args[0].Pointer(), args[1].Uint64()); ok {
-			if _, split := ringAreas(t, ar); split {
-				return 0, nil, linuxerr.EINVAL
-			}
-		}
-		return orig(t, sysno, args)
-	}
-}
-
-// mremapHook refuses to grow the mapping of a perf ring with EFAULT
-// (VM_DONTEXPAND: vma_to_resize), and to shrink or split it with EINVAL
-// (perf_mmap_may_split); moving it whole is left to gVisor.
-func mremapHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if liveMappings.n.Load() == 0 {
-			return orig(t, sysno, args)
-		}
-		oldLen, newLen := args[1].Uint64(), args[2].Uint64()
-		ar, ok := userRange(args[0].Pointer(), oldLen)
-		if !ok {
-			return orig(t, sysno, args)
-		}
-		overlaps, split := ringAreas(t, ar)
-		if !overlaps {
-			return orig(t, sysno, args)
-		}
-		oldLen, _ = hostarch.PageRoundUp(oldLen)
-		newLen, _ = hostarch.PageRoundUp(newLen)
-		switch {
-		case newLen > oldLen:
-			return 0, nil, linuxerr.EFAULT
-		case split || newLen < oldLen:
-			return 0, nil, linuxerr.EINVAL
-		}
-		return orig(t, sysno, args)
-	}
-}
-
-// mmapHook marks the mapping of a perf ring MADV_DONTFORK, so that a fork
-// does not copy it, as Linux's perf_mmap sets VM_DONTCOPY. Without an open
-// perf fd it costs an atomic load.
-func mmapHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		rv, ctl, err := orig(t, sysno, args)
-		if err != nil || openPerfFDs.Load() == 0 {
-			return rv, ctl, err
-		}
-		f, pf := perfFileOf(t, args[4].Int())
-		if pf == nil {
-			return rv, ctl, err
-		}
-		f.DecRef(t)
-		if length, ok := hostarch.PageRoundUp(args[1].Uint64()); ok {
-			t.MemoryManager().SetDontFork(hostarch.Addr(rv), length, true)
-		}
-		return rv, ctl, err
-	}
 }
 
 // sampler gives sentry/perf what a sample records of the guest thread that

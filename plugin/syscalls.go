@@ -16,6 +16,8 @@ import (
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 const (
+	sysMmap     = 9
+	sysMprotect = 10
 	sysIoctl    = 16
 	sysExecve   = 59
 	sysFcntl    = 72
@@ -23,8 +25,8 @@ const (
 	sysExecveat = 322
 )
 
-// installSyscalls wraps the guest's perf_event_open, fcntl, ioctl,
-// mmap, munmap, mprotect and mremap system calls.
+// installSyscalls wraps the guest's perf_event_open, fcntl, ioctl, mmap,
+// mprotect and prctl system calls.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
 	if !ok {
@@ -41,10 +43,6 @@ func installSyscalls() {
 	wrap(unix.SYS_PERF_EVENT_OPEN, perfEventOpenHook)
 	wrap(sysFcntl, fcntlHook)
 	wrap(sysIoctl, ioctlHook)
-	wrap(sysMmap, mmapHook)
-	wrap(sysMunmap, munmapHook)
-	wrap(sysMprotect, mprotectHook)
-	wrap(sysMremap, mremapHook)
 	wrap(sysMmap, perfMmapHook)
 	wrap(sysMprotect, perfMprotectHook)
 	wrap(sysPrctl, perfPrctlHook)

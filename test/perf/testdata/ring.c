@@ -212,6 +212,18 @@ static void nohits(void)
 	printf("mprotect-exec: %s\n", err(mprotect(r1, 3 * pg, PROT_READ | PROT_EXEC)));
 	printf("mprotect-part: %s\n", err(mprotect(r1, pg, PROT_READ)));
 	printf("mremap-grow: %s\n", merr(mremap(r1, 3 * pg, 5 * pg, MREMAP_MAYMOVE)));
+	printf("mremap-shrink: %s\n", merr(mremap(r1, 3 * pg, 2 * pg, 0)));
+	/* A ring moves only whole (perf_mmap_may_split). */
+	void *dst = mmap(NULL, 3 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("mremap-move-part: %s\n", merr(mremap(r1, pg, pg, MREMAP_MAYMOVE | MREMAP_FIXED, dst)));
+	void *moved = mremap(r1, 3 * pg, 3 * pg, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	printf("mremap-move-whole: %s\n", moved == dst ? "moved" : merr(moved));
+	if (moved == dst) {
+		header("moved", dst);
+		r1 = dst;
+	} else {
+		munmap(dst, 3 * pg);
+	}
 	close(fd);
 	munmap(r1, 3 * pg);
 
