@@ -9,10 +9,12 @@ import (
 )
 
 // taskExtension is the plugin's kernel.Extension (patches/gvisor/0005,
-// 0006 and 0011): gVisor tells it of each new task, as Linux's copy_process
-// tells its per-task subsystems, hands it the debug-register part of its
-// tracees' struct user, as Linux's arch_ptrace does, and tells it of each
-// system call's return, where Linux's syscall_exit_work runs.
+// 0006, 0011 and 0014): gVisor tells it of each new task, as Linux's
+// copy_process tells its per-task subsystems, hands it the debug-register
+// part of its tracees' struct user, as Linux's arch_ptrace does, tells it
+// of each system call's return, where Linux's syscall_exit_work runs, and
+// of the mmaps, mprotects and renames that perf's side-band records report
+// (perf_sideband.go).
 type taskExtension struct{}
 
 // TaskCloned implements kernel.Extension.TaskCloned. Before child first

@@ -171,17 +171,6 @@ func (m *perfMapping) InvalidateUnsavable(context.Context) error {
 	return errRingCheckpoint
 }
 
-// userRange returns the page-aligned range of length bytes at addr that a
-// memory system call names, and false for one that it refuses anyway.
-func userRange(addr hostarch.Addr, length uint64) (hostarch.AddrRange, bool) {
-	length, ok := hostarch.PageRoundUp(length)
-	if !ok || addr.PageOffset() != 0 || length == 0 {
-		return hostarch.AddrRange{}, false
-	}
-	end, ok := addr.AddLength(length)
-	return hostarch.AddrRange{Start: addr, End: end}, ok
-}
-
 // sampler gives sentry/perf what a sample records of the guest thread that
 // hit.
 type sampler struct{}

@@ -8,7 +8,6 @@ import (
 
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/hostarch"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/vfs"
 	"gvisor.dev/gvisor/pkg/usermem"
@@ -184,90 +183,66 @@ func executable(t *kernel.Task) (string, bool) {
 	return f.MappedName(t), dyn
 }
 
-// perfMmapHook writes the MMAP record of a mapping that a successful mmap
-// made (mmap_region's perf_event_mmap, of the vma as it is after merging
-// with its neighbours).
-func perfMmapHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		rv, ctl, err := orig(t, sysno, args)
-		if err != nil || !events.SideBand() {
-			return rv, ctl, err
-		}
-		if ar, ok := userRange(hostarch.Addr(rv), args[1].Uint64()); ok {
-			for _, m := range mappingsIn(t, ar) {
-				events.Mmap(t, &m)
-			}
-		}
-		return rv, ctl, err
+// MemoryMapped implements kernel.Extension.MemoryMapped: the MMAP record
+// of the mapping that a successful mmap made (mmap_region's
+// perf_event_mmap, of the vma as it is after merging with its neighbours).
+func (taskExtension) MemoryMapped(t *kernel.Task, ar hostarch.AddrRange) {
+	if !events.SideBand() {
+		return
+	}
+	for _, m := range mappingsIn(t, ar) {
+		events.Mmap(t, &m)
 	}
 }
 
-// perfMprotectHook writes the MMAP record of each mapping whose protection
-// a successful mprotect changed (mprotect_fixup's perf_event_mmap, which
-// an unchanged vma does not reach), as it is afterwards, within the range.
-func perfMprotectHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if !events.SideBand() {
-			return orig(t, sysno, args)
+// MemoryProtected implements kernel.Extension.MemoryProtected: the MMAP
+// record of each mapping whose protection an mprotect of ar changed
+// (mprotect_fixup's perf_event_mmap, which an unchanged vma does not
+// reach), as it is afterwards, within ar.
+func (taskExtension) MemoryProtected(t *kernel.Task, ar hostarch.AddrRange, changed []hostarch.AddrRange) {
+	if !events.SideBand() {
+		return
+	}
+	for _, m := range mappingsIn(t, ar) {
+		if !overlapsAny(&m, changed) {
+			continue
 		}
-		ar, ok := userRange(args[0].Pointer(), args[1].Uint64())
-		var before []perf.Mapping
-		if ok {
-			before = mappingsIn(t, ar)
-		}
-		rv, ctl, err := orig(t, sysno, args)
-		if err != nil || !ok {
-			return rv, ctl, err
-		}
-		for _, m := range mappingsIn(t, ar) {
-			if !protChanged(before, &m, ar) {
-				continue
+		// gVisor merges the changed part with a neighbour of the
+		// same protection more often than Linux, whose vma_merge
+		// also compares flags such as VM_ACCOUNT (a private mapping
+		// that was writable, like a RELRO segment, keeps it): the
+		// record covers the part that mprotect split off.
+		if lo := uint64(ar.Start); m.Start < lo {
+			if m.PgOff != m.Start || m.Ino != 0 {
+				m.PgOff += lo - m.Start
+			} else {
+				m.PgOff = lo
 			}
-			// gVisor merges the changed part with a neighbour
-			// of the same protection more often than Linux,
-			// whose vma_merge also compares flags such as
-			// VM_ACCOUNT (a private mapping that was writable,
-			// like a RELRO segment, keeps it): the record
-			// covers the part that mprotect split off.
-			if lo := uint64(ar.Start); m.Start < lo {
-				if m.PgOff != m.Start || m.Ino != 0 {
-					m.PgOff += lo - m.Start
-				} else {
-					m.PgOff = lo
-				}
-				m.Len -= lo - m.Start
-				m.Start = lo
-			}
-			if hi := uint64(ar.End); m.Start+m.Len > hi {
-				m.Len = hi - m.Start
-			}
-			events.Mmap(t, &m)
+			m.Len -= lo - m.Start
+			m.Start = lo
 		}
-		return rv, ctl, err
+		if hi := uint64(ar.End); m.Start+m.Len > hi {
+			m.Len = hi - m.Start
+		}
+		events.Mmap(t, &m)
 	}
 }
 
-// protChanged reports whether a mapping of before that overlaps both m and
-// ar had another protection than m has.
-func protChanged(before []perf.Mapping, m *perf.Mapping, ar hostarch.AddrRange) bool {
-	lo, hi := max(m.Start, uint64(ar.Start)), min(m.Start+m.Len, uint64(ar.End))
-	for i := range before {
-		b := &before[i]
-		if b.Start < hi && b.Start+b.Len > lo && b.Prot != m.Prot {
+// overlapsAny reports whether m overlaps one of rs.
+func overlapsAny(m *perf.Mapping, rs []hostarch.AddrRange) bool {
+	for _, r := range rs {
+		if m.Start < uint64(r.End) && uint64(r.Start) < m.Start+m.Len {
 			return true
 		}
 	}
 	return false
 }
 
-// perfPrctlHook writes the COMM record of a thread that renames itself with
-// prctl(PR_SET_NAME) (__set_task_comm's perf_event_comm, not an exec's).
-func perfPrctlHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		rv, ctl, err := orig(t, sysno, args)
-		if err == nil && args[0].Int() == linux.PR_SET_NAME && events.SideBand() {
-			events.Comm(t, t.Name(), false)
-		}
-		return rv, ctl, err
+// TaskRenamed implements kernel.Extension.TaskRenamed: the COMM record of
+// a thread that renamed itself or was renamed (prctl(PR_SET_NAME), a write
+// to /proc/PID/comm), __set_task_comm's perf_event_comm, not an exec's.
+func (taskExtension) TaskRenamed(t *kernel.Task) {
+	if events.SideBand() {
+		events.Comm(t, t.Name(), false)
 	}
 }

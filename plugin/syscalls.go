@@ -16,17 +16,14 @@ import (
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 const (
-	sysMmap     = 9
-	sysMprotect = 10
 	sysIoctl    = 16
 	sysExecve   = 59
 	sysFcntl    = 72
-	sysPrctl    = 157
 	sysExecveat = 322
 )
 
-// installSyscalls wraps the guest's perf_event_open, fcntl, ioctl, mmap,
-// mprotect and prctl system calls.
+// installSyscalls wraps the guest's perf_event_open, fcntl and ioctl
+// system calls.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
 	if !ok {
@@ -43,9 +40,6 @@ func installSyscalls() {
 	wrap(unix.SYS_PERF_EVENT_OPEN, perfEventOpenHook)
 	wrap(sysFcntl, fcntlHook)
 	wrap(sysIoctl, ioctlHook)
-	wrap(sysMmap, perfMmapHook)
-	wrap(sysMprotect, perfMprotectHook)
-	wrap(sysPrctl, perfPrctlHook)
 	// Rebuild the table's fast-lookup arrays from Table.
 	table.Init()
 }

@@ -5,7 +5,8 @@
  * workload; with "data" also mmap_data). The child execs this program
  * ("child"), which maps part of its own file executable and not, makes an
  * anonymous page executable with mprotect (twice: the second changes
- * nothing), takes it back, renames itself with PR_SET_NAME and exits. The
+ * nothing), takes it back, renames itself with PR_SET_NAME and through
+ * /proc/self/task/TID/comm (both are __set_task_comm) and exits. The
  * parent prints the records its ring holds, with what differs between
  * kernels (pids, addresses the loader chose, device numbers) printed as
  * relations that hold on both. The stack's size and the vvar pages are the
@@ -45,6 +46,14 @@ static int child(void)
 	mprotect(p, pg, PROT_READ | PROT_EXEC);
 	mprotect(p, pg, PROT_READ);
 	prctl(PR_SET_NAME, "renamed");
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)gettid());
+	/* No stdio: its buffer would be the first malloc, a heap record. */
+	int comm = open(path, O_WRONLY);
+	if (comm < 0 || write(comm, "renamed-again", 13) != 13 || close(comm) != 0) {
+		perror(path);
+		return 1;
+	}
 	return 0;
 }
 
