@@ -27,24 +27,25 @@ var events = func() *perf.Events[*kernel.Task] {
 	return es
 }()
 
-// perfEventOpenHook gives the guest perf_event_open for PERF_TYPE_BREAKPOINT
+// gvisorPerfEventOpen is gVisor's perf_event_open, which answers ENODEV.
+var gvisorPerfEventOpen kernel.SyscallFn
+
+// sysPerfEventOpen is the guest's perf_event_open for PERF_TYPE_BREAKPOINT
 // (sentry/perf), with Linux's checks in Linux's order; every other event
-// type keeps gVisor's answer (ENODEV). The type is read first, as far as the
+// type keeps gVisor's answer. The type is read first, as far as the
 // attribute can be read; an unreadable attribute gets Linux's answer
 // (EINVAL for bad flags, else EFAULT).
-func perfEventOpenHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		addr := args[0].Uint64()
-		var typ [4]byte
-		if _, err := t.CopyInBytes(hostarch.Addr(addr), typ[:]); err == nil && binary.LittleEndian.Uint32(typ[:]) != perf.TypeBreakpoint {
-			return orig(t, sysno, args)
-		}
-		fd, err := perfEventOpen(t, addr, args[1].Int(), args[2].Int(), args[3].Int(), args[4].Uint64())
-		if err != nil {
-			return 0, nil, err
-		}
-		return uintptr(fd), nil, nil
+func sysPerfEventOpen(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
+	addr := args[0].Uint64()
+	var typ [4]byte
+	if _, err := t.CopyInBytes(hostarch.Addr(addr), typ[:]); err == nil && binary.LittleEndian.Uint32(typ[:]) != perf.TypeBreakpoint {
+		return gvisorPerfEventOpen(t, sysno, args)
 	}
+	fd, err := perfEventOpen(t, addr, args[1].Int(), args[2].Int(), args[3].Int(), args[4].Uint64())
+	if err != nil {
+		return 0, nil, err
+	}
+	return uintptr(fd), nil, nil
 }
 
 // perfEventOpen is perf_event_open of a breakpoint event.

@@ -1,8 +1,6 @@
 package plugin
 
 import (
-	"sync/atomic"
-
 	"golang.org/x/sys/unix"
 
 	"gvisor.dev/gvisor/pkg/context"
@@ -32,16 +30,6 @@ type perfFD struct {
 	// k is the sandbox's kernel.
 	k *kernel.Kernel
 
-	// asyncFD is the fd number given to the fcntl(F_SETFL) or
-	// ioctl(FIOASYNC) that last set O_ASYNC (Linux's fa_fd, si_fd of the
-	// signals), which fcntlHook and ioctlHook note.
-	asyncFD atomic.Int32
-
-	// owner is the credentials of the caller of the last F_SETOWN or
-	// F_SETOWN_EX (Linux's f_owner uid and euid, which sigio_perm
-	// checks), nil before one; fcntlHook notes it.
-	owner atomic.Pointer[auth.Credentials]
-
 	// queue is the fd's wait queue (event->waitq), which a wakeup of the
 	// ring its records go to, and the exit of its task, notify.
 	queue waiter.Queue
@@ -49,17 +37,12 @@ type perfFD struct {
 
 var _ vfs.FileDescriptionImpl = (*perfFD)(nil)
 
-// openPerfFDs counts the guest's perf fds: the fcntl and ioctl hooks look no
-// further than it while it is 0.
-var openPerfFDs atomic.Int64
-
 // newPerfFD returns a new file for ev, opened O_RDWR as Linux's
 // anon_inode_getfile does for perf events.
 func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescription, error) {
 	vd := t.Kernel().VFS().NewAnonVirtualDentry(perfEventFDPrefix)
 	defer vd.DecRef(t)
 	pf := &perfFD{ev: ev, k: t.Kernel()}
-	pf.asyncFD.Store(-1)
 	ev.SetWaiters(pf.notify)
 	if err := pf.vfsfd.Init(pf, linuxOpenReadWrite, auth.CredentialsFromContext(t), vd.Mount(), vd.Dentry(), &vfs.FileDescriptionOptions{
 		UseDentryMetadata: true,
@@ -68,7 +51,6 @@ func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescripti
 	}); err != nil {
 		return nil, err
 	}
-	openPerfFDs.Add(1)
 	return &pf.vfsfd, nil
 }
 
@@ -79,7 +61,6 @@ const linuxOpenReadWrite = 2
 // fd frees the event and its slot (perf_release).
 func (pf *perfFD) Release(context.Context) {
 	pf.ev.Close()
-	openPerfFDs.Add(-1)
 }
 
 // Readiness implements waiter.Waitable.Readiness as Linux's perf_poll
@@ -219,18 +200,4 @@ func (pf *perfFD) Ioctl(ctx context.Context, uio usermem.IO, sysno uintptr, args
 		return 0, linuxerr.ENOTTY
 	}
 	return 0, nil
-}
-
-// perfFileOf returns the perf fd that fd names in t, if it is one.
-func perfFileOf(t *kernel.Task, fd int32) (*vfs.FileDescription, *perfFD) {
-	f := t.GetFile(fd)
-	if f == nil {
-		return nil, nil
-	}
-	pf, ok := f.Impl().(*perfFD)
-	if !ok {
-		f.DecRef(t)
-		return nil, nil
-	}
-	return f, pf
 }

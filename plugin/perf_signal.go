@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/marshal/primitive"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/kernel/auth"
 	"gvisor.dev/gvisor/pkg/sentry/kernel/fasync"
@@ -74,7 +72,10 @@ func (pf *perfFD) sigio(reason int) {
 	if !ok {
 		return
 	}
-	owner := pf.owner.Load()
+	// F_SETOWN recorded its caller's credentials (Linux's f_owner uid
+	// and euid) and the handler the fd that turned O_ASYNC on (fa_fd):
+	// patches/gvisor/0015.
+	owner := a.Requester()
 	ot, otg, opg := a.Owner()
 	if owner == nil || ot == nil && otg == nil && opg == nil {
 		return
@@ -94,7 +95,7 @@ func (pf *perfFD) sigio(reason int) {
 				info.Code = linux.SI_SIGIO
 			}
 			info.SetBand(bandTable[reason])
-			info.SetFD(uint32(pf.asyncFD.Load()))
+			info.SetFD(uint32(a.FD()))
 			if send(info) == nil {
 				return
 			}
@@ -138,59 +139,4 @@ func sigSpecificCodes(sig linux.Signal) bool {
 		return true
 	}
 	return false
-}
-
-// fcntlHook notes, for a perf fd, what Linux keeps of fcntl and gVisor's
-// fasync does not let the sentry read: the fd of the F_SETFL that sets
-// O_ASYNC (fa_fd, si_fd) and the credentials of the caller of F_SETOWN or
-// F_SETOWN_EX (for sigio_perm). gVisor's fcntl does the rest. Without an
-// open perf fd it costs an atomic load.
-func fcntlHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		cmd := args[1].Int()
-		if openPerfFDs.Load() == 0 || cmd != linux.F_SETFL && cmd != linux.F_SETOWN && cmd != linux.F_SETOWN_EX {
-			return orig(t, sysno, args)
-		}
-		fd := args[0].Int()
-		f, pf := perfFileOf(t, fd)
-		if pf == nil {
-			return orig(t, sysno, args)
-		}
-		defer f.DecRef(t)
-		if cmd == linux.F_SETFL {
-			// setfl calls perf_fasync, which records fd, only when
-			// O_ASYNC changes.
-			if args[2].Uint()&linux.O_ASYNC != 0 && f.StatusFlags()&linux.O_ASYNC == 0 {
-				pf.asyncFD.Store(fd)
-			}
-			return orig(t, sysno, args)
-		}
-		rv, ctl, err := orig(t, sysno, args)
-		if err == nil {
-			pf.owner.Store(t.Credentials())
-		}
-		return rv, ctl, err
-	}
-}
-
-// ioctlHook notes the fd of an ioctl(FIOASYNC) that sets O_ASYNC on a perf
-// fd, as fcntlHook does for F_SETFL (Linux's ioctl_fioasync is setfl).
-// Without an open perf fd it costs an atomic load.
-func ioctlHook(orig kernel.SyscallFn) kernel.SyscallFn {
-	return func(t *kernel.Task, sysno uintptr, args arch.SyscallArguments) (uintptr, *kernel.SyscallControl, error) {
-		if openPerfFDs.Load() == 0 || args[1].Uint() != linux.FIOASYNC {
-			return orig(t, sysno, args)
-		}
-		fd := args[0].Int()
-		f, pf := perfFileOf(t, fd)
-		if pf == nil {
-			return orig(t, sysno, args)
-		}
-		defer f.DecRef(t)
-		var on primitive.Int32
-		if _, err := on.CopyIn(t, args[2].Pointer()); err == nil && on != 0 && f.StatusFlags()&linux.O_ASYNC == 0 {
-			pf.asyncFD.Store(fd)
-		}
-		return orig(t, sysno, args)
-	}
 }

@@ -7,7 +7,6 @@ import (
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
-	"gvisor.dev/gvisor/pkg/sentry/kernel/auth"
 	"gvisor.dev/gvisor/pkg/state"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/perf"
@@ -104,7 +103,6 @@ func (pf *perfFD) restore(v *savedPerfEvent) {
 	pf.ev = ev
 	ev.SetWaiters(pf.notify)
 	// The fd is open again: Release counts it out.
-	openPerfFDs.Add(1)
 	// O_ASYNC's handler was registered on the fd (RegisterFileAsyncHandler),
 	// which the state package restores without calling it again.
 	if pf.vfsfd.StatusFlags()&linux.O_ASYNC != 0 && pf.vfsfd.AsyncHandler() != nil {
@@ -180,30 +178,20 @@ func (g *groupLinker) add(ev *perf.Event[*kernel.Task], leader uint64, members [
 func (pf *perfFD) StateTypeName() string { return "hwbp/plugin.perfFD" }
 
 func (pf *perfFD) StateFields() []string {
-	return []string{"vfsfd", "ev", "k", "asyncFD", "owner"}
+	return []string{"vfsfd", "ev", "k"}
 }
 
 func (pf *perfFD) StateSave(sink state.Sink) {
 	// The kernel is paused: no thread hits, no ioctl runs.
 	v := savePerfEvent(pf.ev.Save())
-	asyncFD := pf.asyncFD.Load()
-	owner := pf.owner.Load()
 	sink.Save(0, &pf.vfsfd)
 	sink.Save(1, &v)
 	sink.Save(2, &pf.k)
-	sink.Save(3, &asyncFD)
-	sink.Save(4, &owner)
 }
 
 func (pf *perfFD) StateLoad(_ context.Context, source state.Source) {
-	var asyncFD int32
-	var owner *auth.Credentials
 	source.Load(0, &pf.vfsfd)
 	source.Load(2, &pf.k)
-	source.Load(3, &asyncFD)
-	source.Load(4, &owner)
-	pf.asyncFD.Store(asyncFD)
-	pf.owner.Store(owner)
 	// Counting events trap every hit in a restored sandbox (see
 	// hwbp.Registry.StopHostCounting).
 	tasks.Registry().StopHostCounting()

@@ -1,13 +1,17 @@
 // Package plugin links hwbp into a runsc binary. A main package imports it
-// for its side effects (see cmd/runsc); its init installs hwbp's hooks into
-// gVisor's registries before runsc parses its flags:
+// for its side effects (see cmd/runsc); its init registers hwbp with gVisor
+// before runsc parses its flags, only through what gVisor offers for it
+// (patches/gvisor):
 //
-//   - the guest's ptrace(2) gets the debug registers (sentry/ptrace), and the
-//     clone family passes a thread's DR6/DR7 values on to its children;
-//   - every system call is wrapped for the single-step at its exit;
+//   - a kernel.Extension (extension.go): the debug-register part of the
+//     guest's PTRACE_PEEKUSR/POKEUSR (sentry/ptrace), a new thread's DR6
+//     and inherited perf events, the single-step over a system call, and
+//     the mmaps, mprotects and renames of perf's side-band records;
+//   - perf_event_open for breakpoint events (SyscallTable.Implement), whose
+//     fd is a vfs.FileDescriptionImpl (perf_fd.go);
 //   - every supported platform is wrapped so that each task's platform
-//     context reports its task's execve and exit, where Linux flushes the
-//     task's breakpoints;
+//     context runs the back end's Switch and reports its task's execve and
+//     exit, where Linux flushes the task's breakpoints (platform.go);
 //   - hwbp's counters become gVisor metrics (/hwbp/...).
 //
 // Where the operator turned hwbp off with runsc's --hwbp=false (see

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"errors"
-	"fmt"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi"
@@ -10,38 +9,35 @@ import (
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
 
-	// Registers the Linux syscall table that installSyscalls patches.
+	// Registers the Linux syscall table in which installSyscalls
+	// implements perf_event_open.
 	_ "gvisor.dev/gvisor/pkg/sentry/syscalls/linux"
 )
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 const (
-	sysIoctl    = 16
 	sysExecve   = 59
-	sysFcntl    = 72
 	sysExecveat = 322
 )
 
-// installSyscalls wraps the guest's perf_event_open, fcntl and ioctl
-// system calls.
+// installSyscalls implements the guest's perf_event_open
+// (patches/gvisor/0016), for breakpoint events; the other types keep
+// gVisor's answer.
 func installSyscalls() {
 	table, ok := kernel.LookupSyscallTable(abi.Linux, arch.AMD64)
 	if !ok {
 		panic("hwbp: gVisor has no linux/amd64 syscall table")
 	}
-	wrap := func(sysno uintptr, hook func(kernel.SyscallFn) kernel.SyscallFn) {
-		sc, ok := table.Table[sysno]
-		if !ok || sc.Fn == nil {
-			panic(fmt.Sprintf("hwbp: gVisor does not implement syscall %d", sysno))
-		}
-		sc.Fn = hook(sc.Fn)
-		table.Table[sysno] = sc
+	old, err := table.Implement(unix.SYS_PERF_EVENT_OPEN, kernel.Syscall{
+		Name:         "perf_event_open",
+		Fn:           sysPerfEventOpen,
+		SupportLevel: kernel.SupportPartial,
+		Note:         "PERF_TYPE_BREAKPOINT events (hwbp); the other types return ENODEV.",
+	})
+	if err != nil {
+		panic("hwbp: " + err.Error())
 	}
-	wrap(unix.SYS_PERF_EVENT_OPEN, perfEventOpenHook)
-	wrap(sysFcntl, fcntlHook)
-	wrap(sysIoctl, ioctlHook)
-	// Rebuild the table's fast-lookup arrays from Table.
-	table.Init()
+	gvisorPerfEventOpen = old.Fn
 }
 
 // guestError turns an error of sentry/hwbp or sentry/ptrace into the errno

@@ -229,11 +229,22 @@ static void async(const char *name, int sig, int how)
 {
 	int fd = open_event(0, how == 3 ? 0 : 1, how == 4, 0);
 	int afd = fd;
-	if (how != 2)
+	if (how != 2 && how != 8)
 		fcntl(fd, F_SETOWN, getpid());
-	if (sig)
+	if (sig && how != 8)
 		fcntl(fd, F_SETSIG, sig);
 	switch (how) {
+	case 8: {
+		/*
+		 * O_ASYNC set through a dup before any owner or signal:
+		 * si_fd is still the dup's (fa_fd of the setfl).
+		 */
+		afd = dup(fd);
+		fcntl(afd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC);
+		fcntl(fd, F_SETSIG, sig);
+		fcntl(fd, F_SETOWN, getpid());
+		break;
+	}
 	case 5: {
 		/* O_ASYNC set through a dup: si_fd is the dup's. */
 		afd = dup(fd);
@@ -368,6 +379,7 @@ static void hits(void)
 	async("dup", SIGRTMIN, 5);
 	async("fioasync", SIGRTMIN, 6);
 	async("owner-tid", SIGRTMIN, 7);
+	async("dup-first", SIGRTMIN, 8);
 	pending_at_exit();
 	pgrp_owner();
 }
