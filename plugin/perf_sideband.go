@@ -212,19 +212,27 @@ func (taskExtension) MemoryProtected(t *kernel.Task, ar hostarch.AddrRange, chan
 		// also compares flags such as VM_ACCOUNT (a private mapping
 		// that was writable, like a RELRO segment, keeps it): the
 		// record covers the part that mprotect split off.
-		if lo := uint64(ar.Start); m.Start < lo {
-			if m.PgOff != m.Start || m.Ino != 0 {
-				m.PgOff += lo - m.Start
-			} else {
-				m.PgOff = lo
-			}
-			m.Len -= lo - m.Start
-			m.Start = lo
-		}
-		if hi := uint64(ar.End); m.Start+m.Len > hi {
-			m.Len = hi - m.Start
-		}
+		clip(&m, ar)
 		events.Mmap(t, &m)
+	}
+}
+
+// clip cuts m down to its part inside ar, which it overlaps. The page
+// offset moves with the start, except for an anonymous mapping, whose
+// offset Linux reports as its start address (vm_pgoff of an anonymous vma
+// is its address in pages).
+func clip(m *perf.Mapping, ar hostarch.AddrRange) {
+	if lo := uint64(ar.Start); m.Start < lo {
+		if m.PgOff != m.Start || m.Ino != 0 {
+			m.PgOff += lo - m.Start
+		} else {
+			m.PgOff = lo
+		}
+		m.Len -= lo - m.Start
+		m.Start = lo
+	}
+	if hi := uint64(ar.End); m.Start+m.Len > hi {
+		m.Len = hi - m.Start
 	}
 }
 
