@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
 	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
@@ -93,7 +94,7 @@ func (taskExtension) PtracePokeUser(tracee *kernel.Task, off uintptr, value uint
 // Whatever it reports, the call returned through here, so
 // taskContext.Switch need not report it (inSyscall).
 func (taskExtension) SyscallReturned(t *kernel.Task, sysno uintptr, ctrl *kernel.SyscallControl) {
-	if ctrl == kernel.CtrlDoExit || (sysno == sysExecve || sysno == sysExecveat) && ctrl != nil {
+	if ctrl == kernel.CtrlDoExit || (sysno == unix.SYS_EXECVE || sysno == unix.SYS_EXECVEAT) && ctrl != nil {
 		return
 	}
 	if c, ok := t.PlatformContext().(*taskContext); ok {

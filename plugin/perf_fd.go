@@ -44,7 +44,7 @@ func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescripti
 	defer vd.DecRef(t)
 	pf := &perfFD{ev: ev, k: t.Kernel()}
 	ev.SetWaiters(pf.notify)
-	if err := pf.vfsfd.Init(pf, linuxOpenReadWrite, auth.CredentialsFromContext(t), vd.Mount(), vd.Dentry(), &vfs.FileDescriptionOptions{
+	if err := pf.vfsfd.Init(pf, unix.O_RDWR, auth.CredentialsFromContext(t), vd.Mount(), vd.Dentry(), &vfs.FileDescriptionOptions{
 		UseDentryMetadata: true,
 		DenyPRead:         true,
 		DenyPWrite:        true,
@@ -53,9 +53,6 @@ func newPerfFD(t *kernel.Task, ev *perf.Event[*kernel.Task]) (*vfs.FileDescripti
 	}
 	return &pf.vfsfd, nil
 }
-
-// linuxOpenReadWrite is O_RDWR.
-const linuxOpenReadWrite = 2
 
 // Release implements vfs.FileDescriptionImpl.Release: the last close of the
 // fd frees the event and its slot (perf_release).

@@ -14,12 +14,6 @@ import (
 	_ "gvisor.dev/gvisor/pkg/sentry/syscalls/linux"
 )
 
-// x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
-const (
-	sysExecve   = 59
-	sysExecveat = 322
-)
-
 // installSyscalls implements the guest's perf_event_open
 // (patches/gvisor/0016), for breakpoint events; the other types keep
 // gVisor's answer.

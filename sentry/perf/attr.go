@@ -9,18 +9,18 @@ import (
 )
 
 // Event types (perf_event_attr.type). Only TypeBreakpoint is this package's.
-const TypeBreakpoint = 5
+const TypeBreakpoint = unix.PERF_TYPE_BREAKPOINT
 
 // Sizes of struct perf_event_attr (include/uapi/linux/perf_event.h).
 const (
 	// AttrSizeVer0 is PERF_ATTR_SIZE_VER0, the first published struct,
 	// which a size of 0 stands for. It ends before bp_len.
-	AttrSizeVer0 = 64
+	AttrSizeVer0 = unix.PERF_ATTR_SIZE_VER0
 	// AttrSize is sizeof(struct perf_event_attr) of the kernel that is
 	// the oracle (Linux 6.18, PERF_ATTR_SIZE_VER8: config3): the size
 	// written back with E2BIG, and the bytes past which a larger struct
 	// must be zero.
-	AttrSize = 136
+	AttrSize = unix.PERF_ATTR_SIZE_VER8
 	// maxAttrSize is PAGE_SIZE, the largest size perf_copy_attr accepts.
 	maxAttrSize = 4096
 )
@@ -86,45 +86,45 @@ const (
 
 // sample_type bits (enum perf_event_sample_format).
 const (
-	SampleIP           = 1 << 0
-	SampleTID          = 1 << 1
-	SampleTime         = 1 << 2
-	SampleAddr         = 1 << 3
-	SampleRead         = 1 << 4
-	SampleCallchain    = 1 << 5
-	SampleID           = 1 << 6
-	SampleCPU          = 1 << 7
-	SamplePeriod       = 1 << 8
-	SampleStreamID     = 1 << 9
-	SampleBranchStack  = 1 << 11
-	SampleRegsUser     = 1 << 12
-	SampleStackUser    = 1 << 13
-	SampleWeight       = 1 << 14
-	SampleRegsIntr     = 1 << 18
-	SamplePhysAddr     = 1 << 19
-	SampleWeightStruct = 1 << 24
+	SampleIP           = unix.PERF_SAMPLE_IP
+	SampleTID          = unix.PERF_SAMPLE_TID
+	SampleTime         = unix.PERF_SAMPLE_TIME
+	SampleAddr         = unix.PERF_SAMPLE_ADDR
+	SampleRead         = unix.PERF_SAMPLE_READ
+	SampleCallchain    = unix.PERF_SAMPLE_CALLCHAIN
+	SampleID           = unix.PERF_SAMPLE_ID
+	SampleCPU          = unix.PERF_SAMPLE_CPU
+	SamplePeriod       = unix.PERF_SAMPLE_PERIOD
+	SampleStreamID     = unix.PERF_SAMPLE_STREAM_ID
+	SampleBranchStack  = unix.PERF_SAMPLE_BRANCH_STACK
+	SampleRegsUser     = unix.PERF_SAMPLE_REGS_USER
+	SampleStackUser    = unix.PERF_SAMPLE_STACK_USER
+	SampleWeight       = unix.PERF_SAMPLE_WEIGHT
+	SampleRegsIntr     = unix.PERF_SAMPLE_REGS_INTR
+	SamplePhysAddr     = unix.PERF_SAMPLE_PHYS_ADDR
+	SampleWeightStruct = unix.PERF_SAMPLE_WEIGHT_STRUCT
 	// sampleMax is PERF_SAMPLE_MAX of Linux 6.18.
-	sampleMax = 1 << 25
+	sampleMax = unix.PERF_SAMPLE_MAX
 )
 
 // read_format bits (enum perf_event_read_format).
 const (
-	FormatTotalTimeEnabled = 1 << 0
-	FormatTotalTimeRunning = 1 << 1
-	FormatID               = 1 << 2
-	FormatGroup            = 1 << 3
-	FormatLost             = 1 << 4
-	formatMax              = 1 << 5
+	FormatTotalTimeEnabled = unix.PERF_FORMAT_TOTAL_TIME_ENABLED
+	FormatTotalTimeRunning = unix.PERF_FORMAT_TOTAL_TIME_RUNNING
+	FormatID               = unix.PERF_FORMAT_ID
+	FormatGroup            = unix.PERF_FORMAT_GROUP
+	FormatLost             = unix.PERF_FORMAT_LOST
+	formatMax              = unix.PERF_FORMAT_MAX
 )
 
 // branch_sample_type bits that matter to the checks of perf_copy_attr.
 const (
-	branchUser   = 1 << 0
-	branchKernel = 1 << 1
-	branchHV     = 1 << 2
+	branchUser   = unix.PERF_SAMPLE_BRANCH_USER
+	branchKernel = unix.PERF_SAMPLE_BRANCH_KERNEL
+	branchHV     = unix.PERF_SAMPLE_BRANCH_HV
 	branchPLMAll = branchUser | branchKernel | branchHV
 	// branchMax is PERF_SAMPLE_BRANCH_MAX of Linux 6.18.
-	branchMax = 1 << 20
+	branchMax = unix.PERF_SAMPLE_BRANCH_MAX
 )
 
 // Register numbers of sample_regs_user/intr on x86_64
@@ -149,7 +149,7 @@ const (
 // defaultMaxStack is kernel.perf_event_max_stack's default
 // (PERF_MAX_STACK_DEPTH), which perf_copy_attr puts in a zero
 // sample_max_stack.
-const defaultMaxStack = 127
+const defaultMaxStack = unix.PERF_MAX_STACK_DEPTH
 
 // MaxSampleRate is kernel.perf_event_max_sample_rate's default
 // (DEFAULT_MAX_SAMPLE_RATE): the largest sample_freq of a frequency event.
@@ -159,8 +159,8 @@ const MaxSampleRate = 100000
 // for a PMU that may count from NMI context, as the breakpoint PMU does: only
 // the NMI-safe clocks.
 const (
-	clockMonotonic    = 1
-	clockMonotonicRaw = 4
+	clockMonotonic    = unix.CLOCK_MONOTONIC
+	clockMonotonicRaw = unix.CLOCK_MONOTONIC_RAW
 )
 
 // Attr is a guest's struct perf_event_attr, as perf_copy_attr leaves it:

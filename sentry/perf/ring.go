@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // PageSize is the size of a ring's pages (PAGE_SIZE on x86_64).
@@ -11,11 +13,11 @@ const PageSize = 4096
 
 // Record types and header bits (include/uapi/linux/perf_event.h).
 const (
-	recordLost   = 2 // PERF_RECORD_LOST
-	recordSample = 9 // PERF_RECORD_SAMPLE
+	recordLost   = unix.PERF_RECORD_LOST
+	recordSample = unix.PERF_RECORD_SAMPLE
 	// miscUser is PERF_RECORD_MISC_USER: every guest sample is taken in
 	// user mode.
-	miscUser = 2
+	miscUser = unix.PERF_RECORD_MISC_USER
 )
 
 // Offsets of the fields of struct perf_event_mmap_page that the sentry
@@ -42,7 +44,7 @@ const (
 )
 
 // pollIn is EPOLLIN, the readiness a wakeup of a ring gives.
-const pollIn = 0x1
+const pollIn = unix.EPOLLIN
 
 // waker is an event attached to a ring, whose waiters a wakeup of the ring
 // wakes (ring_buffer_wakeup walks rb->event_list).

@@ -10,14 +10,14 @@ import (
 
 // More sample_type bits, which a breakpoint's samples give in a fixed form.
 const (
-	SampleRaw         = 1 << 10
-	SampleDataSrc     = 1 << 15
-	SampleIdentifier  = 1 << 16
-	SampleTransaction = 1 << 17
-	SampleAux         = 1 << 20
-	SampleCgroup      = 1 << 21
-	SampleDataPage    = 1 << 22
-	SampleCodePage    = 1 << 23
+	SampleRaw         = unix.PERF_SAMPLE_RAW
+	SampleDataSrc     = unix.PERF_SAMPLE_DATA_SRC
+	SampleIdentifier  = unix.PERF_SAMPLE_IDENTIFIER
+	SampleTransaction = unix.PERF_SAMPLE_TRANSACTION
+	SampleAux         = unix.PERF_SAMPLE_AUX
+	SampleCgroup      = unix.PERF_SAMPLE_CGROUP
+	SampleDataPage    = unix.PERF_SAMPLE_DATA_PAGE_SIZE
+	SampleCodePage    = unix.PERF_SAMPLE_CODE_PAGE_SIZE
 )
 
 // memNA is PERF_MEM_NA, the data_src of a sample whose PMU tells none

@@ -21,16 +21,16 @@ const (
 
 // Side-band record types and header bits.
 const (
-	recordMmap  = 1  // PERF_RECORD_MMAP
-	recordComm  = 3  // PERF_RECORD_COMM
-	recordExit  = 4  // PERF_RECORD_EXIT
-	recordFork  = 7  // PERF_RECORD_FORK
-	recordMmap2 = 10 // PERF_RECORD_MMAP2
+	recordMmap  = unix.PERF_RECORD_MMAP
+	recordComm  = unix.PERF_RECORD_COMM
+	recordExit  = unix.PERF_RECORD_EXIT
+	recordFork  = unix.PERF_RECORD_FORK
+	recordMmap2 = unix.PERF_RECORD_MMAP2
 	// miscCommExec (PERF_RECORD_MISC_COMM_EXEC) marks the COMM of an
 	// exec; miscMmapData (PERF_RECORD_MISC_MMAP_DATA) the MMAP of a
 	// mapping that is not executable. They are the same bit.
-	miscCommExec = 1 << 13
-	miscMmapData = 1 << 13
+	miscCommExec = unix.PERF_RECORD_MISC_COMM_EXEC
+	miscMmapData = unix.PERF_RECORD_MISC_MMAP_DATA
 )
 
 // taskCommLen is TASK_COMM_LEN: a COMM record holds at most 15 bytes of the
