@@ -46,20 +46,19 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/context"
-	"gvisor.dev/gvisor/pkg/hostarch"
 	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/seccomp"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
-	"gvisor.dev/gvisor/pkg/sentry/platform"
 
 	"github.com/gvisor-hwbp/hwbp/platform/hostperf"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
 
 // Backend arms tasks' breakpoints on the systrap platform's stub threads.
 type Backend struct {
+	backend.Loop[run]
+
 	tasks *hwbp.Tasks[*kernel.Task]
 
 	// events, if set, is told each time a stub process's events are
@@ -86,9 +85,6 @@ type Backend struct {
 	// through space.opened. Its only use here, taking its address, happens
 	// under mu, which checklocks' lock inference would take for a guard.
 	opened atomic.Int64 // +checklocksignore
-
-	// maxUser is the end of the application's address space.
-	maxUser atomic.Uint64
 
 	// warnOnce limits the warning about a host that refuses perf events.
 	warnOnce sync.Once
@@ -122,9 +118,14 @@ func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fd
 		events: events,
 		host:   hostPerf{},
 	}
-	b.maxUser.Store(^uint64(0))
+	b.Init(tasks, b)
 	return b
 }
+
+var (
+	_ backend.Backend     = (*Backend)(nil)
+	_ backend.Arming[run] = (*Backend)(nil)
+)
 
 // HostFDs returns the number of host perf event fds that the back end holds.
 func (b *Backend) HostFDs() int64 { return b.fds.Load() }
@@ -138,20 +139,13 @@ func (b *Backend) Refusals() int64 { return b.failures.Load() }
 // which checklocks' lock inference would take for a guard.
 var warnings = log.BasicRateLimitedLogger(time.Minute) // +checklocksignore
 
-// SetMaxUserAddress tells the back end where the platform's application
-// address space ends (platform.Platform.MaxUserAddress): breakpoints at or
-// above it are not armed (hwbp.Image.Below).
-func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
-	b.maxUser.Store(uint64(a))
-}
-
 // SeccompRules returns the host system calls that the back end makes from
 // the sentry, beyond what the platform itself needs.
 func (b *Backend) SeccompRules() seccomp.SyscallRules {
 	return hostperf.SeccompRules()
 }
 
-// Stale implements the plugin's backend.Stale: with nothing enabled and no
+// Stale implements backend.Backend.Stale: with nothing enabled and no
 // event open any more (the registry is retained while any is), a TRAP_PERF of
 // ours is a hit that came before its event was closed.
 func (b *Backend) Stale(info *linux.SignalInfo) bool {
@@ -162,31 +156,17 @@ func (b *Backend) Stale(info *linux.SignalInfo) bool {
 	return data&^0xff == sigDataMagic
 }
 
-// Switch runs inner.Switch for task t with the breakpoints of t's stub
-// process armed.
-func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	for {
-		r := b.arm(t, mm) // r.sp.running is incremented
-		info, at, err := inner.Switch(ctx, mm, ac, cpu)
-		retry := false
-		if err == platform.ErrContextSignal && info.Signo == int32(linux.SIGTRAP) {
-			switch info.Code {
-			case hwbp.TrapTrace:
-				b.step(t, r, inner, ac, info)
-			case hwbp.TrapBrkpt:
-				// An icebp (INT1): the host found no reason in DR6.
-				// Linux resets the virtual DR6 for it too.
-				b.tasks.Icebp(t, uint64(ac.IP()))
-			case trapPerf:
-				retry = b.trap(t, r, inner, ac, info)
-			}
-		}
-		if r.sp != nil {
-			r.sp.done(t)
-		}
-		if !retry {
-			return info, at, err
-		}
+// Arm implements backend.Arming.Arm: the events of the task's stub process
+// are brought up to date with its tasks' breakpoints (space.go).
+func (b *Backend) Arm(r backend.Run) (run, error) {
+	return b.arm(r.Task, r.State, r.MM), nil // r.sp.running is incremented
+}
+
+// Done implements backend.Arming.Done: the task's breakpoints need not be
+// armed any more.
+func (b *Backend) Done(rn backend.Run, r run) {
+	if r.sp != nil {
+		r.sp.done(rn.Task)
 	}
 }
 

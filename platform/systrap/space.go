@@ -153,9 +153,9 @@ type member struct {
 }
 
 // arm brings the events of t's stub process up to date with its tasks'
-// breakpoints, t's current ones included, and returns what t runs with.
-func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
-	task := b.tasks.Lookup(t)
+// breakpoints, t's current ones (task, nil if t has no breakpoint state)
+// included, and returns what t runs with.
+func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager) run {
 	p, ok := gvsystrap.CurrentStubProcess(mm)
 	if !ok {
 		return run{}
@@ -248,7 +248,7 @@ func (b *Backend) newSpace() *space {
 		fds:       &b.fds,
 		live:      &b.live,
 		counters:  &b.counters,
-		maxUser:   b.maxUser.Load(),
+		maxUser:   b.Limit(),
 		members:   make(map[*kernel.Task]member),
 		own:       make(map[int32]*[hwbp.Slots]int),
 		ownCounts: make(map[int32]*[hwbp.Slots]uint64),

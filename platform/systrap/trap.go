@@ -2,29 +2,47 @@ package systrap
 
 import (
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
-	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
 
 // This file: which breakpoints a SIGTRAP of a stub thread reports, and
 // whose they are.
 
-// trap turns a TRAP_PERF SIGTRAP of one of the events of r.sp into t's debug
-// trap, given t's platform context inner. It reports whether the trap must
-// stay invisible and the Switch be retried: the hit was on a breakpoint that
-// t does not own.
-func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
+// Exception implements backend.Arming.Exception: a single-step (step), an
+// icebp, or a TRAP_PERF of one of the events of r.sp (perfTrap). The host's
+// exc_debug_user already set RF where Linux does.
+func (b *Backend) Exception(rn backend.Run, r run, info *linux.SignalInfo) backend.Exception {
+	switch info.Code {
+	case hwbp.TrapTrace:
+		return r.step(rn.Context)
+	case hwbp.TrapBrkpt:
+		// An icebp (INT1): the host found no reason in DR6. Linux
+		// resets the virtual DR6 for it too.
+		return backend.Exception{Kind: backend.Seen, DR6: hwbp.DR6Reset}
+	case trapPerf:
+		return r.perfTrap(rn.Context, info)
+	}
+	return backend.Exception{}
+}
+
+// perfTrap reads a TRAP_PERF SIGTRAP of one of the events of r.sp, given the
+// task's platform context inner. A hit on a breakpoint that the task does
+// not own stays invisible (Spurious); the guest's SIGTRAP for one it owns
+// carries no perf data (Plain), as Linux's exc_debug_user sends a plain
+// fault siginfo.
+func (r run) perfTrap(inner platform.Context, info *linux.SignalInfo) backend.Exception {
 	data, flags := sigPerfData(info.Fields[:])
 	if data&^0xff != sigDataMagic || data&0xff >= hwbp.Slots {
-		return false // not one of ours: the guest sees it as it is
+		return backend.Exception{} // not one of ours: the guest sees it as it is
 	}
 	sp := r.sp
 	if flags&trapPerfFlagAsync != 0 || sp == nil {
-		return true // not a synchronous report of a hit on t's
+		// Not a synchronous report of a hit on the task's.
+		return backend.Exception{Kind: backend.Spurious}
 	}
 	pos := int(data & 0xff)
 	sp.mu.Lock()
@@ -39,26 +57,19 @@ func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 		dr6 |= slotsOf(&r.img, e)
 	}
 	if dr6.Hits() == 0 {
-		return true // another task's breakpoint, or a stale one
+		// Another task's breakpoint, or a stale one.
+		return backend.Exception{Kind: backend.Spurious}
 	}
-	// The host's exc_debug_user already set RF where Linux does.
-	out := b.tasks.Trap(t, &r.img, dr6, uint64(ac.IP()))
-	if !out.Deliver {
-		return true // only events that do not signal the task fired
-	}
-	sig := out.Signal
-	// Linux's exc_debug_user sends a plain fault siginfo: no perf data.
-	info.Fields = [len(info.Fields)]byte{}
-	info.Code = sig.Code
-	info.SetAddr(sig.Addr)
-	return false
+	return backend.Exception{Kind: backend.Debug, DR6: dr6, Image: r.img, Plain: true}
 }
 
-// step handles a single-step trap (TRAP_TRACE) of t. A breakpoint that the
-// same instruction hit shows in DR6 beside BS, as on Linux, where one debug
-// exception reports both; the host's SIGTRAP for the hit is merged into the
-// single-step's, so only the events' counts tell.
-func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) {
+// step reads a single-step trap (TRAP_TRACE) of the task, given its platform
+// context inner. A breakpoint that the same instruction hit shows in DR6
+// beside BS, as on Linux, where one debug exception reports both; the
+// host's SIGTRAP for the hit is merged into the single-step's, so only the
+// events' counts tell. Without such a hit the host's SIGTRAP is already
+// Linux's (Seen).
+func (r run) step(inner platform.Context) backend.Exception {
 	var dr6 hwbp.DR6
 	if r.sp != nil {
 		r.sp.mu.Lock()
@@ -66,13 +77,9 @@ func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 		r.sp.mu.Unlock()
 	}
 	if dr6.Hits() == 0 {
-		b.tasks.SingleStep(t, uint64(ac.IP()))
-		return
+		return backend.Exception{Kind: backend.Seen, DR6: hwbp.DR6Reset | hwbp.DR6BS}
 	}
-	if out := b.tasks.Trap(t, &r.img, dr6|hwbp.DR6BS, uint64(ac.IP())); out.Deliver {
-		info.Code = out.Signal.Code
-		info.SetAddr(out.Signal.Addr)
-	}
+	return backend.Exception{Kind: backend.Debug, DR6: dr6 | hwbp.DR6BS, Image: r.img}
 }
 
 // hits returns the positions whose events fired in the debug exception that
