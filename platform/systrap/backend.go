@@ -59,32 +59,13 @@ import (
 type Backend struct {
 	backend.Loop[run]
 
+	// env is what the back end's spaces share with it (space.env).
+	env
+
 	tasks *hwbp.Tasks[*kernel.Task]
-
-	// events, if set, is told each time a stub process's events are
-	// opened or closed, with the number of processes that carry events
-	// and of host event fds afterwards. Immutable; it is only read under mu (when a space is
-	// made), which checklocks' lock inference would take for a guard.
-	events func(opened bool, processes, fds int64) // +checklocksignore
-
-	// host is the host's perf events; tests replace it. Immutable, read
-	// under mu as events is.
-	host perfHost // +checklocksignore
-
-	// fds counts the open host event fds of every space. Its only use
-	// here, taking its address, happens under mu.
-	fds atomic.Int64 // +checklocksignore
 
 	// clock orders the arms of tasks (space.lastArm).
 	clock atomic.Uint64
-
-	// live is the set of spaces whose events are open.
-	live liveSpaces
-
-	// opened counts the spaces whose events are open; they update it
-	// through space.opened. Its only use here, taking its address, happens
-	// under mu, which checklocks' lock inference would take for a guard.
-	opened atomic.Int64 // +checklocksignore
 
 	// warnOnce limits the warning about a host that refuses perf events.
 	warnOnce sync.Once
@@ -99,13 +80,38 @@ type Backend struct {
 	// takes no mutex of the back end; mu serializes changes.
 	spaces, memberOf sync.Map
 
-	// counters maps each *hwbp.Task whose hits a space counts without
-	// traps to that *space (count.go), for Flush.
-	counters sync.Map
-
 	// mu serializes changes to spaces and memberOf. It is never held
 	// while a space's mu is taken; the reverse order is allowed.
 	mu sync.Mutex
+}
+
+// env is the part of a back end that its spaces use too: set by New, and
+// safe for concurrent use.
+type env struct {
+	// r is the registry of the back end's tasks, retained while a space's
+	// events are open.
+	r *hwbp.Registry
+
+	// notify, if set, is told each time a stub process's events are
+	// opened or closed, with the number of processes that carry events
+	// and of host event fds afterwards.
+	notify func(opened bool, processes, fds int64)
+
+	// host is the host's perf events; tests replace it.
+	host perfHost
+
+	// fds counts the open host event fds of every space.
+	fds atomic.Int64
+
+	// opened counts the spaces whose events are open.
+	opened atomic.Int64
+
+	// live is the set of spaces whose events are open.
+	live liveSpaces
+
+	// counters maps each *hwbp.Task whose hits a space counts without
+	// traps to that *space (count.go), for Flush.
+	counters sync.Map
 }
 
 // New returns a back end for the breakpoints of tasks. If events is not nil,
@@ -114,9 +120,8 @@ type Backend struct {
 // event fds afterwards.
 func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fds int64)) *Backend {
 	b := &Backend{
-		tasks:  tasks,
-		events: events,
-		host:   hostPerf{},
+		env:   env{r: tasks.Registry(), notify: events, host: hostPerf{}},
+		tasks: tasks,
 	}
 	b.Init(tasks, b)
 	return b

@@ -47,7 +47,7 @@ func (r run) perfTrap(inner platform.Context, info *linux.SignalInfo) backend.Ex
 	pos := int(data & 0xff)
 	sp.mu.Lock()
 	hit := sp.hits(inner, r.epoch)
-	e, used := sp.armed[pos], sp.used[pos]
+	e, used := sp.placement.armed[pos], sp.placement.used[pos]
 	dr6 := sp.dr6(&r.img, hit)
 	sp.mu.Unlock()
 	// The signalling event fired even if its count was not readable. It
@@ -96,22 +96,22 @@ func (r run) step(inner platform.Context) backend.Exception {
 //
 // +checklocks:sp.mu
 func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]bool) {
-	if !sp.open {
+	if !sp.events.open {
 		return hit
 	}
 	tid, ok := gvsystrap.ContextStubThread(inner)
 	if !ok {
 		return hit
 	}
-	fds, last := sp.own[tid], sp.ownCounts[tid]
+	fds, last := sp.events.own[tid], sp.events.ownCounts[tid]
 	if fds == nil {
 		inherited := 0
-		for _, f := range sp.own {
+		for _, f := range sp.events.own {
 			if f == nil {
 				inherited++
 			}
 		}
-		if _, known := sp.own[tid]; !known {
+		if _, known := sp.events.own[tid]; !known {
 			// Born after the nursery's events were opened, and
 			// not yet seen by arm.
 			inherited++
@@ -119,14 +119,14 @@ func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]boo
 		if inherited != 1 {
 			return hit
 		}
-		fds, last = &sp.nursery, &sp.nurseryCounts
+		fds, last = &sp.events.nursery, &sp.events.nurseryCounts
 	}
 	alone := epoch == sp.epoch && sp.running.Load() == 1
 	for pos, fd := range fds {
-		if fd < 0 || !sp.used[pos] || sp.counting[pos] {
+		if fd < 0 || !sp.placement.used[pos] || sp.count.positions[pos] {
 			continue // counting positions never signal
 		}
-		n, err := sp.host.count(fd)
+		n, err := sp.env.host.count(fd)
 		if err != nil {
 			continue
 		}
@@ -145,8 +145,8 @@ func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]boo
 func (sp *space) dr6(img *hwbp.Image, hit [hwbp.Slots]bool) hwbp.DR6 {
 	dr6 := hwbp.DR6Reset
 	for pos := range hit {
-		if hit[pos] && sp.used[pos] {
-			dr6 |= slotsOf(img, sp.armed[pos])
+		if hit[pos] && sp.placement.used[pos] {
+			dr6 |= slotsOf(img, sp.placement.armed[pos])
 		}
 	}
 	return dr6
