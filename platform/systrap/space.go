@@ -216,7 +216,7 @@ func (b *Backend) pruneLocked() (dead []*space) {
 	return dead
 }
 
-// Refresh implements the plugin's refresher: t's tracer changed t's
+// Refresh implements backend.Backend.Refresh: t's tracer changed t's
 // breakpoints while t is stopped. If t's process carries events for t, they
 // are brought up to date now, so that disarming closes them without waiting
 // for a task of the process to run (meanwhile the registry stays retained
@@ -239,7 +239,8 @@ func (b *Backend) Refresh(t *kernel.Task) {
 	b.apply(sp, nil, false)
 }
 
-// Forget drops t's breakpoints from its stub process, at t's exec or exit.
+// Forget implements backend.Backend.Forget: t's breakpoints leave its stub
+// process, at t's exec or exit.
 func (b *Backend) Forget(t *kernel.Task) {
 	b.mu.Lock()
 	v, _ := b.memberOf.LoadAndDelete(t)
