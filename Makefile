@@ -51,12 +51,17 @@ vet: prepare
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...
-	@# The layers: a platform back end knows only the core (sentry/hwbp) and
-	@# the host's perf events (platform/hostperf), never a consumer
-	@# (sentry/ptrace) or the plugin that wires them together.
+	@# The layers: a platform back end knows only the core (sentry/hwbp, and
+	@# sentry/hwbp/backend, its contract with the back ends) and the host's
+	@# perf events (platform/hostperf), never a consumer (sentry/ptrace) or
+	@# the plugin that wires them together; the core knows nothing above it.
 	@cd $(BUILD_SRC) && for p in $$($(GO) list -mod=vendor ./platform/...); do \
-		bad=$$($(GO) list -mod=vendor -deps $$p | grep '^github.com/gvisor-hwbp/hwbp/' | grep -v -e '^github.com/gvisor-hwbp/hwbp/sentry/hwbp$$' -e '^github.com/gvisor-hwbp/hwbp/platform/hostperf$$' -e "^$$p$$"); \
+		bad=$$($(GO) list -mod=vendor -deps $$p | grep '^github.com/gvisor-hwbp/hwbp/' | grep -v -e '^github.com/gvisor-hwbp/hwbp/sentry/hwbp$$' -e '^github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend$$' -e '^github.com/gvisor-hwbp/hwbp/platform/hostperf$$' -e "^$$p$$"); \
 		[ -z "$$bad" ] || { echo "$$p imports more of hwbp than the core: $$bad"; exit 1; }; \
+	done
+	@cd $(BUILD_SRC) && for p in $$($(GO) list -mod=vendor ./sentry/hwbp/...); do \
+		bad=$$($(GO) list -mod=vendor -deps $$p | grep '^github.com/gvisor-hwbp/hwbp/' | grep -v '^github.com/gvisor-hwbp/hwbp/sentry/hwbp\(/.*\)\?$$'); \
+		[ -z "$$bad" ] || { echo "the core's $$p imports hwbp packages above it: $$bad"; exit 1; }; \
 	done
 
 # The packages that build only in BUILD_SRC (platform back ends, plugin) are

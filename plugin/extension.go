@@ -55,8 +55,8 @@ func (taskExtension) PtracePokeUser(tracee *kernel.Task, off uintptr, value uint
 	err := threads.PokeUser(tracee, uint64(off), value)
 	// Even a failed DR7 write can leave breakpoints changed (Linux's
 	// ptrace_write_dr7 restores the old DR7, not the old events).
-	if r, ok := current.(refresher); ok {
-		r.Refresh(tracee)
+	if current != nil {
+		current.Refresh(tracee)
 	}
 	if err != nil {
 		return guestError(err)

@@ -4,16 +4,6 @@ import (
 	"gvisor.dev/gvisor/pkg/metric"
 )
 
-// hostFDCounter is a back end that holds host fds for breakpoints.
-type hostFDCounter interface {
-	HostFDs() int64
-}
-
-// refusalCounter is a back end that counts the host's refusals to arm.
-type refusalCounter interface {
-	Refusals() int64
-}
-
 // registerMetrics exports hwbp's counters as gVisor metrics, which runsc's
 // metric server and "runsc export-metrics" read like the sentry's own
 // (pkg/metric). gVisor requires metrics to be registered at init.
@@ -37,15 +27,15 @@ func registerMetrics() {
 		return tasks.Registry().CountedHits()
 	})
 	gauge("/hwbp/host_fds", "Host fds (perf events) that the platform's back end holds to arm breakpoints.", func() uint64 {
-		if c, ok := current.(hostFDCounter); ok {
-			return uint64(c.HostFDs())
+		if current == nil {
+			return 0
 		}
-		return 0
+		return uint64(current.HostFDs())
 	})
 	counter("/hwbp/host_refusals", "Times the host refused to arm breakpoints; the breakpoints concerned did not fire.", func() uint64 {
-		if c, ok := current.(refusalCounter); ok {
-			return uint64(c.Refusals())
+		if current == nil {
+			return 0
 		}
-		return 0
+		return uint64(current.Refusals())
 	})
 }

@@ -16,60 +16,23 @@ import (
 	systrapplatform "github.com/gvisor-hwbp/hwbp/platform/systrap"
 	"github.com/gvisor-hwbp/hwbp/plugin/status"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 
 	// Register gVisor's platforms first so that ours replace them.
 	_ "gvisor.dev/gvisor/pkg/sentry/platform/platforms"
 )
 
-// backend arms tasks' breakpoints on the host while any may be enabled, and
-// turns the debug traps they cause into the guest's. taskContext.Switch
-// calls it only then: with no breakpoint enabled anywhere (and nothing left
-// armed on the host, which a back end keeps visible with
-// hwbp.Registry.Retain), Switch costs one atomic load.
-type backend interface {
-	// Switch runs inner.Switch for task t with t's breakpoints armed.
-	Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error)
-
-	// Stale reports whether a SIGTRAP that a Switch made without the
-	// back end returned comes from host state armed before the last
-	// breakpoint went. Such a trap is not the guest's: the task is
-	// resumed through Switch, which disarms what is left.
-	Stale(info *linux.SignalInfo) bool
-}
-
-// forgetter is a backend that keeps per-task state beyond a Switch.
-type forgetter interface {
-	// Forget drops what the back end holds for t, at its exec or exit.
-	Forget(t *kernel.Task)
-}
-
-// refresher is a backend that holds tasks' breakpoints beyond their own
-// Switch and can bring them up to date at once when a tracer changes them.
-type refresher interface {
-	// Refresh takes t's current breakpoints into account, from t's
-	// tracer's goroutine while t is stopped.
-	Refresh(t *kernel.Task)
-}
-
 // current is the back end of the sandbox's platform, set when the platform
 // is constructed, before any task runs; nil if its platform has none.
-var current backend
-
-// addressLimiter is a backend that must know where the application's
-// address space ends.
-type addressLimiter interface {
-	SetMaxUserAddress(hostarch.Addr)
-}
-
-// seccompExtender is a backend that makes host system calls from the
-// sentry that the platform's own seccomp rules do not allow.
-type seccompExtender interface {
-	SeccompRules() seccomp.SyscallRules
-}
+// taskContext.Switch calls a back end only while a breakpoint may be
+// enabled anywhere (or a back end keeps host state armed, which it keeps
+// visible with hwbp.Registry.Retain): otherwise Switch costs one atomic
+// load.
+var current backend.Backend
 
 // backends are the platforms on which breakpoints fire. On the others the
 // guest's debug registers are kept (sentry/ptrace) but never armed.
-var backends = map[string]backend{
+var backends = map[string]backend.Backend{
 	"kvm":     kvmplatform.New(tasks),
 	"ptrace":  ptraceplatform.New(tasks),
 	"systrap": systrapplatform.New(tasks, logEvents),
@@ -106,7 +69,7 @@ func wrapPlatforms() {
 type constructor struct {
 	platform.Constructor
 	name    string
-	backend backend // may be nil
+	backend backend.Backend // may be nil
 }
 
 // New implements platform.Constructor.New.
@@ -117,8 +80,8 @@ func (c constructor) New(opts platform.Options) (platform.Platform, error) {
 		return nil, err
 	}
 	current = c.backend
-	if l, ok := c.backend.(addressLimiter); ok {
-		l.SetMaxUserAddress(p.MaxUserAddress())
+	if c.backend != nil {
+		c.backend.SetMaxUserAddress(p.MaxUserAddress())
 		log.Infof("hwbp: breakpoints at or above %#x (the platform's stub) are never armed", uint64(p.MaxUserAddress()))
 	}
 	if f, ok := c.backend.(hwbp.Flusher); ok {
@@ -132,8 +95,11 @@ func (c constructor) New(opts platform.Options) (platform.Platform, error) {
 // plus the back end's.
 func (p taskPlatform) SeccompInfo() platform.SeccompInfo {
 	inner := p.Platform.SeccompInfo()
-	if e, ok := p.backend.(seccompExtender); ok {
-		return seccompInfo{SeccompInfo: inner, extra: e.SeccompRules()}
+	if p.backend == nil {
+		return inner
+	}
+	if extra := p.backend.SeccompRules(); extra.Size() > 0 {
+		return seccompInfo{SeccompInfo: inner, extra: extra}
 	}
 	return inner
 }
@@ -158,7 +124,7 @@ func (s seccompInfo) SyscallFilters(vars precompiledseccomp.Values) seccomp.Sysc
 // taskPlatform gives every task a context that knows its task.
 type taskPlatform struct {
 	platform.Platform
-	backend backend // may be nil
+	backend backend.Backend // may be nil
 }
 
 // NewContext implements platform.Platform.NewContext. The sentry calls it
@@ -179,7 +145,7 @@ func (p taskPlatform) NewContext(ctx context.Context) platform.Context {
 type taskContext struct {
 	platform.Context
 	task    *kernel.Task
-	backend backend // may be nil
+	backend backend.Backend // may be nil
 
 	// inSyscall is set when Switch returns for a system call of the task,
 	// and cleared when the call's implementation returns (SyscallReturned) or
@@ -356,8 +322,8 @@ func (c *taskContext) Release() {
 // forget flushes the task's breakpoint state at its execve, or frees it at
 // its exit.
 func (c *taskContext) forget(exec bool) {
-	if f, ok := c.backend.(forgetter); ok {
-		f.Forget(c.task)
+	if c.backend != nil {
+		c.backend.Forget(c.task)
 	}
 	var empty bool
 	var created uint64

@@ -11,8 +11,9 @@
 // another set of them; its KVM platform (patches/gvisor/0003) takes the
 // registers for a context's next Switch and reports DR6 of the debug
 // exception that ended it. This package decides what those registers hold
-// and what their exceptions mean (hwbp.Tasks.Trap), as the ptrace and
-// systrap back ends do with the host's debug registers. Like every back end
+// and reads their exceptions, and backend.Loop, the Switch of every back
+// end, makes them the guest's through the core (hwbp.Tasks.Trap), as for
+// the ptrace and systrap back ends with the host's debug registers. Like every back end
 // it knows only the core (sentry/hwbp), not who registered the breakpoints.
 //
 // Invariants:
@@ -26,7 +27,7 @@
 //     Switch, so no image outlives the breakpoints it came from, and there
 //     is nothing to undo when the last breakpoint goes.
 //   - No debug register holds an address at or above the end of the
-//     application's address space (SetMaxUserAddress).
+//     application's address space (backend.Loop.Image).
 //   - No per-task state: nothing to free at exit, nothing held in
 //     proportion to the guest's threads.
 package kvm
@@ -35,18 +36,12 @@ import (
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/context"
-	"gvisor.dev/gvisor/pkg/hostarch"
 	"gvisor.dev/gvisor/pkg/log"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
-	"gvisor.dev/gvisor/pkg/sentry/platform"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
-
-// eflagsRF is EFLAGS.RF, the resume flag.
-const eflagsRF = 1 << 16
 
 // DebugContext is what the KVM platform's task contexts offer for debug
 // registers (patches/gvisor/0003-kvm-debug-registers.patch).
@@ -59,80 +54,65 @@ type DebugContext interface {
 	DebugStatus() (uint64, bool)
 }
 
-// Backend arms tasks' breakpoints in the vCPUs of the KVM platform.
+// Backend arms tasks' breakpoints in the vCPUs of the KVM platform. Its
+// Switch is backend.Loop's; a run is the image armed for it.
 type Backend struct {
-	tasks *hwbp.Tasks[*kernel.Task]
-
-	// maxUser is the end of the application's address space.
-	maxUser atomic.Uint64
+	backend.Loop[hwbp.Image]
 
 	// foreign is set once a context that is not the KVM platform's was
 	// met (and logged).
 	foreign atomic.Bool
 }
 
+var (
+	_ backend.Backend            = (*Backend)(nil)
+	_ backend.Arming[hwbp.Image] = (*Backend)(nil)
+)
+
 // New returns a back end for the breakpoints of tasks.
 func New(tasks *hwbp.Tasks[*kernel.Task]) *Backend {
-	b := &Backend{tasks: tasks}
-	b.maxUser.Store(^uint64(0))
+	b := &Backend{}
+	b.Init(tasks, b)
 	return b
 }
 
-// SetMaxUserAddress tells the back end where the platform's application
-// address space ends (platform.Platform.MaxUserAddress): breakpoints at or
-// above it are not armed (hwbp.Image.Below).
-func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
-	b.maxUser.Store(uint64(a))
-}
-
-// Stale implements the plugin's backend.Stale: a context's registers are
-// set for one Switch only, so no trap can come from an image of the past.
+// Stale implements backend.Backend.Stale: a context's registers are set for
+// one Switch only, so no trap can come from an image of the past.
 func (b *Backend) Stale(*linux.SignalInfo) bool { return false }
 
-// Switch runs inner.Switch for task t with the vCPU's debug registers set to
-// t's image, and turns the debug exceptions that they cause into the
-// guest's.
-func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	dc, ok := inner.(DebugContext)
+// Arm implements backend.Arming.Arm: the vCPU's debug registers hold the
+// task's image for the coming Switch.
+func (b *Backend) Arm(run backend.Run) (hwbp.Image, error) {
+	dc, ok := run.Context.(DebugContext)
 	if !ok {
 		if !b.foreign.Swap(true) {
-			log.Warningf("hwbp: task context %T has no debug registers (not gVisor's KVM platform with hwbp's patches?): breakpoints do not fire", inner)
+			log.Warningf("hwbp: task context %T has no debug registers (not gVisor's KVM platform with hwbp's patches?): breakpoints do not fire", run.Context)
 		}
-		return inner.Switch(ctx, mm, ac, cpu)
+		return hwbp.Image{}, nil
 	}
-	for {
-		var img hwbp.Image
-		if task := b.tasks.Lookup(t); task != nil {
-			img = task.Image().Below(b.maxUser.Load())
-		}
-		if !img.Empty() {
-			dc.SetDebugRegisters(img.Addr, uint64(img.DR7))
-		}
-		info, at, err := inner.Switch(ctx, mm, ac, cpu)
-		if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
-			return info, at, err
-		}
-		dr6, ok := dc.DebugStatus()
-		if !ok {
-			return info, at, err // int3, or a SIGTRAP of another fault
-		}
-		out := b.tasks.Trap(t, &img, hwbp.DR6(dr6), uint64(ac.IP()))
-		if out.ResumeRF {
-			// The execution breakpoint, a fault, fired before its
-			// instruction ran: Linux's hw_breakpoint_handler sets
-			// RF so that the instruction runs when the thread
-			// resumes, and the tracer sees it in EFLAGS. With RF
-			// set, the platform returns with IRET, which restores
-			// it (arch.Context64.FullRestore).
-			ac.StateData().Regs.Eflags |= eflagsRF
-		}
-		if !out.Deliver {
-			// Only events that do not signal the task fired: it
-			// goes on, invisibly.
-			continue
-		}
-		info.Code = out.Signal.Code
-		info.SetAddr(out.Signal.Addr)
-		return info, at, err
+	img := b.Image(run.State)
+	if !img.Empty() {
+		dc.SetDebugRegisters(img.Addr, uint64(img.DR7))
 	}
+	return img, nil
 }
+
+// Exception implements backend.Arming.Exception: the platform reports DR6 of
+// the #DB that ended the Switch, if one did; the exception then came from
+// the vCPU itself, with no host kernel to set RF (the platform returns with
+// IRET after it, which restores RF: arch.Context64.FullRestore).
+func (b *Backend) Exception(run backend.Run, img hwbp.Image, _ *linux.SignalInfo) backend.Exception {
+	dc, ok := run.Context.(DebugContext)
+	if !ok {
+		return backend.Exception{}
+	}
+	dr6, ok := dc.DebugStatus()
+	if !ok {
+		return backend.Exception{} // int3, or a SIGTRAP of another fault
+	}
+	return backend.Exception{Kind: backend.Debug, DR6: hwbp.DR6(dr6), Image: img, FromCPU: true}
+}
+
+// Done implements backend.Arming.Done: the registers were set for that
+// Switch only, nothing remains to release.
+func (*Backend) Done(backend.Run, hwbp.Image) {}

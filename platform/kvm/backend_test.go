@@ -70,6 +70,9 @@ var hwbkpt = exit{trap: true, code: linux.TRAP_HWBKPT, debug: true, dr6: hwbp.DR
 
 const ip = 0x401000
 
+// eflagsRF is EFLAGS.RF, the resume flag.
+const eflagsRF = 1 << 16
+
 // TestSwitch checks what the back end arms for a task's Switch and what it
 // makes of the debug exceptions that end it.
 func TestSwitch(t *testing.T) {

@@ -16,7 +16,7 @@
 //     than the platform's own.
 //   - No host debug register holds an address at or above the end of the
 //     application's address space, where the stub's code is
-//     (SetMaxUserAddress).
+//     (backend.Loop.Image).
 //   - A stub thread runs a task only with that task's image or with an
 //     image that no longer arms anything the task can see: a stale image
 //     (another task's, or the task's own after its tracer disarmed it) is
@@ -37,17 +37,14 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/context"
-	"gvisor.dev/gvisor/pkg/hostarch"
 	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/seccomp"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
-	"gvisor.dev/gvisor/pkg/sentry/platform"
 	gvptrace "gvisor.dev/gvisor/pkg/sentry/platform/ptrace"
 
 	"github.com/gvisor-hwbp/hwbp/platform/hostperf"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
 
 // Offsets of the host's struct user on x86_64 (arch/x86/include/asm/
@@ -64,6 +61,8 @@ var warnings = log.BasicRateLimitedLogger(time.Minute)
 // Backend loads tasks' debug registers into the ptrace platform's stub
 // threads.
 type Backend struct {
+	backend.Loop[stubRun]
+
 	tasks *hwbp.Tasks[*kernel.Task]
 
 	// host reads and writes stub threads' debug registers; tests replace
@@ -82,9 +81,6 @@ type Backend struct {
 	//
 	// +checklocks:mu
 	nstubs int
-
-	// maxUser is the end of the application's address space.
-	maxUser atomic.Uint64
 
 	// failures counts the host's refusals to arm.
 	failures atomic.Int64
@@ -135,23 +131,28 @@ type hostRegs struct {
 	dirty bool
 }
 
+// stubRun is a run of a task on the current OS thread's stub thread, which
+// holds st.
+type stubRun struct {
+	stub gvptrace.StubThread
+	st   stubState
+}
+
+var (
+	_ backend.Backend         = (*Backend)(nil)
+	_ backend.Arming[stubRun] = (*Backend)(nil)
+)
+
 // New returns a back end for the breakpoints of tasks.
 func New(tasks *hwbp.Tasks[*kernel.Task]) *Backend {
 	b := &Backend{tasks: tasks, host: hostDebugRegs{}, perf: hostPerf{}, pruneAt: 64}
-	b.maxUser.Store(^uint64(0))
+	b.Init(tasks, b)
 	return b
 }
 
 // Refusals returns how many times the host refused to arm a stub thread's
 // debug registers.
 func (b *Backend) Refusals() int64 { return b.failures.Load() }
-
-// SetMaxUserAddress tells the back end where the platform's application
-// address space ends (platform.Platform.MaxUserAddress): breakpoints at or
-// above it, where the stub's code is, are not armed (hwbp.Image.Below).
-func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
-	b.maxUser.Store(uint64(a))
-}
 
 // SeccompRules returns the host system calls that the back end makes from
 // the sentry beyond the platform's own: the host perf events of counting
@@ -160,40 +161,28 @@ func (b *Backend) SeccompRules() seccomp.SyscallRules {
 	return hostperf.SeccompRules()
 }
 
-// Stale implements the plugin's backend.Stale: with nothing enabled, a
+// Stale implements backend.Backend.Stale: with nothing enabled, a
 // TRAP_HWBKPT can only come from an image left in a stub thread.
 func (b *Backend) Stale(info *linux.SignalInfo) bool {
 	return info.Code == hwbp.TrapHWBkpt
 }
 
-// Switch runs inner.Switch for task t with the stub thread's registers set
-// to t's image, on a locked OS thread (the stub thread's tracer).
-func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+// Arm implements backend.Arming.Arm: the current OS thread's stub thread for
+// run.MM gets the task's image. The OS thread stays locked (it is the stub
+// thread's tracer) until Done.
+func (b *Backend) Arm(run backend.Run) (stubRun, error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for {
-		stub, st, err := b.load(t, mm)
-		if err != nil {
-			return nil, hostarch.NoAccess, err
-		}
-		info, at, err := inner.Switch(ctx, mm, ac, cpu)
-		if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
-			return info, at, err
-		}
-		if retry := b.trap(t, stub, st, ac, info); !retry {
-			return info, at, err
-		}
+	stub, ok := gvptrace.CurrentStubThread(run.MM)
+	if !ok {
+		runtime.UnlockOSThread()
+		return stubRun{}, fmt.Errorf("hwbp: address space of type %T is not the ptrace platform's", run.MM.AddressSpace())
 	}
+	return stubRun{stub: stub, st: b.arm(stub, run.State)}, nil
 }
 
-// load gives the current OS thread's stub thread for mm the image of t and
-// returns the stub thread and its new state.
-func (b *Backend) load(t *kernel.Task, mm platform.MemoryManager) (gvptrace.StubThread, stubState, error) {
-	stub, ok := gvptrace.CurrentStubThread(mm)
-	if !ok {
-		return stub, stubState{}, fmt.Errorf("hwbp: address space of type %T is not the ptrace platform's", mm.AddressSpace())
-	}
-	return stub, b.arm(stub, b.tasks.Lookup(t)), nil
+// Done implements backend.Arming.Done.
+func (b *Backend) Done(backend.Run, stubRun) {
+	runtime.UnlockOSThread()
 }
 
 // arm gives stub the image of task (nil for a task without breakpoint
@@ -216,7 +205,7 @@ func (b *Backend) arm(stub gvptrace.StubThread, task *hwbp.Task) stubState {
 	var slots [hwbp.Slots]bool
 	counting := false
 	if task != nil {
-		want.img = task.Image().Below(b.maxUser.Load())
+		want.img = b.Image(task)
 		if !want.img.Empty() {
 			want.task = task
 		}
@@ -271,25 +260,27 @@ func (b *Backend) record(stub gvptrace.StubThread, st stubState) {
 	b.stubs.Store(stub, st)
 }
 
-// trap turns a host SIGTRAP of the stub thread into the guest's. It reports
-// whether the trap must stay invisible to the guest and the Switch be
-// retried.
-func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
-	if info.Code == hwbp.TrapBrkpt {
+// Exception implements backend.Arming.Exception: a host SIGTRAP of the stub
+// thread, with the DR6 that the host kept for it, is the guest's debug
+// exception if the stub thread ran the task's own image. The host's
+// exc_debug_user already set RF where Linux does.
+func (b *Backend) Exception(_ backend.Run, r stubRun, info *linux.SignalInfo) backend.Exception {
+	switch info.Code {
+	case hwbp.TrapBrkpt:
 		// An icebp (INT1): the host's exc_debug_user found no reason
 		// in DR6. Linux resets the virtual DR6 for it too.
-		b.tasks.Icebp(t, uint64(ac.IP()))
-		return false
+		return backend.Exception{Kind: backend.Seen, DR6: hwbp.DR6Reset}
+	case hwbp.TrapHWBkpt, hwbp.TrapTrace:
+	default:
+		return backend.Exception{} // int3, a SIGTRAP sent by a process, ...
 	}
-	if info.Code != hwbp.TrapHWBkpt && info.Code != hwbp.TrapTrace {
-		return false // int3, a SIGTRAP sent by a process, ...
-	}
+	stub, st := r.stub, r.st
 	dr6 := hwbp.DR6Reset | hwbp.DR6BS
 	if info.Code == hwbp.TrapHWBkpt || st.regs.dr7 != 0 {
 		v, err := b.host.peek(stub.TID, dr6Offset)
 		if err != nil {
 			warnings.Warningf("hwbp: reading DR6 of stub thread %d: %v", stub.TID, err)
-			return false
+			return backend.Exception{}
 		}
 		dr6 = hwbp.DR6(v)
 		// The host restarts its virtual DR6 at every debug exception;
@@ -299,21 +290,14 @@ func (b *Backend) trap(t *kernel.Task, stub gvptrace.StubThread, st stubState, a
 		}
 	}
 	if dr6&(hwbp.DR6BS|hwbp.DR6TrapBits) == 0 {
-		return false // not attributable: pass it on unchanged
+		return backend.Exception{} // not attributable: pass it on unchanged
 	}
 	if dr6&hwbp.DR6BS == 0 && st.task == nil {
-		// A hit of an image that t does not own (stale, or disarmed
-		// since): load clears it before the retry.
-		return true
+		// A hit of an image that the task does not own (stale, or
+		// disarmed since): Arm clears it before the task runs again.
+		return backend.Exception{Kind: backend.Spurious}
 	}
-	// The host's exc_debug_user already set RF where Linux does.
-	out := b.tasks.Trap(t, &st.img, dr6, uint64(ac.IP()))
-	if !out.Deliver {
-		return true // only events that do not signal the task fired
-	}
-	info.Code = out.Signal.Code
-	info.SetAddr(out.Signal.Addr)
-	return false
+	return backend.Exception{Kind: backend.Debug, DR6: dr6, Image: st.img}
 }
 
 // writeHostDebugRegs moves a stub thread's debug registers from have to the

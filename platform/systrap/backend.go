@@ -46,49 +46,26 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/context"
-	"gvisor.dev/gvisor/pkg/hostarch"
 	"gvisor.dev/gvisor/pkg/log"
 	"gvisor.dev/gvisor/pkg/seccomp"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
-	"gvisor.dev/gvisor/pkg/sentry/platform"
 
 	"github.com/gvisor-hwbp/hwbp/platform/hostperf"
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
 
 // Backend arms tasks' breakpoints on the systrap platform's stub threads.
 type Backend struct {
+	backend.Loop[run]
+
+	// env is what the back end's spaces share with it (space.env).
+	env
+
 	tasks *hwbp.Tasks[*kernel.Task]
-
-	// events, if set, is told each time a stub process's events are
-	// opened or closed, with the number of processes that carry events
-	// and of host event fds afterwards. Immutable; it is only read under mu (when a space is
-	// made), which checklocks' lock inference would take for a guard.
-	events func(opened bool, processes, fds int64) // +checklocksignore
-
-	// host is the host's perf events; tests replace it. Immutable, read
-	// under mu as events is.
-	host perfHost // +checklocksignore
-
-	// fds counts the open host event fds of every space. Its only use
-	// here, taking its address, happens under mu.
-	fds atomic.Int64 // +checklocksignore
 
 	// clock orders the arms of tasks (space.lastArm).
 	clock atomic.Uint64
-
-	// live is the set of spaces whose events are open.
-	live liveSpaces
-
-	// opened counts the spaces whose events are open; they update it
-	// through space.opened. Its only use here, taking its address, happens
-	// under mu, which checklocks' lock inference would take for a guard.
-	opened atomic.Int64 // +checklocksignore
-
-	// maxUser is the end of the application's address space.
-	maxUser atomic.Uint64
 
 	// warnOnce limits the warning about a host that refuses perf events.
 	warnOnce sync.Once
@@ -103,13 +80,38 @@ type Backend struct {
 	// takes no mutex of the back end; mu serializes changes.
 	spaces, memberOf sync.Map
 
-	// counters maps each *hwbp.Task whose hits a space counts without
-	// traps to that *space (count.go), for Flush.
-	counters sync.Map
-
 	// mu serializes changes to spaces and memberOf. It is never held
 	// while a space's mu is taken; the reverse order is allowed.
 	mu sync.Mutex
+}
+
+// env is the part of a back end that its spaces use too: set by New, and
+// safe for concurrent use.
+type env struct {
+	// r is the registry of the back end's tasks, retained while a space's
+	// events are open.
+	r *hwbp.Registry
+
+	// notify, if set, is told each time a stub process's events are
+	// opened or closed, with the number of processes that carry events
+	// and of host event fds afterwards.
+	notify func(opened bool, processes, fds int64)
+
+	// host is the host's perf events; tests replace it.
+	host perfHost
+
+	// fds counts the open host event fds of every space.
+	fds atomic.Int64
+
+	// opened counts the spaces whose events are open.
+	opened atomic.Int64
+
+	// live is the set of spaces whose events are open.
+	live liveSpaces
+
+	// counters maps each *hwbp.Task whose hits a space counts without
+	// traps to that *space (count.go), for Flush.
+	counters sync.Map
 }
 
 // New returns a back end for the breakpoints of tasks. If events is not nil,
@@ -118,13 +120,17 @@ type Backend struct {
 // event fds afterwards.
 func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fds int64)) *Backend {
 	b := &Backend{
-		tasks:  tasks,
-		events: events,
-		host:   hostPerf{},
+		env:   env{r: tasks.Registry(), notify: events, host: hostPerf{}},
+		tasks: tasks,
 	}
-	b.maxUser.Store(^uint64(0))
+	b.Init(tasks, b)
 	return b
 }
+
+var (
+	_ backend.Backend     = (*Backend)(nil)
+	_ backend.Arming[run] = (*Backend)(nil)
+)
 
 // HostFDs returns the number of host perf event fds that the back end holds.
 func (b *Backend) HostFDs() int64 { return b.fds.Load() }
@@ -138,20 +144,13 @@ func (b *Backend) Refusals() int64 { return b.failures.Load() }
 // which checklocks' lock inference would take for a guard.
 var warnings = log.BasicRateLimitedLogger(time.Minute) // +checklocksignore
 
-// SetMaxUserAddress tells the back end where the platform's application
-// address space ends (platform.Platform.MaxUserAddress): breakpoints at or
-// above it are not armed (hwbp.Image.Below).
-func (b *Backend) SetMaxUserAddress(a hostarch.Addr) {
-	b.maxUser.Store(uint64(a))
-}
-
 // SeccompRules returns the host system calls that the back end makes from
 // the sentry, beyond what the platform itself needs.
 func (b *Backend) SeccompRules() seccomp.SyscallRules {
 	return hostperf.SeccompRules()
 }
 
-// Stale implements the plugin's backend.Stale: with nothing enabled and no
+// Stale implements backend.Backend.Stale: with nothing enabled and no
 // event open any more (the registry is retained while any is), a TRAP_PERF of
 // ours is a hit that came before its event was closed.
 func (b *Backend) Stale(info *linux.SignalInfo) bool {
@@ -162,31 +161,17 @@ func (b *Backend) Stale(info *linux.SignalInfo) bool {
 	return data&^0xff == sigDataMagic
 }
 
-// Switch runs inner.Switch for task t with the breakpoints of t's stub
-// process armed.
-func (b *Backend) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
-	for {
-		r := b.arm(t, mm) // r.sp.running is incremented
-		info, at, err := inner.Switch(ctx, mm, ac, cpu)
-		retry := false
-		if err == platform.ErrContextSignal && info.Signo == int32(linux.SIGTRAP) {
-			switch info.Code {
-			case hwbp.TrapTrace:
-				b.step(t, r, inner, ac, info)
-			case hwbp.TrapBrkpt:
-				// An icebp (INT1): the host found no reason in DR6.
-				// Linux resets the virtual DR6 for it too.
-				b.tasks.Icebp(t, uint64(ac.IP()))
-			case trapPerf:
-				retry = b.trap(t, r, inner, ac, info)
-			}
-		}
-		if r.sp != nil {
-			r.sp.done(t)
-		}
-		if !retry {
-			return info, at, err
-		}
+// Arm implements backend.Arming.Arm: the events of the task's stub process
+// are brought up to date with its tasks' breakpoints (space.go).
+func (b *Backend) Arm(r backend.Run) (run, error) {
+	return b.arm(r.Task, r.State, r.MM), nil // r.sp.running is incremented
+}
+
+// Done implements backend.Arming.Done: the task's breakpoints need not be
+// armed any more.
+func (b *Backend) Done(rn backend.Run, r run) {
+	if r.sp != nil {
+		r.sp.done(rn.Task)
 	}
 }
 

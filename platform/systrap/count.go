@@ -15,7 +15,7 @@ import (
 // word run at the speed of the sentry's round trips. The host's own perf
 // breakpoint events can count without stopping anyone, but they count the
 // hits of whichever task a stub thread runs, and the stub threads take
-// contexts from a shared queue. So a position counts (space.counting) only
+// contexts from a shared queue. So a position counts (space.count) only
 // while its hits can belong to one task alone: the space has a single
 // member, that member is the only user of the address space (so no other
 // task can run in the stub process: a new user appears only by a clone of
@@ -37,6 +37,20 @@ type users interface {
 	Users() int32
 }
 
+// hostCounting is which of a space's positions count hits rather than signal
+// each, and whose hits they are.
+type hostCounting struct {
+	// positions marks the positions whose events count; base is the sum
+	// of their counts as last read.
+	positions [hwbp.Slots]bool
+	base      [hwbp.Slots]uint64
+
+	// task is the member whose hits they are, and img its image as they
+	// were armed from it.
+	task *hwbp.Task
+	img  hwbp.Image
+}
+
 // soleUser reports whether mm's address space has a single user.
 func soleUser(mm platform.MemoryManager) bool {
 	u, ok := mm.(users)
@@ -49,11 +63,11 @@ func soleUser(mm platform.MemoryManager) bool {
 //
 // +checklocks:sp.mu
 func (sp *space) countable(want [hwbp.Slots]entry, use [hwbp.Slots]bool, solo bool) (counting [hwbp.Slots]bool) {
-	if !solo || len(sp.members) != 1 || !sp.r.HostCounting() {
+	if !solo || len(sp.members) != 1 || !sp.env.r.HostCounting() {
 		return counting
 	}
 	for _, m := range sp.members {
-		img := m.img.Below(sp.maxUser)
+		img := m.img.Below(sp.placement.limit)
 		for pos := range want {
 			if !use[pos] {
 				continue
@@ -79,18 +93,18 @@ func (sp *space) setCounted() {
 	var counted *hwbp.Task
 	if sp.anyCounting() && len(sp.members) == 1 {
 		for _, m := range sp.members {
-			counted, sp.countImg = m.task, m.img.Below(sp.maxUser)
+			counted, sp.count.img = m.task, m.img.Below(sp.placement.limit)
 		}
 	}
-	if sp.counted != nil && sp.counted != counted {
-		sp.counters.CompareAndDelete(sp.counted, sp)
+	if sp.count.task != nil && sp.count.task != counted {
+		sp.env.counters.CompareAndDelete(sp.count.task, sp)
 	}
-	if counted != nil && sp.counted != counted {
-		sp.counters.Store(counted, sp)
+	if counted != nil && sp.count.task != counted {
+		sp.env.counters.Store(counted, sp)
 	}
-	sp.counted = counted
+	sp.count.task = counted
 	if counted == nil {
-		sp.countImg = hwbp.Image{}
+		sp.count.img = hwbp.Image{}
 	}
 }
 
@@ -98,8 +112,8 @@ func (sp *space) setCounted() {
 //
 // +checklocks:sp.mu
 func (sp *space) anyCounting() bool {
-	for pos, c := range sp.counting {
-		if c && sp.used[pos] {
+	for pos, c := range sp.count.positions {
+		if c && sp.placement.used[pos] {
 			return true
 		}
 	}
@@ -115,7 +129,7 @@ func (sp *space) total(pos int) uint64 {
 	// forEachFD calls this before it returns, with sp.mu still held;
 	// checklocks cannot tell.
 	sp.forEachFD(pos, func(fd int, _ bool) {
-		if n, err := sp.host.count(fd); err == nil {
+		if n, err := sp.env.host.count(fd); err == nil {
 			sum += n
 		}
 	})
@@ -124,26 +138,26 @@ func (sp *space) total(pos int) uint64 {
 
 // settle delivers to the counted member's events the hits that the counting
 // positions took since they were last read, under the image they were
-// armed from (sp.countImg).
+// armed from (sp.count.img).
 //
 // +checklocks:sp.mu
 func (sp *space) settle() {
-	if !sp.open || sp.counted == nil {
+	if !sp.events.open || sp.count.task == nil {
 		return
 	}
-	for pos := range sp.counting {
-		if !sp.counting[pos] || !sp.used[pos] {
+	for pos := range sp.count.positions {
+		if !sp.count.positions[pos] || !sp.placement.used[pos] {
 			continue
 		}
 		total := sp.total(pos)
-		n := total - sp.countBase[pos]
-		sp.countBase[pos] = total
+		n := total - sp.count.base[pos]
+		sp.count.base[pos] = total
 		if n == 0 || total < n {
 			continue // nothing new, or a count went back (a read failed)
 		}
 		for slot := 0; slot < hwbp.Slots; slot++ {
-			if sp.countImg.DR7.Enabled(slot) && entryOf(&sp.countImg, slot) == sp.armed[pos] {
-				sp.countImg.Count(slot, n)
+			if sp.count.img.DR7.Enabled(slot) && entryOf(&sp.count.img, slot) == sp.placement.armed[pos] {
+				sp.count.img.Count(slot, n)
 			}
 		}
 	}
@@ -156,10 +170,10 @@ func (sp *space) settle() {
 //
 // +checklocks:sp.mu
 func (sp *space) rebase() {
-	for pos := range sp.counting {
-		sp.countBase[pos] = 0
-		if sp.counting[pos] {
-			sp.countBase[pos] = sp.total(pos)
+	for pos := range sp.count.positions {
+		sp.count.base[pos] = 0
+		if sp.count.positions[pos] {
+			sp.count.base[pos] = sp.total(pos)
 		}
 	}
 }
@@ -174,11 +188,11 @@ func (sp *space) rebase() {
 //
 // +checklocks:sp.mu
 func (b *Backend) setCounting(sp *space, counting [hwbp.Slots]bool, threads func() (int32, []int32)) {
-	if counting == sp.counting {
+	if counting == sp.count.positions {
 		return
 	}
 	sp.closeFDs()
-	sp.counting = counting
+	sp.count.positions = counting
 	nursery, tids := threads()
 	b.openEvents(sp, nursery, tids, threads)
 }
@@ -193,7 +207,7 @@ func (b *Backend) Flush(t *hwbp.Task) {
 	sp := v.(*space)
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.counted == t {
+	if sp.count.task == t {
 		sp.settle()
 	}
 }

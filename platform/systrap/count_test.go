@@ -96,8 +96,8 @@ func TestCountingPositions(t *testing.T) {
 			// The host counted 3 hits on one thread and 4 on
 			// another: a flush delivers them, a second one nothing.
 			sp.mu.Lock()
-			h.counts[sp.own[11][0]] = 3
-			h.counts[sp.nursery[0]] = 4
+			h.counts[sp.events.own[11][0]] = 3
+			h.counts[sp.events.nursery[0]] = 4
 			sp.mu.Unlock()
 			b.Flush(task)
 			b.Flush(task)
@@ -107,7 +107,7 @@ func TestCountingPositions(t *testing.T) {
 			// The task stops being alone: what was counted since is
 			// delivered, and the position signals from then on.
 			sp.mu.Lock()
-			h.counts[sp.own[12][0]] = 5
+			h.counts[sp.events.own[12][0]] = 5
 			b.apply(sp, threads(10, 11, 12), false)
 			if signals(t, h, sp, 0) != true {
 				t.Error("position 0 still counts after the task stopped being alone")
@@ -123,7 +123,7 @@ func TestCountingPositions(t *testing.T) {
 			if signals(t, h, sp, 0) {
 				t.Error("position 0 signals once the task is alone again")
 			}
-			h.counts[sp.own[11][0]] = 2
+			h.counts[sp.events.own[11][0]] = 2
 			sp.mu.Unlock()
 			b.Flush(task)
 			if *counted != 14 {
@@ -132,7 +132,7 @@ func TestCountingPositions(t *testing.T) {
 			// The last member leaves: counts are settled, every fd
 			// is closed and nothing is left to flush.
 			sp.mu.Lock()
-			h.counts[sp.own[11][0]] = 3
+			h.counts[sp.events.own[11][0]] = 3
 			sp.running.Add(-1)
 			var members []*kernel.Task
 			for k := range sp.members {

@@ -26,6 +26,39 @@ import (
 // that run at the same moment.
 const openLimit = 32
 
+// hostEvents is a space's host events: on each stub thread that existed
+// before the nursery's were opened, and on the nursery, whose clones
+// inherit them.
+type hostEvents struct {
+	// open is whether the events exist.
+	open bool
+
+	// evicted is set when the events were closed to bound the host fds
+	// (Backend.evict) while the space still had members: the next arm
+	// reopens them.
+	evicted bool
+
+	// tids is the buffer of space.stubThreads.
+	tids []int32
+
+	// nursery are the events, by position, on the thread that clones new
+	// stub threads, nurseryTID; they are inherited by those threads.
+	nursery    [hwbp.Slots]int
+	nurseryTID int32
+
+	// own are the events of each stub thread that existed before nursery
+	// was opened, by host TID; a nil value marks a thread that inherited
+	// nursery's.
+	own map[int32]*[hwbp.Slots]int
+
+	// ownCounts are the counts of each own thread's events as last read,
+	// and nurseryCounts those of the nursery's events, which sum the
+	// counts of every thread that inherited them: comparing them with new
+	// counts tells which events fired in a trap (see space.hits).
+	ownCounts     map[int32]*[hwbp.Slots]uint64
+	nurseryCounts [hwbp.Slots]uint64
+}
+
 // evict closes the events of the space other than except whose tasks were
 // armed least recently, among those that are open and none of whose tasks
 // runs, if any. It never waits for a space's lock (except's is held, and
@@ -53,11 +86,11 @@ func (b *Backend) evict(except *space) {
 //
 // +checklocks:sp.mu
 func (sp *space) closeIfIdle() bool {
-	if !sp.open || sp.running.Load() != 0 {
+	if !sp.events.open || sp.running.Load() != 0 {
 		return false
 	}
 	sp.closeAll()
-	sp.evicted = true
+	sp.events.evicted = true
 	return true
 }
 
@@ -84,58 +117,58 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32),
 		nursery, tids = threads()
 	}
 	want, use, dropped := sp.want()
-	if dropped > sp.dropped {
+	if dropped > sp.placement.dropped {
 		warnings.Warningf("hwbp: the tasks of one address space that run at the same time use more distinct breakpoints than the host's %d debug registers; %d do not fire while they do", hwbp.Slots, dropped)
 	}
-	sp.dropped = dropped
+	sp.placement.dropped = dropped
 	if !slices.Contains(use[:], true) {
 		sp.closeAll()
 		return
 	}
-	if !sp.open {
+	if !sp.events.open {
 		if nursery == 0 {
 			return // no threads to look at; the next Switch opens them
 		}
-		if sp.opened.Load() >= openLimit {
+		if sp.env.opened.Load() >= openLimit {
 			b.evict(sp)
 		}
-		sp.armed, sp.used = want, use
+		sp.placement.armed, sp.placement.used = want, use
 		if sp.running.Load() == 1 {
 			// No other task runs: nothing is inherited yet.
-			sp.counting = sp.countable(want, use, solo)
+			sp.count.positions = sp.countable(want, use, solo)
 		}
-		sp.open = true
-		sp.evicted = false
-		sp.r.Retain()
+		sp.events.open = true
+		sp.events.evicted = false
+		sp.env.r.Retain()
 		b.openEvents(sp, nursery, tids, threads)
 		sp.setCounted()
 		sp.report(true)
 		return
 	}
 	for pos := range want {
-		if want[pos] == sp.armed[pos] && use[pos] == sp.used[pos] {
+		if want[pos] == sp.placement.armed[pos] && use[pos] == sp.placement.used[pos] {
 			continue
 		}
 		e := want[pos]
 		if !use[pos] {
-			e = sp.armed[pos]
+			e = sp.placement.armed[pos]
 		}
-		counting := sp.counting[pos]
+		counting := sp.count.positions[pos]
 		sp.forEachFD(pos, func(fd int, inherit bool) {
 			// The events inherited from the nursery's take the
 			// change too.
 			a := e.attr(pos, inherit, counting)
-			if err := sp.host.modify(fd, &a); err != nil {
+			if err := sp.env.host.modify(fd, &a); err != nil {
 				b.warn(err)
 			}
-			if err := sp.host.enable(fd, use[pos]); err != nil {
+			if err := sp.env.host.enable(fd, use[pos]); err != nil {
 				b.warn(err)
 			}
 		})
-		sp.armed[pos], sp.used[pos] = e, use[pos]
+		sp.placement.armed[pos], sp.placement.used[pos] = e, use[pos]
 	}
 	for _, tid := range tids {
-		if _, ok := sp.own[tid]; !ok {
+		if _, ok := sp.events.own[tid]; !ok {
 			b.openOwn(sp, tid)
 		}
 	}
@@ -157,15 +190,15 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32),
 //
 // +checklocks:sp.mu
 func (b *Backend) openEvents(sp *space, nursery int32, tids []int32, threads func() (int32, []int32)) {
-	for i := range sp.nursery {
-		sp.nursery[i] = -1
+	for i := range sp.events.nursery {
+		sp.events.nursery[i] = -1
 	}
 	for _, tid := range tids {
 		b.openOwn(sp, tid)
 	}
 	// Threads cloned from now on inherit these.
-	sp.nurseryTID = nursery
-	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+	sp.events.nurseryTID = nursery
+	if err := sp.openSet(&sp.events.nursery, nursery, true); err != nil {
 		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 	}
 	b.openNew(sp, threads)
@@ -179,7 +212,7 @@ func (b *Backend) openEvents(sp *space, nursery int32, tids []int32, threads fun
 func (b *Backend) openNew(sp *space, threads func() (int32, []int32)) {
 	_, tids := threads()
 	for _, tid := range tids {
-		if _, ok := sp.own[tid]; !ok {
+		if _, ok := sp.events.own[tid]; !ok {
 			b.openOwn(sp, tid)
 		}
 	}
@@ -199,7 +232,7 @@ func (b *Backend) openNew(sp *space, threads func() (int32, []int32)) {
 // +checklocks:sp.mu
 func (b *Backend) adopt(sp *space, nursery int32) bool {
 	var inherited []int32
-	for tid, fds := range sp.own {
+	for tid, fds := range sp.events.own {
 		if fds == nil {
 			inherited = append(inherited, tid)
 		}
@@ -210,19 +243,19 @@ func (b *Backend) adopt(sp *space, nursery int32) bool {
 	// The inherited events' counts go with the nursery's.
 	sp.settle()
 	defer sp.rebase()
-	for pos, fd := range sp.nursery {
+	for pos, fd := range sp.events.nursery {
 		if fd >= 0 {
 			sp.closeFD(fd)
-			sp.nursery[pos] = -1
+			sp.events.nursery[pos] = -1
 		}
 	}
-	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	sp.events.nurseryCounts = [hwbp.Slots]uint64{}
 	for _, tid := range inherited {
-		delete(sp.own, tid)
+		delete(sp.events.own, tid)
 		b.openOwn(sp, tid)
 	}
-	sp.nurseryTID = nursery
-	if err := sp.openSet(&sp.nursery, nursery, true); err != nil {
+	sp.events.nurseryTID = nursery
+	if err := sp.openSet(&sp.events.nursery, nursery, true); err != nil {
 		b.warn(fmt.Errorf("opening the events of stub thread creator %d: %w", nursery, err))
 	}
 	return true
@@ -241,14 +274,14 @@ func (b *Backend) openOwn(sp *space, tid int32) {
 	err := sp.openSet(fds, tid, false)
 	switch {
 	case err == nil:
-		sp.own[tid] = fds
-		sp.ownCounts[tid] = new([hwbp.Slots]uint64)
+		sp.events.own[tid] = fds
+		sp.events.ownCounts[tid] = new([hwbp.Slots]uint64)
 	case errors.Is(err, unix.ENOSPC) && fds[0] == -1:
-		sp.own[tid] = nil
+		sp.events.own[tid] = nil
 	default:
 		b.warn(fmt.Errorf("opening the events of stub thread %d: %w", tid, err))
-		sp.own[tid] = fds // what could be opened
-		sp.ownCounts[tid] = new([hwbp.Slots]uint64)
+		sp.events.own[tid] = fds // what could be opened
+		sp.events.ownCounts[tid] = new([hwbp.Slots]uint64)
 	}
 }
 
@@ -259,18 +292,18 @@ func (b *Backend) openOwn(sp *space, tid int32) {
 // +checklocks:sp.mu
 func (sp *space) openSet(fds *[hwbp.Slots]int, tid int32, inherit bool) error {
 	for pos := range fds {
-		e := sp.armed[pos]
-		if !sp.used[pos] {
+		e := sp.placement.armed[pos]
+		if !sp.placement.used[pos] {
 			e = entry{rw: 1} // any valid breakpoint: it stays disabled
 		}
-		a := e.attr(pos, inherit, sp.counting[pos])
+		a := e.attr(pos, inherit, sp.count.positions[pos])
 		fd, err := sp.openFD(&a, tid)
 		if err != nil {
 			return err
 		}
 		fds[pos] = fd
-		if sp.used[pos] {
-			if err := sp.host.enable(fd, true); err != nil {
+		if sp.placement.used[pos] {
+			if err := sp.env.host.enable(fd, true); err != nil {
 				return err
 			}
 		}
@@ -283,10 +316,10 @@ func (sp *space) openSet(fds *[hwbp.Slots]int, tid int32, inherit bool) error {
 //
 // +checklocks:sp.mu
 func (sp *space) forEachFD(pos int, f func(fd int, inherit bool)) {
-	if sp.nursery[pos] >= 0 {
-		f(sp.nursery[pos], true)
+	if sp.events.nursery[pos] >= 0 {
+		f(sp.events.nursery[pos], true)
 	}
-	for _, fds := range sp.own {
+	for _, fds := range sp.events.own {
 		if fds != nil && fds[pos] >= 0 {
 			f(fds[pos], false)
 		}
@@ -300,14 +333,14 @@ func (sp *space) forEachFD(pos int, f func(fd int, inherit bool)) {
 // +checklocks:sp.mu
 func (sp *space) closeFDs() {
 	sp.settle()
-	for pos := range sp.nursery {
+	for pos := range sp.events.nursery {
 		// forEachFD calls this before it returns, with sp.mu still
 		// held; checklocks cannot tell.
 		sp.forEachFD(pos, func(fd int, _ bool) { sp.closeFD(fd) }) // +checklocksignore
 	}
-	clear(sp.own)
-	clear(sp.ownCounts)
-	sp.nurseryCounts = [hwbp.Slots]uint64{}
+	clear(sp.events.own)
+	clear(sp.events.ownCounts)
+	sp.events.nurseryCounts = [hwbp.Slots]uint64{}
 }
 
 // closeAll closes every event of sp; closing the nursery's removes the
@@ -315,19 +348,19 @@ func (sp *space) closeFDs() {
 //
 // +checklocks:sp.mu
 func (sp *space) closeAll() {
-	if !sp.open {
+	if !sp.events.open {
 		return
 	}
 	sp.closeFDs()
-	sp.used = [hwbp.Slots]bool{}
-	sp.counting = [hwbp.Slots]bool{}
-	sp.countBase = [hwbp.Slots]uint64{}
-	if sp.counted != nil {
-		sp.counters.CompareAndDelete(sp.counted, sp)
-		sp.counted, sp.countImg = nil, hwbp.Image{}
+	sp.placement.used = [hwbp.Slots]bool{}
+	sp.count.positions = [hwbp.Slots]bool{}
+	sp.count.base = [hwbp.Slots]uint64{}
+	if sp.count.task != nil {
+		sp.env.counters.CompareAndDelete(sp.count.task, sp)
+		sp.count.task, sp.count.img = nil, hwbp.Image{}
 	}
-	sp.open = false
-	sp.r.Unretain()
+	sp.events.open = false
+	sp.env.r.Unretain()
 	sp.report(false)
 }
 
@@ -343,9 +376,9 @@ func (b *Backend) warn(err error) {
 //
 // +checklocks:sp.mu
 func (sp *space) openFD(a *unix.PerfEventAttr, tid int32) (int, error) {
-	fd, err := sp.host.open(a, tid)
+	fd, err := sp.env.host.open(a, tid)
 	if err == nil {
-		sp.fds.Add(1)
+		sp.env.fds.Add(1)
 	}
 	return fd, err
 }
@@ -354,6 +387,6 @@ func (sp *space) openFD(a *unix.PerfEventAttr, tid int32) (int, error) {
 //
 // +checklocks:sp.mu
 func (sp *space) closeFD(fd int) {
-	sp.host.close(fd)
-	sp.fds.Add(-1)
+	sp.env.host.close(fd)
+	sp.env.fds.Add(-1)
 }

@@ -117,7 +117,7 @@ func TestHostRefusals(t *testing.T) {
 			b, sp, k := backendWithMember(t, h)
 			sp.mu.Lock()
 			b.apply(sp, threads(10, 11, 12), false)
-			open := sp.open
+			open := sp.events.open
 			sp.mu.Unlock()
 			if !open {
 				t.Fatal("the space's events are not open")
@@ -178,18 +178,18 @@ func TestIdleEventsAreBounded(t *testing.T) {
 	}
 	sp0 := spaces[0]
 	sp0.mu.Lock()
-	if !sp0.open {
+	if !sp0.events.open {
 		t.Error("the space whose task runs was closed")
 	}
 	sp0.mu.Unlock()
 	sp1 := spaces[1]
 	sp1.mu.Lock()
-	if sp1.open || !sp1.evicted {
-		t.Errorf("the least recently run idle space: open %v, evicted %v", sp1.open, sp1.evicted)
+	if sp1.events.open || !sp1.events.evicted {
+		t.Errorf("the least recently run idle space: open %v, evicted %v", sp1.events.open, sp1.events.evicted)
 	}
 	b.apply(sp1, threads(2000), false)
-	if !sp1.open || sp1.evicted {
-		t.Errorf("after its next apply: open %v, evicted %v", sp1.open, sp1.evicted)
+	if !sp1.events.open || sp1.events.evicted {
+		t.Errorf("after its next apply: open %v, evicted %v", sp1.events.open, sp1.events.evicted)
 	}
 	sp1.mu.Unlock()
 	if got := b.opened.Load(); got != openLimit {

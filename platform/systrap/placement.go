@@ -10,6 +10,26 @@ import (
 // This file: which host debug register position carries which breakpoint
 // of a stub process (pure logic, no host calls).
 
+// placement is which entry each of a space's host debug register positions
+// holds.
+type placement struct {
+	// armed is the entry that the events at each position hold, valid
+	// where used is set.
+	armed [hwbp.Slots]entry
+	used  [hwbp.Slots]bool
+
+	// dropped is how many distinct breakpoints did not fit.
+	dropped int
+
+	// limit is the end of the application's address space: no entry is
+	// at or above it (hwbp.Image.Below).
+	limit uint64
+
+	// all and running are want's buffers: the distinct entries of every
+	// member and of the members that run now.
+	all, running []entry
+}
+
 // want returns the distinct entries of sp's members by position (place),
 // those of the members that run now first. It runs at every Switch of a
 // task of a process with events, so it reuses sp's buffers rather than
@@ -17,13 +37,13 @@ import (
 //
 // +checklocks:sp.mu
 func (sp *space) want() (want [hwbp.Slots]entry, use [hwbp.Slots]bool, dropped int) {
-	sp.all = sp.entries(sp.all[:0], false)
-	running := sp.all
-	if len(sp.all) > hwbp.Slots {
-		sp.running_ = sp.entries(sp.running_[:0], true)
-		running = sp.running_
+	sp.placement.all = sp.entries(sp.placement.all[:0], false)
+	running := sp.placement.all
+	if len(sp.placement.all) > hwbp.Slots {
+		sp.placement.running = sp.entries(sp.placement.running[:0], true)
+		running = sp.placement.running
 	}
-	return place(sp.armed, sp.used, sp.all, running)
+	return place(sp.placement.armed, sp.placement.used, sp.placement.all, running)
 }
 
 // place returns the entries that the host's debug register positions must
@@ -85,7 +105,7 @@ func place(armed [hwbp.Slots]entry, used [hwbp.Slots]bool, all, running []entry)
 func (sp *space) entries(dst []entry, running bool) []entry {
 	for _, m := range sp.members {
 		if !running || m.running {
-			dst = appendDistinct(dst, m.img, sp.maxUser)
+			dst = appendDistinct(dst, m.img, sp.placement.limit)
 		}
 	}
 	sortEntries(dst)

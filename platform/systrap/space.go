@@ -15,34 +15,13 @@ import (
 // members), kept up to date as tasks run, change, leave and exit.
 
 // space is one stub process's breakpoints and the host events that arm them.
+// Its state is in parts, each kept by one file and all guarded by mu: which
+// tasks are members and run (here), where their breakpoints are placed
+// (placement.go), the host events that hold them (events.go), and which of
+// those count hits rather than signal each (count.go).
 type space struct {
-	// r, opened and maxUser are immutable. They are only used under mu,
-	// which checklocks' lock inference would take for a guard.
-
-	// r is retained while the space's events are open.
-	r *hwbp.Registry // +checklocksignore
-
-	// opened counts the spaces of the back end whose events are open.
-	opened *atomic.Int64 // +checklocksignore
-
-	// events is the back end's events hook.
-	events func(opened bool, processes, fds int64) // +checklocksignore
-
-	// host opens, changes and closes the events.
-	host perfHost // +checklocksignore
-
-	// fds counts the back end's open event fds.
-	fds *atomic.Int64 // +checklocksignore
-
-	// live is the back end's set of spaces whose events are open.
-	live *liveSpaces // +checklocksignore
-
-	// counters is the back end's map of counted tasks to their space
-	// (Backend.counters).
-	counters *sync.Map // +checklocksignore
-
-	// maxUser is the end of the application's address space.
-	maxUser uint64 // +checklocksignore
+	// env is the back end's: immutable, and safe for concurrent use.
+	env *env
 
 	mu sync.Mutex
 
@@ -51,14 +30,6 @@ type space struct {
 	//
 	// +checklocks:mu
 	members map[*kernel.Task]member
-
-	// armed is the entry that the events at each position hold, valid
-	// where used is set.
-	//
-	// +checklocks:mu
-	armed [hwbp.Slots]entry
-	// +checklocks:mu
-	used [hwbp.Slots]bool
 
 	// running counts the tasks between arm and the end of their trap
 	// handling: while none is, no event can fire unseen, and the events
@@ -73,74 +44,18 @@ type space struct {
 	// +checklocks:mu
 	epoch uint64
 
-	// dropped is how many distinct breakpoints did not fit.
-	//
-	// +checklocks:mu
-	dropped int
-
-	// open is whether the events exist.
-	//
-	// +checklocks:mu
-	open bool
-
-	// evicted is set when the events were closed to bound the host fds
-	// (Backend.evict) while the space still had members: the next arm
-	// reopens them.
-	//
-	// +checklocks:mu
-	evicted bool
-
-	// tids is the buffer of stubThreads, all and running_ those of want.
-	//
-	// +checklocks:mu
-	tids []int32
-	// +checklocks:mu
-	all []entry
-	// +checklocks:mu
-	running_ []entry
-
 	// lastArm is the back end's clock at the last arm of one of the
 	// space's tasks: evict closes the events of the least recent first.
 	lastArm atomic.Uint64
 
-	// nursery are the events, by position, on the thread that clones new
-	// stub threads, nurseryTID; they are inherited by those threads.
-	//
 	// +checklocks:mu
-	nursery [hwbp.Slots]int
-	// +checklocks:mu
-	nurseryTID int32
+	placement placement
 
-	// counting marks the positions whose events count hits rather than
-	// signal each (see count.go); countBase is the sum of their counts
-	// as last read; counted is the member whose hits they are, and
-	// countImg its image as they were armed from it.
-	//
 	// +checklocks:mu
-	counting [hwbp.Slots]bool
-	// +checklocks:mu
-	countBase [hwbp.Slots]uint64
-	// +checklocks:mu
-	counted *hwbp.Task
-	// +checklocks:mu
-	countImg hwbp.Image
+	events hostEvents
 
-	// own are the events of each stub thread that existed before nursery
-	// was opened, by host TID; a nil value marks a thread that inherited
-	// nursery's.
-	//
 	// +checklocks:mu
-	own map[int32]*[hwbp.Slots]int
-
-	// ownCounts are the counts of each own thread's events as last read,
-	// and nurseryCounts those of the nursery's events, which sum the
-	// counts of every thread that inherited them: comparing them with new
-	// counts tells which events fired in a trap (see hits).
-	//
-	// +checklocks:mu
-	ownCounts map[int32]*[hwbp.Slots]uint64
-	// +checklocks:mu
-	nurseryCounts [hwbp.Slots]uint64
+	count hostCounting
 }
 
 // member is a task of a space and the image its breakpoints are armed from.
@@ -153,9 +68,9 @@ type member struct {
 }
 
 // arm brings the events of t's stub process up to date with its tasks'
-// breakpoints, t's current ones included, and returns what t runs with.
-func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
-	task := b.tasks.Lookup(t)
+// breakpoints, t's current ones (task, nil if t has no breakpoint state)
+// included, and returns what t runs with.
+func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager) run {
 	p, ok := gvsystrap.CurrentStubProcess(mm)
 	if !ok {
 		return run{}
@@ -218,7 +133,7 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 	// and trap handling, and its virtual DR6 is clean.
 	_, member := sp.members[t]
 	solo := member && len(sp.members) == 1 && sp.running.Load() == 1 && soleUser(mm) && task.VirtualDR6() == hwbp.DR6Reset
-	if changed || sp.open || sp.evicted {
+	if changed || sp.events.open || sp.events.evicted {
 		b.apply(sp, func() (int32, []int32) {
 			// apply calls this before it returns, with sp.mu still
 			// held; checklocks cannot tell.
@@ -234,24 +149,20 @@ func (b *Backend) arm(t *kernel.Task, mm platform.MemoryManager) run {
 //
 // +checklocks:sp.mu
 func (sp *space) stubThreads(mm platform.MemoryManager) (nursery int32, tids []int32) {
-	nursery, sp.tids, _ = gvsystrap.StubThreads(mm, sp.tids[:0])
-	return nursery, sp.tids
+	nursery, sp.events.tids, _ = gvsystrap.StubThreads(mm, sp.events.tids[:0])
+	return nursery, sp.events.tids
 }
 
 // newSpace returns the state of a stub process that has no events yet.
 func (b *Backend) newSpace() *space {
 	return &space{
-		r:         b.tasks.Registry(),
-		opened:    &b.opened,
-		events:    b.events,
-		host:      b.host,
-		fds:       &b.fds,
-		live:      &b.live,
-		counters:  &b.counters,
-		maxUser:   b.maxUser.Load(),
+		env:       &b.env,
 		members:   make(map[*kernel.Task]member),
-		own:       make(map[int32]*[hwbp.Slots]int),
-		ownCounts: make(map[int32]*[hwbp.Slots]uint64),
+		placement: placement{limit: b.Limit()},
+		events: hostEvents{
+			own:       make(map[int32]*[hwbp.Slots]int),
+			ownCounts: make(map[int32]*[hwbp.Slots]uint64),
+		},
 	}
 }
 
@@ -305,7 +216,7 @@ func (b *Backend) pruneLocked() (dead []*space) {
 	return dead
 }
 
-// Refresh implements the plugin's refresher: t's tracer changed t's
+// Refresh implements backend.Backend.Refresh: t's tracer changed t's
 // breakpoints while t is stopped. If t's process carries events for t, they
 // are brought up to date now, so that disarming closes them without waiting
 // for a task of the process to run (meanwhile the registry stays retained
@@ -328,7 +239,8 @@ func (b *Backend) Refresh(t *kernel.Task) {
 	b.apply(sp, nil, false)
 }
 
-// Forget drops t's breakpoints from its stub process, at t's exec or exit.
+// Forget implements backend.Backend.Forget: t's breakpoints leave its stub
+// process, at t's exec or exit.
 func (b *Backend) Forget(t *kernel.Task) {
 	b.mu.Lock()
 	v, _ := b.memberOf.LoadAndDelete(t)
@@ -372,10 +284,10 @@ func (sp *space) report(opened bool) {
 	if opened {
 		d = 1
 	}
-	n := sp.opened.Add(d)
-	sp.live.set(sp, opened)
-	if sp.events != nil {
-		sp.events(opened, n, sp.fds.Load())
+	n := sp.env.opened.Add(d)
+	sp.env.live.set(sp, opened)
+	if sp.env.notify != nil {
+		sp.env.notify(opened, n, sp.env.fds.Load())
 	}
 }
 

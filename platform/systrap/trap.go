@@ -2,34 +2,52 @@ package systrap
 
 import (
 	"gvisor.dev/gvisor/pkg/abi/linux"
-	"gvisor.dev/gvisor/pkg/sentry/arch"
-	"gvisor.dev/gvisor/pkg/sentry/kernel"
 	"gvisor.dev/gvisor/pkg/sentry/platform"
 	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
 
 // This file: which breakpoints a SIGTRAP of a stub thread reports, and
 // whose they are.
 
-// trap turns a TRAP_PERF SIGTRAP of one of the events of r.sp into t's debug
-// trap, given t's platform context inner. It reports whether the trap must
-// stay invisible and the Switch be retried: the hit was on a breakpoint that
-// t does not own.
-func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) (retry bool) {
+// Exception implements backend.Arming.Exception: a single-step (step), an
+// icebp, or a TRAP_PERF of one of the events of r.sp (perfTrap). The host's
+// exc_debug_user already set RF where Linux does.
+func (b *Backend) Exception(rn backend.Run, r run, info *linux.SignalInfo) backend.Exception {
+	switch info.Code {
+	case hwbp.TrapTrace:
+		return r.step(rn.Context)
+	case hwbp.TrapBrkpt:
+		// An icebp (INT1): the host found no reason in DR6. Linux
+		// resets the virtual DR6 for it too.
+		return backend.Exception{Kind: backend.Seen, DR6: hwbp.DR6Reset}
+	case trapPerf:
+		return r.perfTrap(rn.Context, info)
+	}
+	return backend.Exception{}
+}
+
+// perfTrap reads a TRAP_PERF SIGTRAP of one of the events of r.sp, given the
+// task's platform context inner. A hit on a breakpoint that the task does
+// not own stays invisible (Spurious); the guest's SIGTRAP for one it owns
+// carries no perf data (Plain), as Linux's exc_debug_user sends a plain
+// fault siginfo.
+func (r run) perfTrap(inner platform.Context, info *linux.SignalInfo) backend.Exception {
 	data, flags := sigPerfData(info.Fields[:])
 	if data&^0xff != sigDataMagic || data&0xff >= hwbp.Slots {
-		return false // not one of ours: the guest sees it as it is
+		return backend.Exception{} // not one of ours: the guest sees it as it is
 	}
 	sp := r.sp
 	if flags&trapPerfFlagAsync != 0 || sp == nil {
-		return true // not a synchronous report of a hit on t's
+		// Not a synchronous report of a hit on the task's.
+		return backend.Exception{Kind: backend.Spurious}
 	}
 	pos := int(data & 0xff)
 	sp.mu.Lock()
 	hit := sp.hits(inner, r.epoch)
-	e, used := sp.armed[pos], sp.used[pos]
+	e, used := sp.placement.armed[pos], sp.placement.used[pos]
 	dr6 := sp.dr6(&r.img, hit)
 	sp.mu.Unlock()
 	// The signalling event fired even if its count was not readable. It
@@ -39,26 +57,19 @@ func (b *Backend) trap(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 		dr6 |= slotsOf(&r.img, e)
 	}
 	if dr6.Hits() == 0 {
-		return true // another task's breakpoint, or a stale one
+		// Another task's breakpoint, or a stale one.
+		return backend.Exception{Kind: backend.Spurious}
 	}
-	// The host's exc_debug_user already set RF where Linux does.
-	out := b.tasks.Trap(t, &r.img, dr6, uint64(ac.IP()))
-	if !out.Deliver {
-		return true // only events that do not signal the task fired
-	}
-	sig := out.Signal
-	// Linux's exc_debug_user sends a plain fault siginfo: no perf data.
-	info.Fields = [len(info.Fields)]byte{}
-	info.Code = sig.Code
-	info.SetAddr(sig.Addr)
-	return false
+	return backend.Exception{Kind: backend.Debug, DR6: dr6, Image: r.img, Plain: true}
 }
 
-// step handles a single-step trap (TRAP_TRACE) of t. A breakpoint that the
-// same instruction hit shows in DR6 beside BS, as on Linux, where one debug
-// exception reports both; the host's SIGTRAP for the hit is merged into the
-// single-step's, so only the events' counts tell.
-func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.Context64, info *linux.SignalInfo) {
+// step reads a single-step trap (TRAP_TRACE) of the task, given its platform
+// context inner. A breakpoint that the same instruction hit shows in DR6
+// beside BS, as on Linux, where one debug exception reports both; the
+// host's SIGTRAP for the hit is merged into the single-step's, so only the
+// events' counts tell. Without such a hit the host's SIGTRAP is already
+// Linux's (Seen).
+func (r run) step(inner platform.Context) backend.Exception {
 	var dr6 hwbp.DR6
 	if r.sp != nil {
 		r.sp.mu.Lock()
@@ -66,13 +77,9 @@ func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 		r.sp.mu.Unlock()
 	}
 	if dr6.Hits() == 0 {
-		b.tasks.SingleStep(t, uint64(ac.IP()))
-		return
+		return backend.Exception{Kind: backend.Seen, DR6: hwbp.DR6Reset | hwbp.DR6BS}
 	}
-	if out := b.tasks.Trap(t, &r.img, dr6|hwbp.DR6BS, uint64(ac.IP())); out.Deliver {
-		info.Code = out.Signal.Code
-		info.SetAddr(out.Signal.Addr)
-	}
+	return backend.Exception{Kind: backend.Debug, DR6: dr6 | hwbp.DR6BS, Image: r.img}
 }
 
 // hits returns the positions whose events fired in the debug exception that
@@ -89,22 +96,22 @@ func (b *Backend) step(t *kernel.Task, r run, inner platform.Context, ac *arch.C
 //
 // +checklocks:sp.mu
 func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]bool) {
-	if !sp.open {
+	if !sp.events.open {
 		return hit
 	}
 	tid, ok := gvsystrap.ContextStubThread(inner)
 	if !ok {
 		return hit
 	}
-	fds, last := sp.own[tid], sp.ownCounts[tid]
+	fds, last := sp.events.own[tid], sp.events.ownCounts[tid]
 	if fds == nil {
 		inherited := 0
-		for _, f := range sp.own {
+		for _, f := range sp.events.own {
 			if f == nil {
 				inherited++
 			}
 		}
-		if _, known := sp.own[tid]; !known {
+		if _, known := sp.events.own[tid]; !known {
 			// Born after the nursery's events were opened, and
 			// not yet seen by arm.
 			inherited++
@@ -112,14 +119,14 @@ func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]boo
 		if inherited != 1 {
 			return hit
 		}
-		fds, last = &sp.nursery, &sp.nurseryCounts
+		fds, last = &sp.events.nursery, &sp.events.nurseryCounts
 	}
 	alone := epoch == sp.epoch && sp.running.Load() == 1
 	for pos, fd := range fds {
-		if fd < 0 || !sp.used[pos] || sp.counting[pos] {
+		if fd < 0 || !sp.placement.used[pos] || sp.count.positions[pos] {
 			continue // counting positions never signal
 		}
-		n, err := sp.host.count(fd)
+		n, err := sp.env.host.count(fd)
 		if err != nil {
 			continue
 		}
@@ -138,8 +145,8 @@ func (sp *space) hits(inner platform.Context, epoch uint64) (hit [hwbp.Slots]boo
 func (sp *space) dr6(img *hwbp.Image, hit [hwbp.Slots]bool) hwbp.DR6 {
 	dr6 := hwbp.DR6Reset
 	for pos := range hit {
-		if hit[pos] && sp.used[pos] {
-			dr6 |= slotsOf(img, sp.armed[pos])
+		if hit[pos] && sp.placement.used[pos] {
+			dr6 |= slotsOf(img, sp.placement.armed[pos])
 		}
 	}
 	return dr6

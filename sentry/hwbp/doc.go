@@ -9,12 +9,14 @@
 // debug registers in sentry/ptrace, perf_event_open, operator tools)
 // describe breakpoints with perf-like attributes (Attr), register them as
 // Breakpoint events with an OverflowHandler, and share the four slots of
-// each thread. Platform back ends import only this package: they ask a Task
-// for its Image, the DR0-DR3/DR7 values that its enabled events resolve to,
-// load it into whatever debug registers they drive, and report every debug
-// exception of a thread with Tasks.Trap, which applies Linux's rules
-// (virtual DR6 reset, icebp, B bits consumed by events) and dispatches hits
-// to the events' handlers, as perf_bp_event does.
+// each thread. Platform back ends import only the core, this package and
+// its sub-package backend (their contract with gVisor's platforms, and the
+// one Switch that drives them): they ask a Task for its Image, the
+// DR0-DR3/DR7 values that its enabled events resolve to, load it into
+// whatever debug registers they drive, and every debug exception of a
+// thread reaches Tasks.Trap, which applies Linux's rules (virtual DR6
+// reset, icebp, B bits consumed by events) and dispatches hits to the
+// events' handlers, as perf_bp_event does.
 //
 // Invariants:
 //   - A Task never has more events (enabled or not, whichever consumer

@@ -39,19 +39,19 @@ type Outcome struct {
 	Signal  Signal
 	Deliver bool
 
-	// ResumeRF is set when an execution breakpoint fired: the back end
-	// must resume the thread with EFLAGS.RF set, so that the breakpoint,
-	// a fault on the instruction that is about to run, does not fire
-	// again before it runs (Linux's hw_breakpoint_handler sets
-	// X86_EFLAGS_RF). Back ends whose host kernel takes the exception
-	// never see it set for an event of theirs: the host did it.
+	// ResumeRF is set when an execution breakpoint fired: the thread
+	// must resume with EFLAGS.RF set, so that the breakpoint, a fault on
+	// the instruction that is about to run, does not fire again before it
+	// runs (Linux's hw_breakpoint_handler sets X86_EFLAGS_RF). Where a host
+	// kernel took the exception first, it has set RF already; the back
+	// end's loop sets it otherwise (backend.Exception.FromCPU).
 	ResumeRF bool
 }
 
 // Trap delivers a debug exception that thread k took in user mode, with
 // real DR6 dr6 and user RIP ip after the trap, while the back end had img
-// loaded for it, and returns what becomes of k. It is the back ends' single
-// entry point for debug exceptions, Linux's exc_debug_user
+// loaded for it, and returns what becomes of k. It is the single entry point
+// for debug exceptions (backend.Loop calls it for every back end), Linux's exc_debug_user
 // (arch/x86/kernel/traps.c) with hw_breakpoint_handler
 // (arch/x86/kernel/hw_breakpoint.c):
 //
