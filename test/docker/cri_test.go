@@ -293,6 +293,29 @@ func TestCRI(t *testing.T) {
 		return c.runPod(t, p, handler, fmt.Sprintf("hwbp-pod-%d", pods)), logs
 	}
 
+	// kubectl debug's ephemeral container in a pod that does not share
+	// its PID namespace: CRI's NamespaceMode TARGET, the target being the
+	// workload's container.
+	t.Run("target", func(t *testing.T) {
+		tg := target{name: "cri-target", platform: "systrap"}
+		own := p
+		own.Spec.ShareProcessNamespace = false
+		cp, _ := run(t, tg, own)
+		workload := cp.startContainer(t, "workload")
+		config, err := own.containerConfig("gdb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		config["metadata"] = map[string]any{"name": "debugger", "attempt": 0}
+		config["command"] = []string{"sh", "-c", "ls /proc; pidof workload"}
+		sc := config["linux"].(map[string]any)["security_context"].(map[string]any)
+		sc["namespace_options"] = map[string]any{"network": nsNode, "pid": nsTarget, "ipc": nsPod, "target_id": workload}
+		debug := cp.start(t, "debugger", config)
+		status, out := c.wait(t, debug)
+		wi, di := c.inspect(t, workload), c.inspect(t, debug)
+		t.Logf("TARGET: the debugger exited with status %d and printed:\n%s\nworkload pid %v, debugger's namespaces %v", status, out, wi["info"].(map[string]any)["pid"], di["info"].(map[string]any)["runtimeSpec"].(map[string]any)["linux"].(map[string]any)["namespaces"])
+	})
+
 	t.Run("hwbp", func(t *testing.T) {
 		sandbox.RequireHostHits(t)
 		tg := target{name: "cri", platform: "systrap"}
@@ -346,26 +369,4 @@ func TestCRI(t *testing.T) {
 		checkBootLog(t, tg, logs)
 	})
 
-	// kubectl debug's ephemeral container in a pod that does not share
-	// its PID namespace: CRI's NamespaceMode TARGET, the target being the
-	// workload's container.
-	t.Run("target", func(t *testing.T) {
-		tg := target{name: "cri-target", platform: "systrap"}
-		own := p
-		own.Spec.ShareProcessNamespace = false
-		cp, _ := run(t, tg, own)
-		workload := cp.startContainer(t, "workload")
-		config, err := own.containerConfig("gdb")
-		if err != nil {
-			t.Fatal(err)
-		}
-		config["metadata"] = map[string]any{"name": "debugger", "attempt": 0}
-		config["command"] = []string{"sh", "-c", "ls /proc; pidof workload"}
-		sc := config["linux"].(map[string]any)["security_context"].(map[string]any)
-		sc["namespace_options"] = map[string]any{"network": nsNode, "pid": nsTarget, "ipc": nsPod, "target_id": workload}
-		debug := cp.start(t, "debugger", config)
-		status, out := c.wait(t, debug)
-		wi, di := c.inspect(t, workload), c.inspect(t, debug)
-		t.Logf("TARGET: the debugger exited with status %d and printed:\n%s\nworkload pid %v, debugger's namespaces %v", status, out, wi["info"].(map[string]any)["pid"], di["info"].(map[string]any)["runtimeSpec"].(map[string]any)["linux"].(map[string]any)["namespaces"])
-	})
 }

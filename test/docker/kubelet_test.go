@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gvisor-hwbp/hwbp/test/sandbox"
 )
 
 // The Kubernetes objects of docs/deploy.md (testdata/k8s), which TestCRI
@@ -225,5 +228,45 @@ func TestPodTranslation(t *testing.T) {
 	}
 	if _, err := readPod(bad); err == nil || !strings.Contains(err.Error(), `"volumes"`) {
 		t.Errorf("a Pod with volumes, which the test does not translate: %v, want an error naming the field", err)
+	}
+}
+
+// TestDeployDoc checks that docs/deploy.md shows the Kubernetes set-up that
+// TestCRI runs, file by file as they are in testdata/k8s, and the checks
+// that TestCRI makes, and that README points to it.
+func TestDeployDoc(t *testing.T) {
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ file, lang string }{
+		{"containerd-runsc-hwbp.toml", "toml"},
+		{"runsc-hwbp.toml", "toml"},
+		{"runtimeclass.json", "json"},
+		{"pod.json", "json"},
+	} {
+		data, err := os.ReadFile(filepath.Join(k8sDir, f.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if block := "```" + f.lang + "\n" + string(data) + "```\n"; !strings.Contains(string(doc), block) {
+			t.Errorf("docs/deploy.md does not show %s/%s as it is, in a ```%s block:\n%s", k8sDir, f.file, f.lang, data)
+		}
+	}
+	for _, check := range []string{"```\n" + oldNew + "```\n", "wrote counter 1000 times", `hwbp = "false"`, "exited normally]"} {
+		if !strings.Contains(string(doc), check) {
+			t.Errorf("docs/deploy.md does not show TestCRI's check %q", check)
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "(docs/deploy.md)") {
+		t.Errorf("README does not link docs/deploy.md")
 	}
 }
