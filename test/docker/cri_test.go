@@ -232,7 +232,9 @@ var inferiorExited = regexp.MustCompile(`\[Inferior 1 \(process \d+\) exited nor
 // import, and the Pod of testdata/k8s with its RuntimeClass, translated to
 // CRI's configurations as the kubelet would (kubelet_test.go): host
 // networking (no CNI), a workload container and a gdb container sharing
-// the pod's PID namespace.
+// the pod's PID namespace; then the gdb container as kubectl debug's
+// ephemeral container (PID namespace mode TARGET) in the pod without a
+// shared namespace, and the pod with hwbp off.
 func TestCRI(t *testing.T) {
 	sandbox.RequireRoot(t)
 	containerd, ctrPath := containerd17(t)
@@ -295,25 +297,53 @@ func TestCRI(t *testing.T) {
 
 	// kubectl debug's ephemeral container in a pod that does not share
 	// its PID namespace: CRI's NamespaceMode TARGET, the target being the
-	// workload's container.
+	// workload's container, with the gdb container's command. CRI names
+	// the namespace /proc/PID/ns/pid of the target's PID, which gVisor's
+	// shim reports as the sandbox's for every container; runsc takes a
+	// path of the sandbox's PID for the sandbox's root namespace
+	// (runsc/sandbox: fixPidns), where the pause process is PID 1 and
+	// every container's process is seen, not for the target's own. So
+	// gdb -p works, from a namespace above the target's, as
+	// docs/deploy.md says. A peer container of the pod in a namespace of
+	// its own (CONTAINER, the kubelet's mode without
+	// shareProcessNamespace) does not see the workload.
 	t.Run("target", func(t *testing.T) {
+		sandbox.RequireHostHits(t)
 		tg := target{name: "cri-target", platform: "systrap"}
 		own := p
 		own.Spec.ShareProcessNamespace = false
-		cp, _ := run(t, tg, own)
+		cp, logs := run(t, tg, own)
 		workload := cp.startContainer(t, "workload")
 		config, err := own.containerConfig("gdb")
 		if err != nil {
 			t.Fatal(err)
 		}
+		command := config["command"].([]string)
+		config["metadata"] = map[string]any{"name": "peer", "attempt": 0}
+		config["log_path"] = "peer/0.log"
+		config["command"] = []string{"sh", "-c", "pidof workload"}
+		status, out := c.wait(t, cp.start(t, "peer", config))
+		if status == 0 {
+			t.Errorf("a container in a PID namespace of its own found the workload's process (pidof workload: %s)", out)
+		}
+
 		config["metadata"] = map[string]any{"name": "debugger", "attempt": 0}
-		config["command"] = []string{"sh", "-c", "ls /proc; pidof workload"}
+		config["log_path"] = "debugger/0.log"
+		config["command"] = []string{"sh", "-c", "cat /proc/1/comm; " + command[len(command)-1]}
 		sc := config["linux"].(map[string]any)["security_context"].(map[string]any)
 		sc["namespace_options"] = map[string]any{"network": nsNode, "pid": nsTarget, "ipc": nsPod, "target_id": workload}
-		debug := cp.start(t, "debugger", config)
-		status, out := c.wait(t, debug)
-		wi, di := c.inspect(t, workload), c.inspect(t, debug)
-		t.Logf("TARGET: the debugger exited with status %d and printed:\n%s\nworkload pid %v, debugger's namespaces %v", status, out, wi["info"].(map[string]any)["pid"], di["info"].(map[string]any)["runtimeSpec"].(map[string]any)["linux"].(map[string]any)["namespaces"])
+		status, out = c.wait(t, cp.start(t, "debugger", config))
+		if !strings.HasPrefix(out, "pause\n") {
+			t.Errorf("the TARGET container's PID 1 is not the pod's pause process, as docs/deploy.md says it is:\n%s", out)
+		}
+		if status != 0 || !strings.Contains(out, oldNew) {
+			t.Errorf("the TARGET container exited with status %d; want 0 and a stop of the watchpoint with\n%s--- it printed\n%s", status, oldNew, out)
+		}
+		status, out = c.wait(t, workload)
+		if status != 0 || !strings.Contains(out, "wrote counter 1000 times") {
+			t.Errorf("the workload exited with status %d after gdb detached; want 0 and all its writes done\n--- it printed\n%s", status, out)
+		}
+		checkBootLog(t, tg, logs)
 	})
 
 	t.Run("hwbp", func(t *testing.T) {
