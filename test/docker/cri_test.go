@@ -36,11 +36,11 @@ func crictlBin(t *testing.T) string {
 
 // criConfig returns the configuration of containerd's CRI plugin: the
 // test's (the local pause image; the native snapshotter, since the test
-// VM's root, an overlay, cannot hold overlayfs's upper folders; CNI's
-// folders in the daemon's, unused with host networking; runsc-hwbp as the
-// default runtime, since containerd's default, runc, is not configured) and then the
-// runtime handler of docs/deploy.md (k8sDir), with its shim configuration
-// at shimConfig.
+// VM's root is an overlay, on which overlayfs refuses its upper folders;
+// CNI's folders in the daemon's, unused with host networking; runsc-hwbp
+// as the default runtime, since containerd's default, runc, is not
+// configured) and then the runtime handler of docs/deploy.md (k8sDir),
+// with its shim configuration at shimConfig.
 func criConfig(t *testing.T, d *daemon, shimConfig string) string {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join(k8sDir, "containerd-runsc-hwbp.toml"))
@@ -398,5 +398,4 @@ func TestCRI(t *testing.T) {
 		}
 		checkBootLog(t, tg, logs)
 	})
-
 }
