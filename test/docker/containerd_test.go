@@ -207,6 +207,45 @@ root = %q
 	}
 }
 
+// containerd17 returns the paths of containerd and ctr (containerdBins),
+// and skips t, saying so, if that containerd is older than 1.7.
+//
+// The shim answers containerd's "start" with its bootstrap parameters as a
+// JSON object (BootstrapParams, which containerd reads since 1.7:
+// containerd PR 8052); containerd 1.6 (Debian 12's) takes the whole reply
+// for a socket address and fails ("dial unix {"version":2,...}: connect:
+// invalid argument", seen here with 1.6.20). The project's build is recent
+// enough; one that HWBP_CONTAINERD names may not be.
+func containerd17(t *testing.T) (containerd, ctr string) {
+	t.Helper()
+	bins := containerdBins(t)
+	containerd, ctr = filepath.Join(bins, "containerd"), filepath.Join(bins, "ctr")
+	out, err := exec.Command(containerd, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", containerd, err)
+	}
+	if f := strings.Fields(string(out)); len(f) < 3 || !atLeast(f[2], 1, 7) {
+		t.Skipf("gVisor's shim (go.mod's gVisor) needs containerd 1.7 or later, which understands its bootstrap reply; this is %s (%s)", strings.TrimSpace(string(out)), containerd)
+	}
+	return containerd, ctr
+}
+
+// requireSysResource skips t to the test VM where root lacks
+// CAP_SYS_RESOURCE. gVisor's shim gives itself an OOM score adjustment of
+// -999, which needs it, and fails to start without it
+// (pkg/shim/v1/manager.go; Linux refuses with EACCES, fs/proc/base.c
+// __set_oom_adj, and containerd's SetOOMScore forgives that only to
+// unprivileged users and user namespaces). Root in some containers and
+// sandboxes lacks it, this project's machines among them, where the whole
+// test runs in the test VM, whose root has it, with the containerd and shim
+// that the host pass built.
+func requireSysResource(t *testing.T) {
+	t.Helper()
+	if !hasCapability(t, unix.CAP_SYS_RESOURCE) {
+		sandbox.SkipToVM(t, "root here lacks CAP_SYS_RESOURCE, without which gVisor's shim refuses to start (it sets its oom_score_adj to -999)")
+	}
+}
+
 // TestContainerd runs the sessions of TestDocker in containers that a
 // private containerd (the project's build of containerd 1.7,
 // containerd.sh) runs with gVisor's shim (built from the gVisor version in
@@ -215,39 +254,13 @@ root = %q
 // of the same files as TestDocker's image.
 func TestContainerd(t *testing.T) {
 	sandbox.RequireRoot(t)
-	bins := containerdBins(t)
-	containerd, ctrPath := filepath.Join(bins, "containerd"), filepath.Join(bins, "ctr")
-	// The shim answers containerd's "start" with its bootstrap
-	// parameters as a JSON object (BootstrapParams, which containerd
-	// reads since 1.7: containerd PR 8052); containerd 1.6 (Debian 12's)
-	// takes the whole reply for a socket address and fails ("dial unix
-	// {"version":2,...}: connect: invalid argument", seen here with
-	// 1.6.20). The project's build is recent enough; one that
-	// HWBP_CONTAINERD names may not be.
-	out, err := exec.Command(containerd, "--version").Output()
-	if err != nil {
-		t.Fatalf("%s --version: %v", containerd, err)
-	}
-	if f := strings.Fields(string(out)); len(f) < 3 || !atLeast(f[2], 1, 7) {
-		t.Skipf("gVisor's shim (go.mod's gVisor) needs containerd 1.7 or later, which understands its bootstrap reply; this is %s (%s)", strings.TrimSpace(string(out)), containerd)
-	}
+	containerd, ctrPath := containerd17(t)
 	runsc := sandbox.Runsc(t)
 	p := buildPrograms(t)
 	shim := buildShim(t, runsc)
-	// gVisor's shim gives itself an OOM score adjustment of -999, which
-	// needs CAP_SYS_RESOURCE, and fails to start without it
-	// (pkg/shim/v1/manager.go; Linux refuses with EACCES, fs/proc/base.c
-	// __set_oom_adj, and containerd's SetOOMScore forgives that
-	// only to unprivileged users and user namespaces). Root in some
-	// containers and sandboxes lacks it, this project's machines among
-	// them, where the whole test (its register part too) runs in the
-	// test VM, whose root has it, with the containerd and shim built
-	// above.
-	if !hasCapability(t, unix.CAP_SYS_RESOURCE) {
-		sandbox.SkipToVM(t, "root here lacks CAP_SYS_RESOURCE, without which gVisor's shim refuses to start (it sets its oom_score_adj to -999)")
-	}
+	requireSysResource(t)
 	d := newDaemon(t)
-	d.startContainerd(containerd, filepath.Dir(shim))
+	d.startContainerd(containerd, filepath.Dir(shim), "")
 	c := &ctr{daemon: d, ctr: ctrPath, rootfs: filepath.Join(d.dir, "rootfs"), configs: map[string]string{}}
 	if err := os.MkdirAll(c.rootfs, 0o755); err != nil {
 		t.Fatal(err)

@@ -175,21 +175,25 @@ func (d *daemon) containerdSocket() string {
 // startContainerd starts a private containerd, with the folder shims first
 // on its PATH if not "". dockerd would use a containerd already running at
 // /run/containerd/containerd.sock rather than start its own, so the test
-// starts one for it too.
-func (d *daemon) startContainerd(containerd, shims string) {
+// starts one for it too. cri is the configuration of containerd's CRI
+// plugin, appended to containerd's; with none, the plugin is disabled.
+func (d *daemon) startContainerd(containerd, shims, cri string) {
 	d.t.Helper()
 	sock := d.containerdSocket()
-	// The CRI plugin is not needed, and the "opt" plugin would create
-	// /opt/containerd.
+	// The "opt" plugin would create /opt/containerd.
+	disabled := `"io.containerd.internal.v1.opt"`
+	if cri == "" {
+		disabled += `, "io.containerd.grpc.v1.cri"`
+	}
 	conf := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"]
+disabled_plugins = [%s]
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(d.dir, "containerd", "root"), filepath.Join(d.dir, "containerd", "state"), sock, sock+".ttrpc")
+`, filepath.Join(d.dir, "containerd", "root"), filepath.Join(d.dir, "containerd", "state"), disabled, sock, sock+".ttrpc") + cri
 	confPath := filepath.Join(d.dir, "containerd", "config.toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		d.t.Fatal(err)
@@ -209,7 +213,7 @@ func startDocker(t *testing.T, runsc string) *daemon {
 	bins := lookPaths(t, "docker.io", "dockerd", "containerd", "containerd-shim-runc-v2", "docker")
 	d := newDaemon(t)
 	d.client = bins["docker"]
-	d.startContainerd(bins["containerd"], "")
+	d.startContainerd(bins["containerd"], "", "")
 
 	// dockerd, with runsc registered as in README and the debug logs of
 	// each runtime in a folder of its own, to tell which runtime and
