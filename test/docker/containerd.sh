@@ -24,38 +24,7 @@ set -euo pipefail
 
 version=v1.7.35
 module=github.com/containerd/containerd
-cache=${HWBP_CONTAINERD_CACHE:-/var/cache/hwbp-containerd}
-dir=$cache/$version
-
-built() { [ -x "$dir/containerd" ] && [ -x "$dir/ctr" ]; }
-
-if built; then
-	echo "$dir"
-	exit 0
-fi
-mkdir -p "$cache"
-# One build at a time on the machine; a waiter finds the result in place.
-exec 9>"$cache/lock"
-flock 9
-if built; then
-	echo "$dir"
-	exit 0
-fi
-
-go=${GO:-go}
-tmp=$(mktemp -d "$cache/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-echo "containerd: building containerd and ctr $version into $dir (once per machine)" >&2
-# Outside any module, so that no go.mod or go.work of the caller applies.
-src=$(cd / && GOFLAGS= GOWORK=off "$go" mod download -json "$module@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-[ -n "$src" ] || { echo "containerd: go mod download $module@$version named no directory" >&2; exit 1; }
-(cd "$src" && GOFLAGS=-mod=readonly GOWORK=off CGO_ENABLED=0 nice -n 10 "$go" build -trimpath \
-	-tags "urfave_cli_no_docs no_btrfs osusergo netgo static_build" \
-	-ldflags "-X $module/version.Version=$version -s -w" \
-	-o "$tmp/" ./cmd/containerd ./cmd/ctr)
-chmod 0755 "$tmp"
-# A half-made folder of an interrupted build goes.
-rm -rf "$dir"
-mv "$tmp" "$dir"
-trap - EXIT
-echo "$dir"
+. "$(dirname "$0")/buildonce.sh"
+build_once containerd "$module" "$version" "${HWBP_CONTAINERD_CACHE:-/var/cache/hwbp-containerd}" \
+	"containerd ctr" "-X $module/version.Version=$version" \
+	"urfave_cli_no_docs no_btrfs osusergo netgo static_build" ./cmd/containerd ./cmd/ctr

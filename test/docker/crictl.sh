@@ -16,37 +16,6 @@ set -euo pipefail
 
 version=v1.34.0
 module=sigs.k8s.io/cri-tools
-cache=${HWBP_CRICTL_CACHE:-/var/cache/hwbp-crictl}
-dir=$cache/$version
-
-built() { [ -x "$dir/crictl" ]; }
-
-if built; then
-	echo "$dir"
-	exit 0
-fi
-mkdir -p "$cache"
-# One build at a time on the machine; a waiter finds the result in place.
-exec 9>"$cache/lock"
-flock 9
-if built; then
-	echo "$dir"
-	exit 0
-fi
-
-go=${GO:-go}
-tmp=$(mktemp -d "$cache/.build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-echo "crictl: building crictl $version into $dir (once per machine)" >&2
-# Outside any module, so that no go.mod or go.work of the caller applies.
-src=$(cd / && GOFLAGS= GOWORK=off "$go" mod download -json "$module@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-[ -n "$src" ] || { echo "crictl: go mod download $module@$version named no directory" >&2; exit 1; }
-(cd "$src" && GOFLAGS=-mod=readonly GOWORK=off CGO_ENABLED=0 nice -n 10 "$go" build -trimpath \
-	-ldflags "-X $module/pkg/version.Version=$version -s -w" \
-	-o "$tmp/" ./cmd/crictl)
-chmod 0755 "$tmp"
-# A half-made folder of an interrupted build goes.
-rm -rf "$dir"
-mv "$tmp" "$dir"
-trap - EXIT
-echo "$dir"
+. "$(dirname "$0")/buildonce.sh"
+build_once crictl "$module" "$version" "${HWBP_CRICTL_CACHE:-/var/cache/hwbp-crictl}" \
+	crictl "-X $module/pkg/version.Version=$version" "" ./cmd/crictl

@@ -18,7 +18,6 @@
 package docker
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -584,51 +583,11 @@ func buildPrograms(t *testing.T) programs {
 // works.
 func (p programs) rootfs(t *testing.T) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	header := func(h *tar.Header) {
-		h.Uid, h.Gid, h.Format = 0, 0, tar.FormatPAX
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dirs := []string{"dev", "etc", "hwbp", "proc", "root", "sys", "tmp", "usr"}
-	for d := filepath.Dir(p.src); d != "/"; d = filepath.Dir(d) {
-		dirs = append(dirs, d[1:])
-	}
-	slices.Sort(dirs)
-	for _, dir := range slices.Compact(dirs) {
-		mode := int64(0o755)
-		if dir == "tmp" {
-			mode = 0o1777
-		}
-		header(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: mode})
-	}
-	for _, l := range []string{"bin", "lib", "lib64", "sbin"} {
-		header(&tar.Header{Typeflag: tar.TypeSymlink, Name: l, Linkname: "usr/" + l, Mode: 0o777})
-	}
-	files := []struct {
-		name, src string
-		mode      int64
-	}{
-		{"hwbp/dockerwatch", p.watch, 0o755},
-		{"hwbp/writes", p.writes, 0o755},
-		{p.src[1:], p.src, 0o644},
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f.src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		header(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(data))})
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return layer(t, append(baseEntries(),
+		entry{name: "hwbp/dockerwatch", src: p.watch, mode: 0o755},
+		entry{name: "hwbp/writes", src: p.writes, mode: 0o755},
+		entry{name: p.src, src: p.src, mode: 0o644},
+	))
 }
 
 // hostRun runs a program on the host and returns its standard output,
