@@ -16,6 +16,17 @@
 // the ptrace and systrap back ends with the host's debug registers. Like every back end
 // it knows only the core (sentry/hwbp), not who registered the breakpoints.
 //
+// Why in-guest MOV DR rather than KVM_SET_DEBUGREGS or KVM_SET_GUEST_DEBUG:
+// when the sentry switches to user code its thread is already in guest
+// mode, and those ioctls need the vCPU out of it, which would cost a VM
+// exit and a host system call at every switch of a task with breakpoints
+// (and new ioctls in the sentry's seccomp filter), against a register
+// write that KVM stops intercepting after the first one following each VM
+// exit. DR0-DR3 are rewritten only when the vCPU last ran another set (a
+// generation number), so a task that keeps its vCPU pays one MOV DR7 per
+// entry and one per exit, and a sandbox without breakpoints executes no
+// MOV DR at all: ring 0 skips both on a compare of a per-CPU word.
+//
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled in the
 //     sandbox; otherwise the plugin's Switch costs one atomic load more than

@@ -11,7 +11,7 @@
 # version in go.mod) answers containerd's "start" with a JSON
 # BootstrapParams, which containerd reads since 1.7; Debian 12 ships 1.6.
 # 1.7 is also what Debian 13 ships (1.7.24), and reads the configuration
-# (version 2) that README shows.
+# (version 2) that docs/deploy.md shows.
 #
 # The source is containerd's module as the Go module proxy serves it, built
 # with its own go.mod and go.sum (go install PKG@VERSION refuses this module:

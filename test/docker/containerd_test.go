@@ -249,7 +249,7 @@ func requireSysResource(t *testing.T) {
 // TestContainerd runs the sessions of TestDocker in containers that a
 // private containerd (the project's build of containerd 1.7,
 // containerd.sh) runs with gVisor's shim (built from the gVisor version in
-// go.mod), configured as README says to run this repository's runsc on
+// go.mod), configured as docs/deploy.md says to run this repository's runsc on
 // systrap and on ptrace. ctr runs them from a root file system folder made
 // of the same files as TestDocker's image.
 func TestContainerd(t *testing.T) {
@@ -279,7 +279,7 @@ func TestContainerd(t *testing.T) {
 	compare(t, p, targets, c.run)
 
 	// hwbp = "false" in the shim's runsc_config turns hwbp off, as
-	// README's operator section says: the sandbox's sentry has no plugin
+	// docs/deploy.md's "The --hwbp flag" says: the sandbox's sentry has no plugin
 	// (run checks its boot log), and the program sees what runsc
 	// --hwbp=false gives it, not Linux's debug registers.
 	t.Run("hwbp=false", func(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package docker tests this repository's runsc as a Docker runtime, the way
-// README's "Using the built runsc with Docker or containerd" registers it:
+// docs/deploy.md's "Docker" registers it:
 // a private dockerd, with its own containerd, data root, exec root, socket
 // and configuration, runs containers of an image imported from files of the
 // test (no registry is reachable) with runsc as runtime "runsc-hwbp"
@@ -214,7 +214,7 @@ func startDocker(t *testing.T, runsc string) *daemon {
 	d.client = bins["docker"]
 	d.startContainerd(bins["containerd"], "", "")
 
-	// dockerd, with runsc registered as in README and the debug logs of
+	// dockerd, with runsc registered as in docs/deploy.md and the debug logs of
 	// each runtime in a folder of its own, to tell which runtime and
 	// platform ran a container.
 	rts := map[string]any{}
@@ -369,7 +369,7 @@ func (d *daemon) run(t *testing.T, tg target, mounts []string, argv ...string) (
 	t.Helper()
 	logs := d.freshLogs(t, tg.name)
 	args := []string{"run", "--rm", "--pull=never", "--runtime=" + tg.name, "--network=none",
-		// For ptrace, as README says.
+		// For ptrace, as docs/deploy.md says.
 		"--cap-add=SYS_PTRACE"}
 	for _, m := range mounts {
 		args = append(args, "--volume="+m+":"+m+":ro")

@@ -233,8 +233,7 @@ func TestPodTranslation(t *testing.T) {
 
 // TestDeployDoc checks that docs/deploy.md shows the Kubernetes set-up that
 // TestCRI runs, file by file as they are in testdata/k8s, and the checks
-// that TestCRI makes, and that README points to it and shows the same
-// containerd configuration.
+// that TestCRI makes, and that README points to it.
 func TestDeployDoc(t *testing.T) {
 	root, err := sandbox.RepoRoot()
 	if err != nil {
@@ -269,15 +268,5 @@ func TestDeployDoc(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "(docs/deploy.md)") {
 		t.Errorf("README does not link docs/deploy.md")
-	}
-	// README's section on containerd shows the same configuration.
-	for _, f := range []string{"containerd-runsc-hwbp.toml", "runsc-hwbp.toml"} {
-		data, err := os.ReadFile(filepath.Join(k8sDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if block := "```toml\n" + string(data) + "```\n"; !strings.Contains(string(readme), block) {
-			t.Errorf("README does not show %s/%s as it is, in a ```toml block:\n%s", k8sDir, f, data)
-		}
 	}
 }

@@ -31,7 +31,7 @@ var Platforms = []string{"systrap", "ptrace"}
 
 // KVM is gVisor's KVM platform. It runs only in the test VM (RequireKVM):
 // this project's machines have no /dev/kvm, or one backed by PVM, which
-// gVisor's ring 0 cannot use (DESIGN.md section 4).
+// gVisor's ring 0 cannot use (docs/testing.md).
 const KVM = "kvm"
 
 // RequireKVM skips t outside the test VM and, where HWBP_VM_QUEUE names a

@@ -2,7 +2,7 @@
 # Installs what test/vm/run.sh needs and builds its guest kernel and
 # initramfs, once per machine: QEMU 10 (bookworm-backports: bookworm's QEMU
 # 7.2 neither intercepts XSETBV in nested SVM nor arms DR7 for a nested
-# guest, see DESIGN.md section 6), busybox-static for the initramfs, kmod
+# guest, see docs/testing.md), busybox-static for the initramfs, kmod
 # to order the kernel modules, and the kernel of Debian's linux-image-amd64.
 #
 # Everything lands in $HWBP_VM_CACHE (default /var/cache/hwbp-vm), outside

@@ -9,7 +9,7 @@
  * The thread is let run only once the main thread sleeps in pthread_join:
  * on systrap the threads of a process share the host registers of its stub
  * threads, so a thread that starts while the main thread still runs would
- * find them taken (a difference the README names), and whether it does
+ * find them taken (a difference docs/linux-compat.md names), and whether it does
  * would depend on the host's scheduling.
  */
 #define _GNU_SOURCE

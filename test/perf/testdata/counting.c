@@ -277,7 +277,7 @@ int main(void)
 	 * pinned to CPU 0, the thread's writes count for its event on CPU 0
 	 * and not for the one on CPU 1. Only the counts are printed: Linux
 	 * stops the time running of an event while its CPU is not the
-	 * thread's, which the sandbox does not follow (README). */
+	 * thread's, which the sandbox does not follow (docs/linux-compat.md). */
 	if (sysconf(_SC_NPROCESSORS_ONLN) > 1) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
