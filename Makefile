@@ -48,6 +48,8 @@ vet: prepare
 	@# BUILD.bazel files, deps.bzl (from go.mod) and gVisor's patch for Bazel
 	@# are what gazelle and bazel/gvisor-patch.sh generate (make gazelle).
 	GO=$(GO) ./bazel/gazelle.sh check
+	@# README.md at most 200 lines, every link of the docs resolves.
+	./tools/doccheck.sh
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...
