@@ -38,9 +38,7 @@ func TestAttachThenRequest(t *testing.T) {
 			if res.ExitCode != 0 {
 				t.Fatalf("attachwait on %s: exit %d\nstdout:\n%s\nstderr:\n%s\nend of the sentry's log:\n%s", p, res.ExitCode, res.Stdout, res.Stderr, res.LogTail(40))
 			}
-			if res.Stdout != string(want) {
-				t.Errorf("transcript on %s differs from the host kernel's:\n%s", p, diffReport(string(want), res.Stdout, 30))
-			}
+			sandbox.CompareTranscripts(t, "attachwait's transcript on "+p, string(want), res.Stdout)
 		})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -48,41 +47,6 @@ func transcript(t *testing.T, platform, script string) string {
 	return out
 }
 
-// firstDifference returns the index of the first differing line, or -1.
-func firstDifference(a, b []string) int {
-	for i := 0; i < len(a) || i < len(b); i++ {
-		if i >= len(a) || i >= len(b) || a[i] != b[i] {
-			return i
-		}
-	}
-	return -1
-}
-
-// diffReport shows the differing lines of two transcripts (at most max).
-func diffReport(host, got string, max int) string {
-	h, g := strings.Split(host, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < len(h) || i < len(g); i++ {
-		var hl, gl string
-		if i < len(h) {
-			hl = h[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if hl == gl {
-			continue
-		}
-		fmt.Fprintf(&b, "  host:    %s\n  sandbox: %s\n", hl, gl)
-		if shown++; shown == max {
-			b.WriteString("  ...\n")
-			break
-		}
-	}
-	return b.String()
-}
-
 // compare runs script on the host and on platforms and fails t on any
 // difference.
 func compare(t *testing.T, script string, platforms []string) {
@@ -90,9 +54,7 @@ func compare(t *testing.T, script string, platforms []string) {
 	for _, p := range platforms {
 		t.Run(p, func(t *testing.T) {
 			sandbox.RequirePlatform(t, p)
-			if got := transcript(t, p, script); got != host {
-				t.Errorf("%s: transcript differs from the host kernel's:\n%s", filepath.Base(script), diffReport(host, got, 10))
-			}
+			sandbox.CompareTranscripts(t, filepath.Base(script)+"'s transcript", host, transcript(t, p, script))
 		})
 	}
 }
@@ -151,9 +113,7 @@ func TestHandWrittenScriptsOnKVM(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			sandbox.RequireKVM(t)
 			host := transcript(t, "", abs)
-			if got := transcript(t, sandbox.KVM, abs); got != host {
-				t.Errorf("%s: transcript on kvm differs from the kernel's:\n%s", name, diffReport(host, got, 10))
-			}
+			sandbox.CompareTranscripts(t, name+"'s transcript on kvm", host, transcript(t, sandbox.KVM, abs))
 		})
 	}
 }
@@ -295,57 +255,16 @@ func randomOps(seed int64, n int) []string {
 	return ops
 }
 
-// scriptLine returns the script line number a transcript line starts with.
-func scriptLine(line string) int {
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return -1
-	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil {
-		return -1
-	}
-	return n
-}
-
 // differs reports whether ops give different transcripts on the host and
 // on platform, and the index of the first op whose line differs.
 func differs(t *testing.T, platform string, ops []string) (bool, int) {
 	script := writeScript(t, "candidate.dr", ops)
-	h := strings.Split(transcript(t, "", script), "\n")
-	g := strings.Split(transcript(t, platform, script), "\n")
-	i := firstDifference(h, g)
-	if i < 0 {
-		return false, -1
-	}
-	line := -1
-	if i < len(h) {
-		line = scriptLine(h[i])
-	}
-	return true, line - 1
+	step, differ := sandbox.FirstDifferentStep(transcript(t, "", script), transcript(t, platform, script), sandbox.NumberedSteps)
+	return differ, step
 }
 
-// minimize shrinks a failing op sequence: first to the prefix that ends at
-// the first differing op, then by dropping chunks while it still fails, with
-// a bounded number of runs.
-func minimize(t *testing.T, platform string, ops []string, firstBad int) []string {
-	if firstBad >= 0 && firstBad < len(ops) {
-		ops = ops[:firstBad+1]
-	}
-	runs := 0
-	for chunk := len(ops) / 2; chunk >= 1 && runs < 60; chunk /= 2 {
-		for start := 0; start+chunk <= len(ops)-1 && runs < 60; {
-			candidate := append(append([]string{}, ops[:start]...), ops[start+chunk:]...)
-			runs++
-			if bad, _ := differs(t, platform, candidate); bad {
-				ops = candidate
-			} else {
-				start += chunk
-			}
-		}
-	}
-	return ops
-}
+// minimizeBudget bounds the sandbox runs of one minimization.
+const minimizeBudget = 60
 
 // TestRandomSequence runs a seeded random sequence of 20,000 requests. Set
 // HWBP_SEED to run another seed.
@@ -359,14 +278,13 @@ func TestRandomSequence(t *testing.T) {
 			for _, p := range sandbox.Platforms {
 				t.Run(p, func(t *testing.T) {
 					got := transcript(t, p, script)
-					if got == host {
+					first, differ := sandbox.FirstDifferentStep(host, got, sandbox.NumberedSteps)
+					if !differ {
 						return
 					}
-					i := firstDifference(strings.Split(host, "\n"), strings.Split(got, "\n"))
-					first := scriptLine(strings.Split(host, "\n")[min(i, len(strings.Split(host, "\n"))-1)]) - 1
-					small := minimize(t, p, ops, first)
+					small := sandbox.Minimize(ops, first, minimizeBudget, func(c []string) (bool, int) { return differs(t, p, c) })
 					t.Errorf("seed %d: transcript differs from the host kernel's (HWBP_SEED=%d to rerun):\n%s\nminimized failing sequence (%d ops):\n  %s",
-						seed, seed, diffReport(host, got, 5), len(small), strings.Join(small, "\n  "))
+						seed, seed, sandbox.Diff(host, got, 5), len(small), strings.Join(small, "\n  "))
 				})
 			}
 		})
@@ -429,9 +347,10 @@ func compareProgram(t *testing.T, src string) {
 		t.Run(p, func(t *testing.T) {
 			sandbox.RequirePlatform(t, p)
 			res := sandbox.Run(t, p, prog)
-			if res.ExitCode != 0 || res.Stdout != string(want) {
-				t.Fatalf("exit %d; sandbox:\n%s\nhost:\n%s\nstderr:\n%s", res.ExitCode, res.Stdout, want, res.Stderr)
+			if res.ExitCode != 0 {
+				t.Fatalf("%s on %s: exit %d\nstdout:\n%s\nstderr:\n%s", src, p, res.ExitCode, res.Stdout, res.Stderr)
 			}
+			sandbox.CompareTranscripts(t, src+"'s output", string(want), res.Stdout)
 		})
 	}
 }

@@ -364,7 +364,8 @@ func TestCRI(t *testing.T) {
 			// gdb's exit status reflects its last command only.
 			out, errOut, _ := c.command(c.crictl, args...)
 			if got := sandbox.NormalizeGDB(out); got != host {
-				t.Errorf("crictl exec's gdb session differs from the host's.\n--- host\n%s--- container\n%s--- its standard error\n%s", host, got, errOut)
+				sandbox.CompareTranscripts(t, "crictl exec's gdb session", host, got)
+				t.Logf("its standard error:\n%s", errOut)
 			}
 		})
 		debug := cp.startContainer(t, "gdb")

@@ -632,9 +632,7 @@ func compare(t *testing.T, p programs, targets []target, run runFunc) {
 		for _, tg := range targets {
 			t.Run(tg.name, func(t *testing.T) {
 				got, _ := run(t, tg, nil, "/hwbp/dockerwatch", "0")
-				if got != host {
-					t.Errorf("the container's transcript differs from the host kernel's:\n--- host\n%s--- container\n%s", host, got)
-				}
+				sandbox.CompareTranscripts(t, "the container's transcript", host, got)
 			})
 		}
 	})
@@ -663,18 +661,12 @@ func compare(t *testing.T, p programs, targets []target, run runFunc) {
 			t.Run(tg.name, func(t *testing.T) {
 				t.Run("ptrace", func(t *testing.T) {
 					got, _ := run(t, tg, nil, "/hwbp/dockerwatch", strconv.Itoa(hits))
-					if got != host {
-						t.Errorf("the container's transcript differs from the host kernel's:\n--- host\n%s--- container\n%s", host, got)
-					}
+					sandbox.CompareTranscripts(t, "the container's transcript", host, got)
 				})
 				t.Run("gdb", func(t *testing.T) {
 					out, errOut := run(t, tg, []string{"/usr"}, append(gdbArgs, "/hwbp/writes")...)
-					if got := sandbox.NormalizeGDB(out); got != hostGDB {
-						t.Errorf("gdb's output differs from the host's.\n--- host\n%s--- container\n%s", hostGDB, got)
-					}
-					if got := sandbox.NormalizeGDB(errOut); got != hostGDBErr {
-						t.Errorf("gdb's errors differ from the host's.\n--- host\n%s--- container\n%s", hostGDBErr, got)
-					}
+					sandbox.CompareTranscripts(t, "gdb's output", hostGDB, sandbox.NormalizeGDB(out))
+					sandbox.CompareTranscripts(t, "gdb's errors", hostGDBErr, sandbox.NormalizeGDB(errOut))
 				})
 			})
 		}

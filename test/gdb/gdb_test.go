@@ -5,6 +5,7 @@
 package gdb
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -55,11 +56,10 @@ func TestSessions(t *testing.T) {
 					sandbox.RequirePlatform(t, p)
 					res := sandbox.Run(t, p, append([]string{gdb}, args...)...)
 					if got := sandbox.NormalizeGDB(res.Stdout); got != host {
-						t.Errorf("gdb's output differs from the host's.\nhost:\n%s\nsandbox (exit status %d):\n%s\nend of the sentry's log:\n%s", host, res.ExitCode, got, res.LogTail(40))
+						sandbox.CompareTranscripts(t, fmt.Sprintf("gdb's output (exit status %d)", res.ExitCode), host, got)
+						t.Logf("end of the sentry's log:\n%s", res.LogTail(40))
 					}
-					if got, want := sandbox.NormalizeGDB(res.Stderr), sandbox.NormalizeGDB(stderr.String()); got != want {
-						t.Errorf("gdb's errors differ from the host's.\nhost:\n%s\nsandbox:\n%s", want, got)
-					}
+					sandbox.CompareTranscripts(t, "gdb's errors", sandbox.NormalizeGDB(stderr.String()), sandbox.NormalizeGDB(res.Stderr))
 				})
 			}
 		})

@@ -42,16 +42,6 @@ func run(t *testing.T, platform, prog string, args ...string) string {
 	return out
 }
 
-// lines splits a transcript into "name: outcome" pairs, in order.
-func lines(s string) [][2]string {
-	var l [][2]string
-	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
-		name, outcome, _ := strings.Cut(line, ": ")
-		l = append(l, [2]string{name, outcome})
-	}
-	return l
-}
-
 // deliberate is what the sandbox answers, by design, where it differs from
 // the host: event types other than PERF_TYPE_BREAKPOINT keep gVisor's
 // ENODEV (the "type-" cases).
@@ -67,45 +57,33 @@ func deliberate(name string) (string, bool) {
 // another process (a systrap sandbox's stub threads, a debugger) held four
 // when it ran. The sandbox's own tasks are all it answers for.
 func hostBusy(host string) bool {
-	for _, l := range lines(host) {
-		if strings.HasPrefix(l[0], "cpuwide-") && l[1] == "ENOSPC" {
+	for _, line := range strings.Split(host, "\n") {
+		if name, outcome, _ := strings.Cut(line, ": "); strings.HasPrefix(name, "cpuwide-") && outcome == "ENOSPC" {
 			return true
 		}
 	}
 	return false
 }
 
-// differences lists the differences between the host's transcript and
-// got's, except the deliberate ones, which must be exactly what deliberate
-// says.
-func differences(host, got string) []string {
-	h, g := lines(host), lines(got)
-	var d []string
-	if len(h) != len(g) {
-		d = append(d, fmt.Sprintf("transcripts have %d lines on the host, %d in the sandbox", len(h), len(g)))
-	}
-	for i := 0; i < len(h) && i < len(g); i++ {
-		want := h[i]
-		if o, ok := deliberate(want[0]); ok {
-			want[1] = o
+// expected is the host's transcript with the deliberate answers in place
+// of the host's: what the sandbox must print.
+func expected(host string) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(host, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSuffix(line, "\n"), ": ")
+		if o, ok := deliberate(name); ok {
+			line = name + ": " + o + "\n"
 		}
-		if g[i] != want {
-			d = append(d, fmt.Sprintf("line %d: host %q, sandbox %q", i+1, strings.Join(want[:], ": "), strings.Join(g[i][:], ": ")))
-		}
+		b.WriteString(line)
 	}
-	return d
+	return b.String()
 }
 
-// compare fails t on any of differences(host, got).
+// compare fails t when got differs from the host's transcript, but for the
+// deliberate differences.
 func compare(t *testing.T, host, got string) {
 	t.Helper()
-	d := differences(host, got)
-	if len(d) > 20 {
-		d = append(d[:20], "...")
-	}
-	if len(d) > 0 {
-		t.Errorf("transcript differs from the host kernel's:\n%s", strings.Join(d, "\n"))
-	}
+	sandbox.CompareTranscripts(t, "the transcript", expected(host), got)
 }
 
 // compareOn runs prog with args on the host and on each of platforms, and
@@ -325,8 +303,8 @@ func TestDeliberateDifferences(t *testing.T) {
 		{"size-ver7: ok\ntype-software: ok\nend\n", true},
 		{"size-ver7: ok\nend\n", true},
 	} {
-		if got := len(differences(host, tc.got)) != 0; got != tc.differ {
-			t.Errorf("differences(%q) found some: %v, want %v", tc.got, got, tc.differ)
+		if got := expected(host) != tc.got; got != tc.differ {
+			t.Errorf("%q differs from expected(%q): %v, want %v", tc.got, host, got, tc.differ)
 		}
 	}
 	if !hostBusy("cpuwide-x: ENOSPC\nend\n") || hostBusy("cpuwide-x: EACCES\nend\n") {

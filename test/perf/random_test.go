@@ -5,7 +5,6 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -167,94 +166,16 @@ func randomPerfOps(seed int64, n int) []string {
 	return ops
 }
 
-// opIndex returns the index of the op a transcript line reports (its
-// script line number, minus one), or -1.
-func opIndex(line string) int {
-	f, _, _ := strings.Cut(line, " ")
-	n, err := strconv.Atoi(f)
-	if err != nil {
-		return -1
-	}
-	return n - 1
-}
-
-// firstDiff returns the first line at which two transcripts differ and the
-// index of the op that line reports (-1 if none does, e.g. "end"); ok is
-// false if they are equal.
-func firstDiff(host, got string) (line, op int, ok bool) {
-	h, g := strings.Split(host, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(h) || i < len(g); i++ {
-		if i < len(h) && i < len(g) && h[i] == g[i] {
-			continue
-		}
-		op = -1
-		if i < len(h) {
-			op = opIndex(h[i])
-		}
-		if op < 0 && i < len(g) {
-			op = opIndex(g[i])
-		}
-		return i, op, true
-	}
-	return -1, -1, false
-}
-
-// showDiff returns the first max differing lines of two transcripts.
-func showDiff(host, got string, max int) string {
-	h, g := strings.Split(host, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i, shown := 0, 0; (i < len(h) || i < len(g)) && shown < max; i++ {
-		var hl, gl string
-		if i < len(h) {
-			hl = h[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if hl != gl {
-			fmt.Fprintf(&b, "  host:    %s\n  sandbox: %s\n", hl, gl)
-			shown++
-		}
-	}
-	return b.String()
-}
-
 // perfOpsDiffer reports whether ops give different transcripts on the host
 // and on platform, and the index of the op of the first difference.
 func perfOpsDiffer(t *testing.T, platform string, ops []string) (bool, int) {
 	path := writeOps(t, "candidate.pd", ops)
-	_, op, differ := firstDiff(driverTranscript(t, "", path), driverTranscript(t, platform, path))
+	op, differ := sandbox.FirstDifferentStep(driverTranscript(t, "", path), driverTranscript(t, platform, path), sandbox.NumberedSteps)
 	return differ, op
 }
 
 // minimizeBudget bounds the sandbox runs of one minimization.
 const minimizeBudget = 80
-
-// minimizePerfOps shrinks a failing sequence: to the prefix that ends at
-// the first differing op, then by dropping chunks of halving size while the
-// rest still differs, within minimizeBudget runs. The last op, which shows
-// the difference, always stays.
-func minimizePerfOps(t *testing.T, ops []string, differ func([]string) (bool, int), firstBad int) []string {
-	if firstBad >= 0 && firstBad < len(ops) {
-		ops = ops[:firstBad+1]
-	}
-	runs := 0
-	for chunk := len(ops) / 2; chunk >= 1 && runs < minimizeBudget; chunk /= 2 {
-		for start := 0; start+chunk <= len(ops)-1 && runs < minimizeBudget; {
-			candidate := append(append([]string{}, ops[:start]...), ops[start+chunk:]...)
-			runs++
-			if bad, i := differ(candidate); bad {
-				if i >= 0 && i < len(candidate) {
-					candidate = candidate[:i+1]
-				}
-				ops = candidate
-			} else {
-				start += chunk
-			}
-		}
-	}
-	return ops
-}
 
 // TestRandomSequence runs seeded random sequences of perf events and
 // ptrace debug-register writes on one traced child (randomPerfOps,
@@ -272,13 +193,13 @@ func TestRandomSequence(t *testing.T) {
 			for _, p := range sandbox.Platforms {
 				t.Run(p, func(t *testing.T) {
 					got := driverTranscript(t, p, path)
-					_, first, differ := firstDiff(host, got)
+					first, differ := sandbox.FirstDifferentStep(host, got, sandbox.NumberedSteps)
 					if !differ {
 						return
 					}
-					small := minimizePerfOps(t, ops, func(c []string) (bool, int) { return perfOpsDiffer(t, p, c) }, first)
+					small := sandbox.Minimize(ops, first, minimizeBudget, func(c []string) (bool, int) { return perfOpsDiffer(t, p, c) })
 					t.Errorf("seed %d: transcript differs from the host kernel's (HWBP_SEED=%d reruns it):\n%s\nminimized failing sequence (%d ops):\n  %s",
-						seed, seed, showDiff(host, got, 5), len(small), strings.Join(small, "\n  "))
+						seed, seed, sandbox.Diff(host, got, 5), len(small), strings.Join(small, "\n  "))
 				})
 			}
 		})
@@ -319,34 +240,5 @@ func TestRandomPerfOpsAreDeterministic(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Fatalf("no %v in 2000 random ops", missing)
-	}
-}
-
-// TestMinimizePerfOps checks the minimizer against a fake comparison: a
-// sequence "differs" when it holds both "open 1" and "close 1" in that
-// order, and reports the difference at the close.
-func TestMinimizePerfOps(t *testing.T) {
-	ops := randomPerfOps(3, 300)
-	ops = append(ops[:100], append([]string{"open 1 a=buf+8"}, ops[100:]...)...)
-	ops = append(ops[:200], append([]string{"close 1"}, ops[200:]...)...)
-	differ := func(c []string) (bool, int) {
-		opened := false
-		for i, op := range c {
-			if op == "open 1 a=buf+8" {
-				opened = true
-			}
-			if opened && op == "close 1" {
-				return true, i
-			}
-		}
-		return false, -1
-	}
-	ok, first := differ(ops)
-	if !ok {
-		t.Fatal("the fake comparison finds no difference in its own sequence")
-	}
-	small := minimizePerfOps(t, ops, differ, first)
-	if want := []string{"open 1 a=buf+8", "close 1"}; strings.Join(small, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("minimized to %q, want %q", small, want)
 	}
 }

@@ -220,9 +220,7 @@ func TestCheckpointRestore(t *testing.T) {
 					sandbox.RequirePlatform(t, p)
 					c := newContainer(t, p, prog)
 					got := c.transcript(tc.at)
-					if got != host {
-						t.Errorf("after %d checkpoint/restore cycles the transcript differs from the host kernel's:\n--- host\n%s--- sandbox\n%s", c.restores, host, got)
-					}
+					sandbox.CompareTranscripts(t, fmt.Sprintf("the transcript after %d checkpoint/restore cycles", c.restores), host, got)
 					if c.restores == 0 {
 						t.Errorf("no checkpoint was taken")
 					}
@@ -265,9 +263,7 @@ func TestPerfCheckpointRestore(t *testing.T) {
 					sandbox.RequirePlatform(t, p)
 					c := newContainer(t, p, prog)
 					got := c.transcript(map[string]bool{"saved": true})
-					if got != host {
-						t.Errorf("after %d checkpoint/restore cycles the transcript differs from the host kernel's:\n--- host\n%s--- sandbox\n%s", c.restores, host, got)
-					}
+					sandbox.CompareTranscripts(t, fmt.Sprintf("the transcript after %d checkpoint/restore cycles", c.restores), host, got)
 					if c.restores == 0 {
 						t.Errorf("no checkpoint was taken")
 					}
@@ -308,9 +304,7 @@ func TestRingCheckpointRefused(t *testing.T) {
 				refused = true
 			}
 			got := c.transcript(map[string]bool{"unmapped": true})
-			if got != host {
-				t.Errorf("the transcript differs from the host kernel's:\n--- host\n%s--- sandbox\n%s", host, got)
-			}
+			sandbox.CompareTranscripts(t, "the transcript", host, got)
 			if !refused || c.restores != 1 {
 				t.Errorf("checkpoint refused: %v, restores: %d; want the refusal and one restore", refused, c.restores)
 			}

@@ -1,0 +1,142 @@
+package sandbox
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The differential harness: every suite runs one program on a Linux kernel
+// and in the sandbox, and compares the two transcripts line by line. A
+// difference is reported at its first line, with the line before it for
+// context; suites whose programs follow a script of steps (test/conformance's
+// drdriver, test/perf's perfdriver) also shrink a failing script with
+// Minimize.
+
+// FirstDifference returns the index of the first line at which want and got
+// differ, or -1 if they are equal.
+func FirstDifference(want, got string) int {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		if i >= len(w) || i >= len(g) || w[i] != g[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// Diff returns "" if got equals want, the kernel's transcript, and otherwise
+// a report of the difference: the number of the first differing line, the
+// line before it, and at most max differing lines, each as the kernel's and
+// the sandbox's.
+func Diff(want, got string, max int) string {
+	first := FirstDifference(want, got)
+	if first < 0 {
+		return ""
+	}
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	fmt.Fprintf(&b, "  first difference at line %d", first+1)
+	if first > 0 {
+		fmt.Fprintf(&b, ", after %q", w[first-1])
+	}
+	b.WriteString(":\n")
+	shown := 0
+	for i := first; i < len(w) || i < len(g); i++ {
+		wl, gl := lineAt(w, i), lineAt(g, i)
+		if wl == gl {
+			continue
+		}
+		if shown == max {
+			b.WriteString("  ...\n")
+			break
+		}
+		fmt.Fprintf(&b, "  kernel:  %s\n  sandbox: %s\n", wl, gl)
+		shown++
+	}
+	return b.String()
+}
+
+// lineAt returns lines[i], or "<none>" past the end.
+func lineAt(lines []string, i int) string {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return "<none>"
+}
+
+// CompareTranscripts fails t when got, the sandbox's transcript of what,
+// differs from want, the kernel's, and shows the difference.
+func CompareTranscripts(t testing.TB, what, want, got string) {
+	t.Helper()
+	if d := Diff(want, got, 10); d != "" {
+		t.Errorf("%s differs from the kernel's:\n%s", what, d)
+	}
+}
+
+// StepFormat is how a driver's transcript line names the step of its
+// script that printed it: the step's index, or -1 for a line of no step.
+type StepFormat func(line string) int
+
+// NumberedSteps is the format of drdriver and perfdriver: each line starts
+// with the 1-based number of its step.
+func NumberedSteps(line string) int {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 1 {
+		return -1
+	}
+	return n - 1
+}
+
+// FirstDifferentStep returns the step of format that printed the first line
+// at which want and got differ (the kernel's line, else the sandbox's), or
+// -1 if that line names none; differ is false if they are equal.
+func FirstDifferentStep(want, got string, format StepFormat) (step int, differ bool) {
+	i := FirstDifference(want, got)
+	if i < 0 {
+		return -1, false
+	}
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	step = -1
+	if i < len(w) {
+		step = format(w[i])
+	}
+	if step < 0 && i < len(g) {
+		step = format(g[i])
+	}
+	return step, true
+}
+
+// Minimize shrinks a script of steps that makes the sandbox differ from the
+// kernel: first to the prefix that ends at the first differing step
+// (firstBad, -1 if unknown), then by dropping chunks of halving size while
+// the rest still differs, within budget runs of differs. differs runs a
+// candidate script on both sides and reports whether it differs, and at
+// which step (-1 if unknown); a candidate is cut after that step too. The
+// last step, which shows the difference, always stays.
+func Minimize(steps []string, firstBad, budget int, differs func([]string) (bool, int)) []string {
+	if firstBad >= 0 && firstBad < len(steps) {
+		steps = steps[:firstBad+1]
+	}
+	runs := 0
+	for chunk := len(steps) / 2; chunk >= 1 && runs < budget; chunk /= 2 {
+		for start := 0; start+chunk <= len(steps)-1 && runs < budget; {
+			candidate := append(append([]string{}, steps[:start]...), steps[start+chunk:]...)
+			runs++
+			if bad, i := differs(candidate); bad {
+				if i >= 0 && i < len(candidate) {
+					candidate = candidate[:i+1]
+				}
+				steps = candidate
+			} else {
+				start += chunk
+			}
+		}
+	}
+	return steps
+}
