@@ -79,8 +79,8 @@ unit: prepare
 hostcheck: bin/hostbp
 	@bin/hostbp || true
 
-bin/hostbp: test/hostcheck/hostbp.c
-	@mkdir -p bin && gcc -O1 -Wall -Werror -o $@ $<
+bin/hostbp: test/hostcheck/hostbp.c test/include/hwbp_test.h
+	@mkdir -p bin && gcc -O1 -Wall -Werror -I test/include -o $@ $<
 
 # The hit tests skip where the host kernel delivers no hardware watchpoint
 # hits (hostcheck) and queue themselves in VM_QUEUE; test/vm/queued.sh then

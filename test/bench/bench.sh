@@ -100,7 +100,7 @@ else
 	mkdir "$bin"
 	(cd "$root" && CGO_ENABLED=0 go build -o "$bin/stockrunsc" ./test/bench/stockrunsc)
 	for p in $progs; do
-		gcc -O1 -g -o "$bin/$p" "$here/progs/$p.c" -lpthread
+		gcc -O1 -g -I "$root/test/include" -o "$bin/$p" "$here/progs/$p.c" -lpthread
 	done
 	# Section 8's loop of writes is test/perf's (without PIE: the word's
 	# address is the same in every run, in or out of a sandbox).

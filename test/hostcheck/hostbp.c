@@ -11,30 +11,19 @@
  * stopped with SIGTRAP at its first write. 1: it ran all its writes without
  * a trap (the message says so). 2: something else failed.
  */
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #define WRITES 1000000
 
 static volatile long word;
 
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
-
-static void fail(const char *what) {
-	perror(what);
-	exit(2);
-}
-
 int main(void) {
 	pid_t c = fork();
 	if (c < 0)
-		fail("fork");
+		die("fork");
 	if (c == 0) {
 		if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
 			_exit(2);
@@ -45,16 +34,15 @@ int main(void) {
 	}
 	int st;
 	if (waitpid(c, &st, 0) != c)
-		fail("waitpid");
-	/* DR7 0x000d0001: slot 0 locally enabled, break on writes, 4 bytes. */
+		die("waitpid");
 	if (ptrace(PTRACE_POKEUSER, c, DR(0), (long)&word) < 0)
-		fail("PTRACE_POKEUSER DR0");
-	if (ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001L) < 0)
-		fail("PTRACE_POKEUSER DR7");
+		die("PTRACE_POKEUSER DR0");
+	if (ptrace(PTRACE_POKEUSER, c, DR(7), dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)) < 0)
+		die("PTRACE_POKEUSER DR7");
 	if (ptrace(PTRACE_CONT, c, 0, 0) < 0)
-		fail("PTRACE_CONT");
+		die("PTRACE_CONT");
 	if (waitpid(c, &st, 0) != c)
-		fail("waitpid");
+		die("waitpid");
 	if (WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP) {
 		kill(c, SIGKILL);
 		waitpid(c, &st, 0);

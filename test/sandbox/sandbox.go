@@ -472,7 +472,8 @@ var (
 )
 
 // BuildC compiles the C program at src (relative to the test's package
-// directory) with gcc, once per test binary, and returns the executable's
+// directory) with gcc, with test/include (hwbp_test.h, the helpers the
+// programs share) on the include path, once per test binary, and returns the executable's
 // path. The sandbox sees the host's file system, so the path works inside
 // it too.
 func BuildC(t testing.TB, src string, flags ...string) string {
@@ -491,7 +492,11 @@ func BuildC(t testing.TB, src string, flags ...string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), ".c"))
-	args := append([]string{"-O1", "-Wall", "-Werror", "-o", out, src}, flags...)
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-O1", "-Wall", "-Werror", "-I", filepath.Join(root, "test", "include"), "-o", out, src}, flags...)
 	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, b)
 	}

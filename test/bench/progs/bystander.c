@@ -6,27 +6,16 @@
  * so that a breakpoint is enabled in the sandbox but never hit; with "none"
  * nothing is armed. PROG's output is passed through; the exit status is
  * PROG's. */
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 
 static volatile long word;
 
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
 /* DR7: slot 0 locally enabled, break on writes, 8 bytes. */
-#define DR7 0x000d0001UL
-
-static void fail(const char *what) {
-	perror(what);
-	exit(2);
-}
+#define DR7 dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)
 
 int main(int argc, char **argv) {
 	int sleeper = argc > 1 && !strcmp(argv[1], "-p");
@@ -39,7 +28,7 @@ int main(int argc, char **argv) {
 	int armed = !strcmp(argv[1], "armed");
 	pid_t c = fork();
 	if (c < 0)
-		fail("fork");
+		die("fork");
 	if (c == 0) {
 		ptrace(PTRACE_TRACEME, 0, 0, 0);
 		raise(SIGSTOP);
@@ -52,12 +41,12 @@ int main(int argc, char **argv) {
 	}
 	int st;
 	if (waitpid(c, &st, 0) != c || !WIFSTOPPED(st))
-		fail("waitpid");
+		die("waitpid");
 	if (armed) {
 		if (ptrace(PTRACE_POKEUSER, c, DR(0), &word) < 0)
-			fail("PTRACE_POKEUSER DR0");
+			die("PTRACE_POKEUSER DR0");
 		if (ptrace(PTRACE_POKEUSER, c, DR(7), DR7) < 0)
-			fail("PTRACE_POKEUSER DR7");
+			die("PTRACE_POKEUSER DR7");
 		/* Stock gVisor accepts the writes and reads 0 back. */
 		if ((unsigned long)ptrace(PTRACE_PEEKUSER, c, DR(7), 0) != DR7) {
 			fprintf(stderr, "bystander: DR7 does not read back: no hwbp here\n");
@@ -65,16 +54,16 @@ int main(int argc, char **argv) {
 		}
 	}
 	if (ptrace(PTRACE_CONT, c, 0, 0) < 0)
-		fail("PTRACE_CONT");
+		die("PTRACE_CONT");
 	pid_t w = fork();
 	if (w < 0)
-		fail("fork");
+		die("fork");
 	if (w == 0) {
 		execv(argv[2], argv + 2);
-		fail(argv[2]);
+		die(argv[2]);
 	}
 	if (waitpid(w, &st, 0) != w)
-		fail("waitpid");
+		die("waitpid");
 	/* A hit would have stopped the tracee: it must still be running. */
 	int cst;
 	if (waitpid(c, &cst, WNOHANG) != 0) {

@@ -20,25 +20,15 @@
  *                 access to a watched page, watched word or not.
  */
 #define _GNU_SOURCE
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
+#include "hwbp_test.h"
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
-#include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
-#include <unistd.h>
 
 static volatile long word, other;
 static volatile int traps;
@@ -48,11 +38,6 @@ static double now(void) {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static void die(const char *what) {
-	perror(what);
-	exit(1);
 }
 
 static struct perf_event_attr bp_attr(volatile long *addr) {
@@ -122,14 +107,14 @@ int main(void) {
 	struct perf_event_attr a = bp_attr(&word);
 	double t0 = now();
 	for (int i = 0; i < n; i++) {
-		int fd = (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		int fd = (int)perf_event_open(&a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0)
 			die("perf_event_open");
 		close(fd);
 	}
 	printf("perf-open %.2f\n", (now() - t0) / n * 1e6);
 
-	int fd = (int)syscall(SYS_perf_event_open, &a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0)
 		die("perf_event_open");
 	t0 = now();
@@ -143,7 +128,7 @@ int main(void) {
 	stop = 1;
 	pthread_join(th, NULL);
 
-	fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	fd = (int)perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0 || ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) < 0)
 		die("perf event on self");
 	traps = 0;
@@ -173,8 +158,8 @@ int main(void) {
 			die("SEIZE/INTERRUPT");
 		if (waitpid(c, &st, 0) != c)
 			die("waitpid");
-		if (ptrace(PTRACE_POKEUSER, c, offsetof(struct user, u_debugreg[0]), &word) < 0 ||
-		    ptrace(PTRACE_POKEUSER, c, offsetof(struct user, u_debugreg[7]), 0x000d0001UL | 0xaUL << 16) < 0)
+		if (ptrace(PTRACE_POKEUSER, c, DR(0), &word) < 0 ||
+		    ptrace(PTRACE_POKEUSER, c, DR(7), dr7_slot(0, DR7_RW_RW, DR7_LEN_4)) < 0)
 			die("POKEUSER");
 		if (ptrace(PTRACE_DETACH, c, 0, 0) < 0)
 			die("DETACH");

@@ -1,13 +1,9 @@
 /* roundtrip N: a tracer sets a write watchpoint on a word its tracee writes
  * N times, and times PTRACE_CONT -> SIGTRAP -> waitpid. Prints ns per hit. */
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 
 static volatile long word;
@@ -24,8 +20,8 @@ int main(int argc, char **argv) {
 	}
 	int st;
 	waitpid(c, &st, 0);
-	ptrace(PTRACE_POKEUSER, c, offsetof(struct user, u_debugreg[0]), &word);
-	ptrace(PTRACE_POKEUSER, c, offsetof(struct user, u_debugreg[7]), 0x000d0001UL | 0xaUL << 16);
+	ptrace(PTRACE_POKEUSER, c, DR(0), &word);
+	ptrace(PTRACE_POKEUSER, c, DR(7), dr7_slot(0, DR7_RW_RW, DR7_LEN_4));
 	struct timespec a, b;
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	int hits = 0;

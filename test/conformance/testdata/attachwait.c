@@ -46,19 +46,10 @@
  * PTRACE_GETREGS.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
 
 enum target { STOPPED, RUNNING, EXITED, KILLED, NTARGETS };
 enum how { ATTACH, SEIZE, NHOWS };
@@ -71,29 +62,9 @@ static const char *req_names[] = {"poke", "peek", "getregs"};
 /* DR0's value in the poke case: an address in the tracee (fork keeps it). */
 static volatile long watched;
 
-static void die(const char *what) {
-	perror(what);
-	exit(2);
-}
-
+/* errname is Linux's name of errno value e, "ok" for none. */
 static const char *errname(int e) {
-	static char b[32];
-	switch (e) {
-	case 0:
-		return "ok";
-	case ESRCH:
-		return "ESRCH";
-	case EPERM:
-		return "EPERM";
-	case EIO:
-		return "EIO";
-	case EINVAL:
-		return "EINVAL";
-	case EFAULT:
-		return "EFAULT";
-	}
-	snprintf(b, sizeof b, "errno %d", e);
-	return b;
+	return e ? errno_name(e) : "ok";
 }
 
 static void child(enum target tg) {

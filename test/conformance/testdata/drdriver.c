@@ -44,26 +44,17 @@
  * that addresses are the same in every run, before and after execve.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/ptrace.h>
-#include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/auxv.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #define CONTROL_ADDR 0x10000000UL
 #define BUF_ADDR (CONTROL_ADDR + 0x1000)
@@ -181,11 +172,6 @@ struct ksigaction {
 	unsigned long mask;
 };
 #define KSA_RESTORER 0x04000000
-
-static void die(const char *what) {
-	fprintf(stderr, "drdriver: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
 
 static void map_fixed(void) {
 	void *p = mmap((void *)CONTROL_ADDR, 0x1000 + BUF_SIZE, PROT_READ | PROT_WRITE,
@@ -310,20 +296,9 @@ static void tracee_loop(const char *self) {
 	}
 }
 
+/* errname is Linux's name of errno value e, "OK" for none. */
 static const char *errname(int e) {
-	switch (e) {
-	case 0: return "OK";
-	case EIO: return "EIO";
-	case EINVAL: return "EINVAL";
-	case ESRCH: return "ESRCH";
-	case EFAULT: return "EFAULT";
-	case EPERM: return "EPERM";
-	case ENOSPC: return "ENOSPC";
-	case EBUSY: return "EBUSY";
-	}
-	static char buf[32];
-	snprintf(buf, sizeof buf, "errno%d", e);
-	return buf;
+	return e ? errno_name(e) : "OK";
 }
 
 /* The address of main in the image of the task whose addresses are being
@@ -389,10 +364,6 @@ static unsigned long parse_value(const char *s) {
 	return strtoull(s, NULL, 0);
 }
 
-static unsigned long dr_offset(long n) {
-	return offsetof(struct user, u_debugreg) + 8 * n;
-}
-
 /* peek prints "<result> <errno>" and the value if it succeeded. */
 static void do_peek(pid_t pid, unsigned long off, int show) {
 	errno = 0;
@@ -418,7 +389,7 @@ static void do_poke(pid_t pid, unsigned long off, unsigned long v, long readback
 	printf("-> %ld %s", r, errname(r ? e : 0));
 	if (readback >= 0) {
 		errno = 0;
-		long rb = ptrace(PTRACE_PEEKUSER, pid, dr_offset(readback), 0);
+		long rb = ptrace(PTRACE_PEEKUSER, pid, DR(readback), 0);
 		char l[64];
 		label(l, sizeof l, (unsigned long)rb);
 		if (errno)
@@ -527,7 +498,7 @@ static void run_target(pid_t target) {
 			if (ptrace(PTRACE_GETSIGINFO, p, 0, &si) < 0)
 				die("GETSIGINFO");
 			errno = 0;
-			long dr6 = ptrace(PTRACE_PEEKUSER, p, dr_offset(6), 0);
+			long dr6 = ptrace(PTRACE_PEEKUSER, p, DR(6), 0);
 			char l[64];
 			errno = 0;
 			long m = ptrace(PTRACE_PEEKDATA, p, CONTROL_ADDR + 7 * sizeof(long), 0);
@@ -580,7 +551,7 @@ static void print_stop(pid_t pid) {
 		code_label(a, sizeof a, (unsigned long)si.si_addr, m, pid);
 	code_label(ip, sizeof ip, tracee_ip(pid), m, pid);
 	errno = 0;
-	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_offset(6), 0);
+	long dr6 = ptrace(PTRACE_PEEKUSER, pid, DR(6), 0);
 	printf(" -> signal %d code %d addr %s ip %s dr6 0x%lx\n", WSTOPSIG(st), si.si_code, a, ip, dr6);
 	if ((st >> 16) == PTRACE_EVENT_FORK || (st >> 16) == PTRACE_EVENT_CLONE) {
 		/* The new task stays stopped until the end, which kills it. */
@@ -637,11 +608,11 @@ int main(int argc, char **argv) {
 		if (strcmp(op, "poke") == 0 && k == 3) {
 			long r = strtol(a, NULL, 0);
 			printf("%d poke DR%ld %s ", lineno, r, b);
-			do_poke(target, dr_offset(r), parse_value(b), r);
+			do_poke(target, DR(r), parse_value(b), r);
 		} else if (strcmp(op, "peek") == 0 && k == 2) {
 			long r = strtol(a, NULL, 0);
 			printf("%d peek DR%ld ", lineno, r);
-			do_peek(target, dr_offset(r), 1);
+			do_peek(target, DR(r), 1);
 		} else if (strcmp(op, "pokeoff") == 0 && k == 3) {
 			long off = strtol(a, NULL, 0);
 			printf("%d pokeoff %ld %s ", lineno, off, b);
@@ -697,7 +668,7 @@ int main(int argc, char **argv) {
 			if (ptrace(PTRACE_GETSIGINFO, target, 0, &si) < 0)
 				die("GETSIGINFO");
 			errno = 0;
-			long dr6 = ptrace(PTRACE_PEEKUSER, target, dr_offset(6), 0);
+			long dr6 = ptrace(PTRACE_PEEKUSER, target, DR(6), 0);
 			printf("%d step -> signal %d code %d dr6 0x%lx\n", lineno, WSTOPSIG(st), si.si_code, dr6);
 			/* The target is inside its loop now, not at its SIGSTOP. */
 			settled[task_index(target)] = 0;
@@ -719,7 +690,7 @@ int main(int argc, char **argv) {
 					break;
 				if (ptrace(PTRACE_GETSIGINFO, target, 0, &si) < 0)
 					die("GETSIGINFO");
-				dr6 = ptrace(PTRACE_PEEKUSER, target, dr_offset(6), 0);
+				dr6 = ptrace(PTRACE_PEEKUSER, target, DR(6), 0);
 				if (dr6 & 0xf)
 					break;
 			}
@@ -785,9 +756,9 @@ int main(int argc, char **argv) {
 			if (ptrace(PTRACE_CONT, target, 0, 0) < 0)
 				die("CONT");
 			printf("%d running peek DR7 ", lineno);
-			do_peek(target, dr_offset(7), 1);
+			do_peek(target, DR(7), 1);
 			printf("%d running poke DR7 0x1 ", lineno);
-			do_poke(target, dr_offset(7), 1, -1);
+			do_poke(target, DR(7), 1, -1);
 			wait_stop(target, desc, sizeof desc);
 			printf("%d running -> %s\n", lineno, desc);
 		} else if (strcmp(op, "untraced") == 0) {
@@ -797,9 +768,9 @@ int main(int argc, char **argv) {
 				_exit(0);
 			}
 			printf("%d untraced peek DR7 ", lineno);
-			do_peek(c, dr_offset(7), 1);
+			do_peek(c, DR(7), 1);
 			printf("%d untraced poke DR7 0x1 ", lineno);
-			do_poke(c, dr_offset(7), 1, -1);
+			do_poke(c, DR(7), 1, -1);
 			kill(c, SIGKILL);
 			waitpid(c, NULL, 0);
 		} else {

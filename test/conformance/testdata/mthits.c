@@ -8,21 +8,13 @@
  * exactly B1 in DR6.
  */
 #define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #define NTHREADS 4
 #define NWRITES 50
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
 
 static volatile uint64_t word __attribute__((aligned(8)));
 static pthread_barrier_t start;
@@ -49,11 +41,6 @@ static void tracee(void) {
 	_exit(0);
 }
 
-static void die(const char *what) {
-	perror(what);
-	exit(2);
-}
-
 static int thread_index(const pid_t *tids, int n, pid_t p) {
 	for (int i = 0; i < n; i++)
 		if (tids[i] == p)
@@ -66,7 +53,7 @@ static int thread_index(const pid_t *tids, int n, pid_t p) {
 static void start_thread(pid_t p, int k) {
 	if (k % 2 == 0 &&
 	    (ptrace(PTRACE_POKEUSER, p, DR(1), &word) < 0 ||
-	     ptrace(PTRACE_POKEUSER, p, DR(7), 0x00d00004) < 0))
+	     ptrace(PTRACE_POKEUSER, p, DR(7), dr7_slot(1, DR7_RW_WRITE, DR7_LEN_4)) < 0))
 		die("POKEUSER");
 	if (ptrace(PTRACE_CONT, p, 0, 0) < 0)
 		die("CONT");

@@ -13,20 +13,12 @@
  * would depend on the host's scheduling.
  */
 #define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile long words[8];
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
 
 static void write_all(void) {
 	for (int i = 0; i < 8; i++)
@@ -37,11 +29,6 @@ static void *thread_main(void *arg) {
 	raise(SIGUSR2); /* the tracer arms this thread here */
 	write_all();
 	return arg;
-}
-
-static void die(const char *what) {
-	perror(what);
-	exit(2);
 }
 
 /* wait_asleep waits until thread tid of process pid sleeps (state S). */
@@ -69,7 +56,9 @@ static void arm(pid_t p, int first) {
 	for (int i = 0; i < 4; i++)
 		if (ptrace(PTRACE_POKEUSER, p, DR(i), &words[first + i]) < 0)
 			die("POKEUSER DR0-3");
-	if (ptrace(PTRACE_POKEUSER, p, DR(7), 0xddddUL << 16 | 0x55) < 0)
+	if (ptrace(PTRACE_POKEUSER, p, DR(7),
+		   dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4) | dr7_slot(1, DR7_RW_WRITE, DR7_LEN_4) |
+			   dr7_slot(2, DR7_RW_WRITE, DR7_LEN_4) | dr7_slot(3, DR7_RW_WRITE, DR7_LEN_4)) < 0)
 		die("POKEUSER DR7");
 }
 

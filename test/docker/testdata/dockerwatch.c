@@ -14,27 +14,13 @@
  * child runs to its exit with the watchpoint armed, which also needs no
  * hits.
  */
-#include <errno.h>
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ptrace.h>
-#include <sys/types.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#define DR(n) (offsetof(struct user, u_debugreg) + (n) * sizeof(long))
 
 static volatile int watched;
 static volatile int other;
-
-static void die(const char *what) {
-	fprintf(stderr, "dockerwatch: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
 
 /* writer is the child's only code that touches watched: si_addr of a hit
  * is printed as an offset into it. */
@@ -98,7 +84,7 @@ int main(int argc, char **argv) {
 
 	poke(pid, 0, (unsigned long)&watched);
 	poke(pid, 1, (unsigned long)&other);
-	poke(pid, 7, 0x000d0001); /* L0: write, 4 bytes; DR1 stays disabled */
+	poke(pid, 7, dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)); /* DR1 stays disabled */
 	poke(pid, 7, 0x000e0001); /* L0 as an I/O breakpoint: EINVAL */
 	for (int i = 0; i < 4; i++)
 		peek(pid, i);

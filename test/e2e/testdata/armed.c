@@ -4,25 +4,12 @@
  * prints "ready" and waits until its standard input is closed; then kills
  * the child and exits.
  */
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 
 static long untouched[4];
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
-
-static void check(long r, const char *what) {
-	if (r < 0) {
-		perror(what);
-		exit(1);
-	}
-}
 
 int main(void) {
 	pid_t c = fork();
@@ -37,7 +24,9 @@ int main(void) {
 	check(waitpid(c, &st, 0), "waitpid");
 	for (int k = 0; k < 4; k++)
 		check(ptrace(PTRACE_POKEUSER, c, DR(k), (long)&untouched[k]), "POKE DRn");
-	check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x99990055L), "POKE DR7");
+	check(ptrace(PTRACE_POKEUSER, c, DR(7),
+		     dr7_slot(0, DR7_RW_WRITE, DR7_LEN_8) | dr7_slot(1, DR7_RW_WRITE, DR7_LEN_8) |
+			     dr7_slot(2, DR7_RW_WRITE, DR7_LEN_8) | dr7_slot(3, DR7_RW_WRITE, DR7_LEN_8)), "POKE DR7");
 	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
 	/* Let the child run into its pause() with the watchpoints armed. */
 	usleep(300000);

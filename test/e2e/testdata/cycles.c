@@ -4,25 +4,12 @@
  * and exec /bin/true, which flushes the child's state before it exits.
  * Prints the number of cycles done.
  */
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 
 static long untouched[8];
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
-
-static void check(long r, const char *what) {
-	if (r < 0) {
-		perror(what);
-		exit(1);
-	}
-}
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 10000;
@@ -41,7 +28,7 @@ int main(int argc, char **argv) {
 		check(waitpid(c, &st, 0), "waitpid");
 		check(ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACEFORK | PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL), "SETOPTIONS");
 		check(ptrace(PTRACE_POKEUSER, c, DR(0), (long)&untouched[0]), "POKE DR0");
-		check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
+		check(ptrace(PTRACE_POKEUSER, c, DR(7), dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)), "POKE DR7");
 		check(ptrace(PTRACE_POKEUSER, c, DR(6), 0x5), "POKE DR6");
 		check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
 		/*

@@ -13,19 +13,9 @@
  * one instruction later (TRAP_TRACE) and reads DR6 as 0.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ptrace.h>
-#include <sys/types.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#define DR(n) (offsetof(struct user, u_debugreg) + (n) * sizeof(long))
 
 static volatile int watched;
 
@@ -38,11 +28,6 @@ __asm__(".text\n"
 	"	nop\n"
 	"	nop\n"
 	"	ret\n");
-
-static void die(const char *what) {
-	fprintf(stderr, "debugregs: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
 
 /* where names an address of the child for the transcript. */
 static void where(char *out, size_t n, unsigned long v) {
@@ -109,7 +94,7 @@ int main(void) {
 		die("waitpid");
 
 	poke(pid, 0, (unsigned long)&watched);
-	poke(pid, 7, 0x000d0001); /* L0, write, 4 bytes */
+	poke(pid, 7, dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4));
 	peek(pid, 0);
 	peek(pid, 7);
 

@@ -6,25 +6,12 @@
  * next runs, so the sentry's log shows one process with events when B's are
  * opened. Prints what the children did.
  */
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile long word;
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
-
-static void check(long r, const char *what) {
-	if (r < 0) {
-		perror(what);
-		exit(1);
-	}
-}
 
 /* child forks a traced child that writes word in a loop, arms it and
  * returns it stopped at its first hit. */
@@ -43,7 +30,7 @@ static pid_t child(void) {
 	int st;
 	check(waitpid(c, &st, 0), "waitpid");
 	check(ptrace(PTRACE_POKEUSER, c, DR(0), (long)&word), "POKE DR0");
-	check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
+	check(ptrace(PTRACE_POKEUSER, c, DR(7), dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)), "POKE DR7");
 	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
 	check(waitpid(c, &st, 0), "waitpid");
 	if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {

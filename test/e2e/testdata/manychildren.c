@@ -7,27 +7,16 @@
  * of children, of watchpoint SIGTRAPs and of children that did not get
  * exactly four.
  */
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 
 static volatile long watched[4];
 
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
 /* L0-L3, each slot a write watchpoint of 8 bytes (R/W 01, LEN 10). */
-#define DR7_FOUR_WRITES 0x99990055L
-
-static void check(long r, const char *what) {
-	if (r < 0) {
-		perror(what);
-		exit(1);
-	}
-}
+#define DR7_FOUR_WRITES (dr7_slot(0, DR7_RW_WRITE, DR7_LEN_8) | dr7_slot(1, DR7_RW_WRITE, DR7_LEN_8) | \
+			 dr7_slot(2, DR7_RW_WRITE, DR7_LEN_8) | dr7_slot(3, DR7_RW_WRITE, DR7_LEN_8))
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 300;

@@ -10,18 +10,10 @@
  * exclude_callchain_user.
  */
 #define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <dlfcn.h>
-#include <errno.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 static volatile uint64_t watched;
 
@@ -79,7 +71,7 @@ void run(const char *name, uint16_t max_stack, int exclude_user)
 	a.sample_max_stack = max_stack;
 	a.exclude_callchain_user = exclude_user;
 	a.disabled = 1;
-	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("%s: perf_event_open: %s\n", name, strerrorname_np(errno));
 		return;

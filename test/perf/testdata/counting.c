@@ -8,19 +8,11 @@
  * and a sandbox's to be compared.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <pthread.h>
 #include <sched.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile uint64_t watched[8];
 
@@ -51,7 +43,7 @@ static int open_event_cpu(uint32_t type, void *addr, uint64_t len, pid_t pid, in
 	a.inherit = inherit != 0;
 	a.inherit_thread = inherit == 2;
 	a.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
-	int fd = (int)syscall(SYS_perf_event_open, &a, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("perf_event_open: %s\n", strerrorname_np(errno));
 		exit(1);
@@ -117,7 +109,7 @@ static int open_member(volatile uint64_t *addr, int thread_only, int leader)
 	a.inherit = 1;
 	a.inherit_thread = thread_only;
 	a.read_format = PERF_FORMAT_GROUP;
-	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, leader, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, 0, -1, leader, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("perf_event_open (group): %s\n", strerrorname_np(errno));
 		exit(1);

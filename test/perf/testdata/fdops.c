@@ -7,35 +7,14 @@
  * times) are printed only as relations.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
-#include <linux/perf_event.h>
-#include <linux/hw_breakpoint.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <sys/ptrace.h>
-#include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile uint64_t watched[8];
-
-static const char *err(long r)
-{
-	static char buf[64];
-	if (r >= 0) {
-		snprintf(buf, sizeof(buf), "%ld", r);
-		return buf;
-	}
-	return strerrorname_np(errno);
-}
 
 static void attr_init(struct perf_event_attr *a, int n)
 {
@@ -51,7 +30,7 @@ static void attr_init(struct perf_event_attr *a, int n)
 
 static int open_event(struct perf_event_attr *a, pid_t pid, int group)
 {
-	return (int)syscall(SYS_perf_event_open, a, pid, -1, group, PERF_FLAG_FD_CLOEXEC);
+	return (int)perf_event_open(a, pid, -1, group, PERF_FLAG_FD_CLOEXEC);
 }
 
 /* counting returns a new counting event at watched[n]. */
@@ -63,7 +42,7 @@ static int counting(int n, uint64_t read_format, int disabled)
 	a.disabled = disabled;
 	int fd = open_event(&a, 0, -1);
 	if (fd < 0) {
-		printf("open: %s\n", err(fd));
+		printf("open: %s\n", outcome(fd));
 		exit(1);
 	}
 	return fd;
@@ -79,7 +58,7 @@ static void reads(void)
 		int fd = counting(0, rf, 1);
 		memset(buf, 0xff, sizeof(buf));
 		long n = read(fd, buf, sizeof(buf));
-		printf("read rf=%#llx: %s:", (unsigned long long)rf, err(n));
+		printf("read rf=%#llx: %s:", (unsigned long long)rf, outcome(n));
 		int i = 0;
 		printf(" value=%llu", (unsigned long long)buf[i++]);
 		if (rf & PERF_FORMAT_TOTAL_TIME_ENABLED)
@@ -89,25 +68,25 @@ static void reads(void)
 		if (rf & PERF_FORMAT_ID) {
 			uint64_t id = 0;
 			long r = ioctl(fd, PERF_EVENT_IOC_ID, &id);
-			printf(" id-matches-ioctl=%s/%d", err(r), buf[i++] == id);
+			printf(" id-matches-ioctl=%s/%d", outcome(r), buf[i++] == id);
 		}
 		if (rf & PERF_FORMAT_LOST)
 			printf(" lost=%llu", (unsigned long long)buf[i++]);
 		printf(" next-untouched=%d\n", buf[i] == ~0ULL);
 		n = read(fd, buf, (size_t)(i * 8 - 1));
-		printf("read rf=%#llx short: %s\n", (unsigned long long)rf, err(n));
+		printf("read rf=%#llx short: %s\n", (unsigned long long)rf, outcome(n));
 		n = read(fd, buf, 0);
-		printf("read rf=%#llx zero: %s\n", (unsigned long long)rf, err(n));
+		printf("read rf=%#llx zero: %s\n", (unsigned long long)rf, outcome(n));
 		close(fd);
 	}
 	/* An enabled event: its times advance together. */
 	int fd = counting(0, PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING, 0);
 	getppid();
 	long n = read(fd, buf, sizeof(buf));
-	printf("read enabled: %s value=%llu running==enabled:%d\n", err(n), (unsigned long long)buf[0], buf[1] == buf[2]);
+	printf("read enabled: %s value=%llu running==enabled:%d\n", outcome(n), (unsigned long long)buf[0], buf[1] == buf[2]);
 	close(fd);
 	n = read(fd, buf, sizeof(buf));
-	printf("read closed: %s\n", err(n));
+	printf("read closed: %s\n", outcome(n));
 
 	/* A group of two. */
 	uint64_t grf = PERF_FORMAT_GROUP | PERF_FORMAT_ID | PERF_FORMAT_LOST | PERF_FORMAT_TOTAL_TIME_ENABLED;
@@ -117,24 +96,24 @@ static void reads(void)
 	a.read_format = grf;
 	a.disabled = 1;
 	int member = open_event(&a, 0, leader);
-	printf("group member: %s\n", member < 0 ? err(member) : "ok");
+	printf("group member: %s\n", member < 0 ? outcome(member) : "ok");
 	memset(buf, 0xff, sizeof(buf));
 	n = read(leader, buf, sizeof(buf));
 	uint64_t lid = 0, mid = 0;
 	ioctl(leader, PERF_EVENT_IOC_ID, &lid);
 	ioctl(member, PERF_EVENT_IOC_ID, &mid);
 	printf("group read leader: %s nr=%llu enabled=%llu v0=%llu id0=%d lost0=%llu v1=%llu id1=%d lost1=%llu\n",
-	       err(n), (unsigned long long)buf[0], (unsigned long long)buf[1],
+	       outcome(n), (unsigned long long)buf[0], (unsigned long long)buf[1],
 	       (unsigned long long)buf[2], buf[3] == lid, (unsigned long long)buf[4],
 	       (unsigned long long)buf[5], buf[6] == mid, (unsigned long long)buf[7]);
 	n = read(member, buf, sizeof(buf));
-	printf("group read member: %s nr=%llu\n", err(n), (unsigned long long)buf[0]);
+	printf("group read member: %s nr=%llu\n", outcome(n), (unsigned long long)buf[0]);
 	n = read(leader, buf, 63);
-	printf("group read short: %s\n", err(n));
+	printf("group read short: %s\n", outcome(n));
 	printf("ids differ: %d\n", lid != mid);
 	close(member);
 	n = read(leader, buf, sizeof(buf));
-	printf("group read after member close: %s nr=%llu\n", err(n), (unsigned long long)buf[0]);
+	printf("group read after member close: %s nr=%llu\n", outcome(n), (unsigned long long)buf[0]);
 	close(leader);
 }
 
@@ -142,12 +121,12 @@ static void fileops(void)
 {
 	char buf[64] = { 0 };
 	int fd = counting(0, 0, 1);
-	printf("write: %s\n", err(write(fd, buf, 8)));
-	printf("write zero: %s\n", err(write(fd, buf, 0)));
-	printf("pread: %s\n", err(pread(fd, buf, 8, 0)));
-	printf("pwrite: %s\n", err(pwrite(fd, buf, 8, 0)));
-	printf("lseek set: %s\n", err(lseek(fd, 0, SEEK_SET)));
-	printf("lseek cur: %s\n", err(lseek(fd, 0, SEEK_CUR)));
+	printf("write: %s\n", outcome(write(fd, buf, 8)));
+	printf("write zero: %s\n", outcome(write(fd, buf, 0)));
+	printf("pread: %s\n", outcome(pread(fd, buf, 8, 0)));
+	printf("pwrite: %s\n", outcome(pwrite(fd, buf, 8, 0)));
+	printf("lseek set: %s\n", outcome(lseek(fd, 0, SEEK_SET)));
+	printf("lseek cur: %s\n", outcome(lseek(fd, 0, SEEK_CUR)));
 	printf("fcntl getfl: %#x\n", fcntl(fd, F_GETFL));
 	printf("fcntl getfd: %d\n", fcntl(fd, F_GETFD));
 	char path[64], link[128];
@@ -162,42 +141,42 @@ static void ioctls(void)
 {
 	uint64_t v, buf[4];
 	int fd = counting(0, 0, 1);
-	printf("ioctl enable: %s\n", err(ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)));
-	printf("ioctl enable again: %s\n", err(ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)));
-	printf("ioctl disable: %s\n", err(ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)));
-	printf("ioctl disable group: %s\n", err(ioctl(fd, PERF_EVENT_IOC_DISABLE, PERF_IOC_FLAG_GROUP)));
-	printf("ioctl enable arg 2: %s\n", err(ioctl(fd, PERF_EVENT_IOC_ENABLE, 2)));
-	printf("ioctl reset: %s\n", err(ioctl(fd, PERF_EVENT_IOC_RESET, 0)));
-	printf("ioctl reset group: %s\n", err(ioctl(fd, PERF_EVENT_IOC_RESET, PERF_IOC_FLAG_GROUP)));
-	printf("ioctl id: %s\n", err(ioctl(fd, PERF_EVENT_IOC_ID, &v)));
-	printf("ioctl id null: %s\n", err(ioctl(fd, PERF_EVENT_IOC_ID, NULL)));
+	printf("ioctl enable: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)));
+	printf("ioctl enable again: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)));
+	printf("ioctl disable: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)));
+	printf("ioctl disable group: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_DISABLE, PERF_IOC_FLAG_GROUP)));
+	printf("ioctl enable arg 2: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_ENABLE, 2)));
+	printf("ioctl reset: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_RESET, 0)));
+	printf("ioctl reset group: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_RESET, PERF_IOC_FLAG_GROUP)));
+	printf("ioctl id: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_ID, &v)));
+	printf("ioctl id null: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_ID, NULL)));
 	v = 1;
-	printf("ioctl period counting: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
-	printf("ioctl period null: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, NULL)));
-	printf("ioctl refresh counting: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 1)));
-	printf("ioctl unknown perf: %s\n", err(ioctl(fd, _IO('$', 0x7f), 0)));
-	printf("ioctl unknown other: %s\n", err(ioctl(fd, _IO('T', 0x7f), 0)));
-	printf("ioctl FIONREAD: %s\n", err(ioctl(fd, FIONREAD, &v)));
-	printf("ioctl FIONBIO: %s\n", err(ioctl(fd, FIONBIO, &(int){ 1 })));
+	printf("ioctl period counting: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl period null: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, NULL)));
+	printf("ioctl refresh counting: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_REFRESH, 1)));
+	printf("ioctl unknown perf: %s\n", outcome(ioctl(fd, _IO('$', 0x7f), 0)));
+	printf("ioctl unknown other: %s\n", outcome(ioctl(fd, _IO('T', 0x7f), 0)));
+	printf("ioctl FIONREAD: %s\n", outcome(ioctl(fd, FIONREAD, &v)));
+	printf("ioctl FIONBIO: %s\n", outcome(ioctl(fd, FIONBIO, &(int){ 1 })));
 	long n = read(fd, buf, sizeof(buf));
-	printf("read after ioctls: %s value=%llu\n", err(n), (unsigned long long)buf[0]);
+	printf("read after ioctls: %s value=%llu\n", outcome(n), (unsigned long long)buf[0]);
 	int other = counting(1, 0, 1);
-	printf("ioctl set_output none: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, -1)));
-	printf("ioctl set_output self: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, fd)));
-	printf("ioctl set_output other: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, other)));
-	printf("ioctl set_output stdin: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, 0)));
-	printf("ioctl set_output bad fd: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, 1000)));
+	printf("ioctl set_output none: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, -1)));
+	printf("ioctl set_output self: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, fd)));
+	printf("ioctl set_output other: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, other)));
+	printf("ioctl set_output stdin: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, 0)));
+	printf("ioctl set_output bad fd: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, 1000)));
 	close(other);
-	printf("ioctl set_filter: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, "filter")));
-	printf("ioctl set_filter null: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, NULL)));
+	printf("ioctl set_filter: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, "filter")));
+	printf("ioctl set_filter null: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, NULL)));
 	static char longstr[8192];
 	memset(longstr, 'a', sizeof(longstr) - 1);
-	printf("ioctl set_filter long: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, longstr)));
+	printf("ioctl set_filter long: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, longstr)));
 	longstr[4095] = 0;
-	printf("ioctl set_filter 4095 chars: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, longstr)));
-	printf("ioctl set_bpf bad fd: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_BPF, 1000)));
-	printf("ioctl set_bpf stdin: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_BPF, 0)));
-	printf("ioctl pause_output: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 1)));
+	printf("ioctl set_filter 4095 chars: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_FILTER, longstr)));
+	printf("ioctl set_bpf bad fd: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_BPF, 1000)));
+	printf("ioctl set_bpf stdin: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_BPF, 0)));
+	printf("ioctl pause_output: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 1)));
 	close(fd);
 
 	struct perf_event_attr a;
@@ -206,26 +185,26 @@ static void ioctls(void)
 	a.disabled = 1;
 	fd = open_event(&a, 0, -1);
 	v = 0;
-	printf("ioctl period 0: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl period 0: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
 	v = 1ULL << 63;
-	printf("ioctl period bit 63: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl period bit 63: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
 	v = 5;
-	printf("ioctl period 5: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
-	printf("ioctl refresh sampling: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 2)));
-	printf("ioctl refresh sampling 0: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 0)));
+	printf("ioctl period 5: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl refresh sampling: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_REFRESH, 2)));
+	printf("ioctl refresh sampling 0: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_REFRESH, 0)));
 	close(fd);
 	a.inherit = 1;
 	fd = open_event(&a, 0, -1);
-	printf("ioctl refresh inherit: %s\n", err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 1)));
+	printf("ioctl refresh inherit: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_REFRESH, 1)));
 	close(fd);
 	a.inherit = 0;
 	a.freq = 1;
 	a.sample_freq = 10;
 	fd = open_event(&a, 0, -1);
 	v = 100001;
-	printf("ioctl freq above max: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl freq above max: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
 	v = 1000;
-	printf("ioctl freq 1000: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
+	printf("ioctl freq 1000: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &v)));
 	close(fd);
 }
 
@@ -236,13 +215,13 @@ static void modify(void)
 	int fd = open_event(&a, 0, -1);
 	uint64_t v;
 #define MOD(what, edit) do { n = a; edit; long r = ioctl(fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &n); \
-	printf("modify %s: %s size=%u\n", what, err(r), n.size); } while (0)
+	printf("modify %s: %s size=%u\n", what, outcome(r), n.size); } while (0)
 	MOD("same", );
 	MOD("addr", n.bp_addr = (uint64_t)(uintptr_t)&watched[1]);
 	MOD("type rw", n.bp_type = HW_BREAKPOINT_RW);
 	MOD("len 4", n.bp_len = 4);
 	MOD("disabled", n.disabled = 1);
-	printf("read after disabled modify: %s\n", err(read(fd, &v, 8)));
+	printf("read after disabled modify: %s\n", outcome(read(fd, &v, 8)));
 	MOD("enabled", n.disabled = 0);
 	MOD("sample_period", n.sample_period = 1);
 	MOD("exclude_user", n.exclude_user = 1);
@@ -261,7 +240,7 @@ static void modify(void)
 	MOD("branch_sample_type", n.branch_sample_type = 1);
 	MOD("sample_max_stack 127", n.sample_max_stack = 127);
 	MOD("reserved bit", *(uint64_t *)((char *)&n + 40) |= 1ULL << 60);
-	printf("modify null: %s\n", err(ioctl(fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, NULL)));
+	printf("modify null: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, NULL)));
 	/* A failed modify enables an event that an ioctl disabled. */
 	ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
 	MOD("after ioctl disable, bad", n.sample_period = 1);
@@ -282,10 +261,10 @@ static void slots_close(void)
 	struct perf_event_attr a;
 	attr_init(&a, 5);
 	int r = open_event(&a, 0, -1);
-	printf("fifth: %s\n", err(r));
+	printf("fifth: %s\n", outcome(r));
 	close(fds[2]);
 	r = open_event(&a, 0, -1);
-	printf("fifth after a close: %s\n", r < 0 ? err(r) : "ok");
+	printf("fifth after a close: %s\n", r < 0 ? outcome(r) : "ok");
 	close(r);
 	for (int i = 0; i < 4; i++)
 		if (i != 2)
@@ -296,7 +275,7 @@ static void slots_close(void)
  * on it. */
 static long poke(pid_t pid, int n, uint64_t v)
 {
-	return ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[n]), v);
+	return ptrace(PTRACE_POKEUSER, pid, DR(n), v);
 }
 
 static void with_ptrace(void)
@@ -316,33 +295,33 @@ static void with_ptrace(void)
 		attr_init(&a, i);
 		a.disabled = i == 3;
 		fds[i] = open_event(&a, child, -1);
-		printf("ptrace: perf event %d on the child: %s\n", i, fds[i] < 0 ? err(fds[i]) : "ok");
+		printf("ptrace: perf event %d on the child: %s\n", i, fds[i] < 0 ? outcome(fds[i]) : "ok");
 	}
-	printf("ptrace: poke DR0 with four events: %s\n", err(poke(child, 0, w)));
-	printf("ptrace: poke DR7 with four events: %s\n", err(poke(child, 7, 1)));
-	printf("ptrace: poke DR6 with four events: %s\n", err(poke(child, 6, 0)));
+	printf("ptrace: poke DR0 with four events: %s\n", outcome(poke(child, 0, w)));
+	printf("ptrace: poke DR7 with four events: %s\n", outcome(poke(child, 7, 1)));
+	printf("ptrace: poke DR6 with four events: %s\n", outcome(poke(child, 6, 0)));
 	close(fds[3]);
-	printf("ptrace: poke DR0 after a close: %s\n", err(poke(child, 0, w)));
+	printf("ptrace: poke DR0 after a close: %s\n", outcome(poke(child, 0, w)));
 	attr_init(&a, 4);
 	int r = open_event(&a, child, -1);
-	printf("ptrace: perf event next to DR0: %s\n", r < 0 ? err(r) : "ok");
+	printf("ptrace: perf event next to DR0: %s\n", r < 0 ? outcome(r) : "ok");
 	if (r >= 0)
 		close(r);
-	printf("ptrace: poke DR1: %s\n", err(poke(child, 1, w + 8)));
-	printf("ptrace: enable DR2 by DR7: %s\n", err(poke(child, 7, 1 << 4)));
-	printf("ptrace: enable DR0 by DR7: %s\n", err(poke(child, 7, 1)));
+	printf("ptrace: poke DR1: %s\n", outcome(poke(child, 1, w + 8)));
+	printf("ptrace: enable DR2 by DR7: %s\n", outcome(poke(child, 7, 1 << 4)));
+	printf("ptrace: enable DR0 by DR7: %s\n", outcome(poke(child, 7, 1)));
 	close(fds[0]);
 	close(fds[1]);
-	printf("ptrace: poke DR1 after two closes: %s\n", err(poke(child, 1, w + 8)));
-	printf("ptrace: poke DR2: %s\n", err(poke(child, 2, w + 16)));
+	printf("ptrace: poke DR1 after two closes: %s\n", outcome(poke(child, 1, w + 8)));
+	printf("ptrace: poke DR2: %s\n", outcome(poke(child, 2, w + 16)));
 	r = open_event(&a, child, -1);
-	printf("ptrace: perf event next to DR0-DR2: %s\n", r < 0 ? err(r) : "ok");
+	printf("ptrace: perf event next to DR0-DR2: %s\n", r < 0 ? outcome(r) : "ok");
 	attr_init(&a, 6);
 	int r2 = open_event(&a, child, -1);
-	printf("ptrace: perf event with all four used: %s\n", r2 < 0 ? err(r2) : "ok");
+	printf("ptrace: perf event with all four used: %s\n", r2 < 0 ? outcome(r2) : "ok");
 	/* The caller's own slots are its own. */
 	int mine = counting(0, 0, 1);
-	printf("ptrace: perf event on the tracer: %s\n", mine < 0 ? err(mine) : "ok");
+	printf("ptrace: perf event on the tracer: %s\n", mine < 0 ? outcome(mine) : "ok");
 	close(mine);
 	if (r >= 0)
 		close(r);

@@ -15,18 +15,12 @@
  * than the C library's headers can be set too.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 /* Offsets in struct perf_event_attr. */
 enum {
@@ -114,7 +108,7 @@ static void base(void)
 
 static long open_event(pid_t pid, int cpu, int group, unsigned long flags)
 {
-	return syscall(SYS_perf_event_open, attr, pid, cpu, group, flags);
+	return perf_event_open((struct perf_event_attr *)attr, pid, cpu, group, flags);
 }
 
 /* report prints the outcome of one open and closes what it opened. */

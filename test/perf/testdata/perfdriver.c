@@ -41,24 +41,13 @@
  * errno names; fd numbers and pointers are never printed.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/ptrace.h>
-#include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 /* The child's control page, which no breakpoint watches, and its buffer. */
 #define CONTROL_ADDR 0x10000000UL
@@ -78,18 +67,6 @@ static pid_t child;
  * (the directory it is in may be closed to the dropped user) and kept open
  * across the child's execs: the child's argv names the fd. */
 static int self = -1;
-
-static void die(const char *what)
-{
-	fprintf(stderr, "perfdriver: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
-static const char *ename(int e)
-{
-	const char *n = strerrorname_np(e);
-	return n ? n : "unknown-errno";
-}
 
 /* child_main is the child: it maps its pages, then stops and, when
  * resumed, execs this program again if the tracer asked for it in its
@@ -152,17 +129,12 @@ static void label(char *out, size_t n, unsigned long v)
 		snprintf(out, n, "0x%lx", v);
 }
 
-static unsigned long dr_offset(long n)
-{
-	return offsetof(struct user, u_debugreg) + 8 * n;
-}
-
 static void peek(long n)
 {
 	errno = 0;
-	long v = ptrace(PTRACE_PEEKUSER, child, dr_offset(n), 0);
+	long v = ptrace(PTRACE_PEEKUSER, child, DR(n), 0);
 	if (errno) {
-		printf("-> %s\n", ename(errno));
+		printf("-> %s\n", errno_name(errno));
 		return;
 	}
 	char l[64];
@@ -172,8 +144,8 @@ static void peek(long n)
 
 static void poke(long n, unsigned long v)
 {
-	long r = ptrace(PTRACE_POKEUSER, child, dr_offset(n), v);
-	printf("-> %s ; ", r < 0 ? ename(errno) : "OK");
+	long r = ptrace(PTRACE_POKEUSER, child, DR(n), v);
+	printf("-> %s ; ", r < 0 ? errno_name(errno) : "OK");
 	peek(n);
 }
 
@@ -275,9 +247,9 @@ static void do_open(int k, char *rest)
 	int gfd = g >= 0 && g < NSLOTS ? slots[g].fd : -1;
 	if (g >= 0 && g < NSLOTS && g == k)
 		gfd = -1; /* its own slot was just emptied */
-	int fd = (int)syscall(SYS_perf_event_open, &a, child, -1, gfd, flags | PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, child, -1, gfd, flags | PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
-		printf("-> %s\n", ename(errno));
+		printf("-> %s\n", errno_name(errno));
 		return;
 	}
 	slots[k].fd = fd;
@@ -300,7 +272,7 @@ static void do_modify(int k, char *rest)
 	int r = ioctl(slots[k].fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &sent);
 	if (r < 0) {
 		/* perf_copy_attr writes the size it knows back on E2BIG. */
-		printf("-> %s size %u\n", ename(errno), sent.size);
+		printf("-> %s size %u\n", errno_name(errno), sent.size);
 		return;
 	}
 	slots[k].attr = a;
@@ -337,7 +309,7 @@ static void do_ioctl(int k, const char *op, const char *arg)
 		fprintf(stderr, "perfdriver: bad ioctl %s\n", op);
 		exit(2);
 	}
-	printf("-> %s\n", r < 0 ? ename(errno) : "OK");
+	printf("-> %s\n", r < 0 ? errno_name(errno) : "OK");
 }
 
 static void do_read(int k, long size)
@@ -352,7 +324,7 @@ static void do_read(int k, long size)
 		size = sizeof buf;
 	long n = read(slots[k].fd, buf, (size_t)size);
 	if (n < 0) {
-		printf("-> %s\n", ename(errno));
+		printf("-> %s\n", errno_name(errno));
 		return;
 	}
 	uint64_t rf = slots[k].attr.read_format;
@@ -505,7 +477,7 @@ int main(int argc, char **argv)
 			if (slots[s].fd < 0) {
 				printf("-> empty\n");
 			} else {
-				printf("-> %s\n", close(slots[s].fd) < 0 ? ename(errno) : "OK");
+				printf("-> %s\n", close(slots[s].fd) < 0 ? errno_name(errno) : "OK");
 				slots[s].fd = -1;
 			}
 		} else if (strcmp(op, "cont") == 0) {

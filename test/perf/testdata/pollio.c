@@ -5,34 +5,16 @@
  * compare the host kernel's transcript with a sandbox's.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile uint64_t watched[4];
-
-static const char *err(long r)
-{
-	static char buf[64];
-	if (r >= 0) {
-		snprintf(buf, sizeof(buf), "%ld", r);
-		return buf;
-	}
-	return strerrorname_np(errno);
-}
 
 static int open_event(pid_t pid, uint64_t period, int disabled, int inherit)
 {
@@ -48,9 +30,9 @@ static int open_event(pid_t pid, uint64_t period, int disabled, int inherit)
 	a.sample_period = period;
 	a.disabled = disabled;
 	a.inherit = inherit;
-	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
-		printf("open: %s\n", err(fd));
+		printf("open: %s\n", outcome(fd));
 		exit(1);
 	}
 	return fd;
@@ -63,7 +45,7 @@ static void readiness(const char *name, int fd)
 	for (unsigned i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
 		struct pollfd p = {.fd = fd, .events = masks[i], .revents = 0x7fff};
 		int r = poll(&p, 1, 0);
-		printf("%s-poll-%#x: %s revents %#x\n", name, masks[i], err(r), r >= 0 ? p.revents : 0);
+		printf("%s-poll-%#x: %s revents %#x\n", name, masks[i], outcome(r), r >= 0 ? p.revents : 0);
 	}
 	fd_set rd, wr, ex;
 	FD_ZERO(&rd);
@@ -74,19 +56,19 @@ static void readiness(const char *name, int fd)
 	FD_SET(fd, &ex);
 	struct timeval tv = {0, 0};
 	int r = select(fd + 1, &rd, &wr, &ex, &tv);
-	printf("%s-select: %s r%d w%d x%d\n", name, err(r), FD_ISSET(fd, &rd), FD_ISSET(fd, &wr), FD_ISSET(fd, &ex));
+	printf("%s-select: %s r%d w%d x%d\n", name, outcome(r), FD_ISSET(fd, &rd), FD_ISSET(fd, &wr), FD_ISSET(fd, &ex));
 
 	uint32_t emasks[] = {EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP, EPOLLIN, 0, EPOLLIN | EPOLLET};
 	for (unsigned i = 0; i < sizeof(emasks) / sizeof(emasks[0]); i++) {
 		int ep = epoll_create1(EPOLL_CLOEXEC);
 		struct epoll_event e = {.events = emasks[i], .data.u64 = 7};
 		r = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
-		printf("%s-epoll-%#x-add: %s\n", name, emasks[i], err(r));
+		printf("%s-epoll-%#x-add: %s\n", name, emasks[i], outcome(r));
 		for (int n = 0; n < 2; n++) {
 			struct epoll_event got[2];
 			memset(got, 0, sizeof(got));
 			r = epoll_wait(ep, got, 2, 0);
-			printf("%s-epoll-%#x-wait%d: %s events %#x data %llu\n", name, emasks[i], n, err(r),
+			printf("%s-epoll-%#x-wait%d: %s events %#x data %llu\n", name, emasks[i], n, outcome(r),
 			       r > 0 ? got[0].events : 0, r > 0 ? (unsigned long long)got[0].data.u64 : 0ULL);
 		}
 		close(ep);
@@ -97,17 +79,17 @@ static void flags(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
 	printf("getfl: %#x\n", fl);
-	printf("getown: %s\n", err(fcntl(fd, F_GETOWN)));
-	printf("getsig: %s\n", err(fcntl(fd, F_GETSIG)));
-	printf("setfl-async: %s\n", err(fcntl(fd, F_SETFL, fl | O_ASYNC)));
+	printf("getown: %s\n", outcome(fcntl(fd, F_GETOWN)));
+	printf("getsig: %s\n", outcome(fcntl(fd, F_GETSIG)));
+	printf("setfl-async: %s\n", outcome(fcntl(fd, F_SETFL, fl | O_ASYNC)));
 	printf("getfl-async: %#x\n", fcntl(fd, F_GETFL));
-	printf("setown: %s\n", err(fcntl(fd, F_SETOWN, getpid())));
+	printf("setown: %s\n", outcome(fcntl(fd, F_SETOWN, getpid())));
 	printf("getown-self: %d\n", fcntl(fd, F_GETOWN) == getpid());
-	printf("setsig-bad: %s\n", err(fcntl(fd, F_SETSIG, 65)));
-	printf("setsig: %s\n", err(fcntl(fd, F_SETSIG, SIGRTMIN)));
+	printf("setsig-bad: %s\n", outcome(fcntl(fd, F_SETSIG, 65)));
+	printf("setsig: %s\n", outcome(fcntl(fd, F_SETSIG, SIGRTMIN)));
 	printf("getsig-rt: %d\n", fcntl(fd, F_GETSIG) == SIGRTMIN);
 	int off = 0;
-	printf("fioasync-off: %s\n", err(ioctl(fd, FIOASYNC, &off)));
+	printf("fioasync-off: %s\n", outcome(ioctl(fd, FIOASYNC, &off)));
 	printf("getfl-off: %#x\n", fcntl(fd, F_GETFL));
 	readiness("async", fd);
 }
@@ -266,7 +248,7 @@ static void async(const char *name, int sig, int how)
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC);
 	}
 	if (how == 4)
-		printf("%s-refresh: %s\n", name, err(ioctl(fd, PERF_EVENT_IOC_REFRESH, 2)));
+		printf("%s-refresh: %s\n", name, outcome(ioctl(fd, PERF_EVENT_IOC_REFRESH, 2)));
 	writes(name, 3, fd, afd);
 	if (afd != fd)
 		close(afd);

@@ -7,36 +7,18 @@
  * as relations that hold on both.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
+#include "hwbp_test.h"
 #include <poll.h>
 #include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 static volatile uint64_t watched[2];
 static long pg;
-
-static const char *err(long r)
-{
-	static char buf[64];
-	if (r >= 0) {
-		snprintf(buf, sizeof(buf), "%ld", r);
-		return buf;
-	}
-	return strerrorname_np(errno);
-}
 
 static const char *merr(void *p)
 {
@@ -73,9 +55,9 @@ static int open_event(struct opts o)
 		a.use_clockid = 1;
 		a.clockid = CLOCK_MONOTONIC;
 	}
-	int fd = (int)syscall(SYS_perf_event_open, &a, 0, o.cpu, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, 0, o.cpu, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
-		printf("open: %s\n", err(fd));
+		printf("open: %s\n", outcome(fd));
 		exit(1);
 	}
 	return fd;
@@ -121,7 +103,7 @@ static void nohits(void)
 		p = mmap(NULL, sizes[i] * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		printf("mmap-%d-pages: %s\n", sizes[i], merr(p));
 		if (p != MAP_FAILED)
-			printf("munmap-%d-pages: %s\n", sizes[i], err(munmap(p, sizes[i] * pg)));
+			printf("munmap-%d-pages: %s\n", sizes[i], outcome(munmap(p, sizes[i] * pg)));
 	}
 	p = mmap(NULL, 2 * pg - 100, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	printf("mmap-unaligned-length: %s\n", merr(p));
@@ -162,22 +144,22 @@ static void nohits(void)
 	printf("mmap-readonly-again: %s\n", merr(p));
 	if (p != MAP_FAILED)
 		munmap(p, 3 * pg);
-	printf("munmap-first-page: %s\n", err(munmap(r2, pg)));
-	printf("munmap-again: %s\n", err(munmap(r2, 3 * pg)));
-	printf("ioctl-enable: %s\n", err(ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)));
+	printf("munmap-first-page: %s\n", outcome(munmap(r2, pg)));
+	printf("munmap-again: %s\n", outcome(munmap(r2, 3 * pg)));
+	printf("ioctl-enable: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)));
 	header("enabled", r1);
-	printf("ioctl-disable: %s\n", err(ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)));
+	printf("ioctl-disable: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_DISABLE, 0)));
 	header("disabled-again", r1);
-	printf("ioctl-reset: %s\n", err(ioctl(fd, PERF_EVENT_IOC_RESET, 0)));
+	printf("ioctl-reset: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_RESET, 0)));
 	header("reset", r1);
-	printf("ioctl-pause: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 1)));
-	printf("ioctl-resume: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 0)));
+	printf("ioctl-pause: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 1)));
+	printf("ioctl-resume: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PAUSE_OUTPUT, 0)));
 	printf("poll-mapped-again: %#x\n", poll1(fd));
 
 	/* Redirection to and from an event with a ring. */
 	int other = open_event(o);
-	printf("set-output-to-ring: %s\n", err(ioctl(other, PERF_EVENT_IOC_SET_OUTPUT, fd)));
-	printf("set-output-from-ring: %s\n", err(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, other)));
+	printf("set-output-to-ring: %s\n", outcome(ioctl(other, PERF_EVENT_IOC_SET_OUTPUT, fd)));
+	printf("set-output-from-ring: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, other)));
 	close(other);
 
 	/* A child does not get the mapping (VM_DONTCOPY). */
@@ -189,15 +171,15 @@ static void nohits(void)
 	waitpid(pid, &status, 0);
 	printf("fork-child-mapping: %s\n", WEXITSTATUS(status) ? strerrorname_np(WEXITSTATUS(status)) : "mapped");
 
-	printf("munmap-ring: %s\n", err(munmap(r1, 3 * pg)));
+	printf("munmap-ring: %s\n", outcome(munmap(r1, 3 * pg)));
 	printf("poll-unmapped-again: %#x\n", poll1(fd));
 	p = mmap(NULL, 5 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	printf("mmap-new-size: %s\n", merr(p));
 	if (p != MAP_FAILED) {
 		header("new-size", p);
-		printf("mmap-after-close-fd: %s\n", err(close(fd)));
+		printf("mmap-after-close-fd: %s\n", outcome(close(fd)));
 		header("after-close", p);
-		printf("munmap-after-close: %s\n", err(munmap(p, 5 * pg)));
+		printf("munmap-after-close: %s\n", outcome(munmap(p, 5 * pg)));
 	}
 	p = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	printf("mmap-closed-fd: %s\n", merr(p));
@@ -208,9 +190,9 @@ static void nohits(void)
 	printf("mmap-readonly: %s\n", merr(r1));
 	if (r1 != MAP_FAILED)
 		header("readonly", r1);
-	printf("mprotect-write: %s\n", err(mprotect(r1, 3 * pg, PROT_READ | PROT_WRITE)));
-	printf("mprotect-exec: %s\n", err(mprotect(r1, 3 * pg, PROT_READ | PROT_EXEC)));
-	printf("mprotect-part: %s\n", err(mprotect(r1, pg, PROT_READ)));
+	printf("mprotect-write: %s\n", outcome(mprotect(r1, 3 * pg, PROT_READ | PROT_WRITE)));
+	printf("mprotect-exec: %s\n", outcome(mprotect(r1, 3 * pg, PROT_READ | PROT_EXEC)));
+	printf("mprotect-part: %s\n", outcome(mprotect(r1, pg, PROT_READ)));
 	printf("mremap-grow: %s\n", merr(mremap(r1, 3 * pg, 5 * pg, MREMAP_MAYMOVE)));
 	printf("mremap-shrink: %s\n", merr(mremap(r1, 3 * pg, 2 * pg, 0)));
 	/* A ring moves only whole (perf_mmap_may_split). */
@@ -413,7 +395,7 @@ static void read_lost(const char *name, int fd)
 {
 	uint64_t v[3];
 	int r = read(fd, v, sizeof(v));
-	printf("%s-read: %s count %llu lost %llu\n", name, err(r), (unsigned long long)v[0], (unsigned long long)v[2]);
+	printf("%s-read: %s count %llu lost %llu\n", name, outcome(r), (unsigned long long)v[0], (unsigned long long)v[2]);
 }
 
 /* switches returns how often the calling thread has left its CPU: its
@@ -463,7 +445,7 @@ static void period_change(uint64_t p0, uint64_t p1, uint64_t st, int sleep)
 			continue;
 		}
 		printf("period-%llu-%llu-%#llx-%s-ioctl: %s\n", (unsigned long long)p0, (unsigned long long)p1,
-		       (unsigned long long)st, path, err(ret));
+		       (unsigned long long)st, path, outcome(ret));
 		printf("period-%llu-%llu-%#llx-%s:", (unsigned long long)p0, (unsigned long long)p1,
 		       (unsigned long long)st, path);
 		if (wrong)
@@ -506,13 +488,13 @@ static void hits(void)
 	struct ring r = map_ring(fd, 1, PROT_READ | PROT_WRITE);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ee = {.events = EPOLLIN, .data.u64 = 1};
-	printf("samples-epoll-add: %s\n", err(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ee)));
+	printf("samples-epoll-add: %s\n", outcome(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ee)));
 	ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
 	printf("samples-poll-before: %#x\n", poll1(fd));
 	writes(3, &e.t0, &e.t1);
 	struct epoll_event got;
 	int n = epoll_wait(ep, &got, 1, 0);
-	printf("samples-epoll-wait: %s events %#x\n", err(n), n > 0 ? got.events : 0);
+	printf("samples-epoll-wait: %s events %#x\n", outcome(n), n > 0 ? got.events : 0);
 	printf("samples-poll-after: %#x\n", poll1(fd));
 	printf("samples-poll-again: %#x\n", poll1(fd));
 	drain("samples", &r, &e);
@@ -520,7 +502,7 @@ static void hits(void)
 	uint64_t period = 2;
 	/* These samples have PERF_SAMPLE_PERIOD: every hit overflows, with
 	 * period 1, whatever the period and the scheduling (period_change). */
-	printf("samples-ioctl-period: %s\n", err(ioctl(fd, PERF_EVENT_IOC_PERIOD, &period)));
+	printf("samples-ioctl-period: %s\n", outcome(ioctl(fd, PERF_EVENT_IOC_PERIOD, &period)));
 	writes(4, &e.t0, &e.t1);
 	drain("period", &r, &e);
 	close(ep);
@@ -624,7 +606,7 @@ static void hits(void)
 	/* Another event's records go to this ring (SET_OUTPUT). */
 	struct opts o2 = o;
 	int fd2 = open_event(o2);
-	printf("output-set: %s\n", err(ioctl(fd2, PERF_EVENT_IOC_SET_OUTPUT, fd)));
+	printf("output-set: %s\n", outcome(ioctl(fd2, PERF_EVENT_IOC_SET_OUTPUT, fd)));
 	printf("output-mmap: %s\n", merr(mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd2, 0)));
 	ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
 	ioctl(fd2, PERF_EVENT_IOC_ENABLE, 0);
@@ -679,7 +661,7 @@ static void hits(void)
 	a.sample_period = 1;
 	a.sample_type = o.sample_type;
 	a.wakeup_events = 1;
-	fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	fd = (int)perf_event_open(&a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	r = map_ring(fd, 1, PROT_READ | PROT_WRITE);
 	printf("child-poll-before: %#x\n", poll1(fd));
 	if (write(go[1], "x", 1) != 1)

@@ -14,21 +14,13 @@
  * records are left out.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile uint64_t watched;
 static long pg;
@@ -130,7 +122,7 @@ int main(int argc, char **argv)
 	a.task = 1;
 	a.sample_id_all = 1;
 	a.mmap_data = data;
-	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("open: %s\n", strerrorname_np(errno));
 		return 1;

@@ -7,20 +7,12 @@
  * signal and per step, for the host kernel's transcript and a sandbox's.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <linux/sched.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
-#include <unistd.h>
 
 static volatile uint64_t watched[2];
 static volatile int signals;
@@ -72,7 +64,7 @@ static int open_sigtrap(uint64_t period, uint64_t sig_data)
 	a.sigtrap = 1;
 	a.remove_on_exec = 1;
 	a.sig_data = sig_data;
-	int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	int fd = (int)perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("perf_event_open: %s\n", strerrorname_np(errno));
 		exit(1);
@@ -160,7 +152,7 @@ int main(void)
 		a.sigtrap = 1;
 		a.remove_on_exec = 1;
 		a.sig_data = 9;
-		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		fd = (int)perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 		if (fd < 0) {
 			printf("perf_event_open (inherit): %s\n", strerrorname_np(errno));
 			exit(1);

@@ -25,28 +25,22 @@
  * transcript must be the host kernel's, checkpoint or not.
  */
 #define _GNU_SOURCE
-#include <errno.h>
+#include "hwbp_test.h"
 #include <fcntl.h>
-#include <linux/hw_breakpoint.h>
-#include <linux/perf_event.h>
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 static volatile uint64_t w[8];
 static volatile int signals, badsignals, asyncs, badasyncs;
 static int ff;
 
-static void check(long r, const char *what)
+/* expect ends the transcript with what failed if r, a system call's
+ * result, is negative. */
+static void expect(long r, const char *what)
 {
 	if (r < 0) {
-		printf("%s: %s\n", what, strerrorname_np(errno));
+		printf("%s: %s\n", what, errno_name(errno));
 		exit(1);
 	}
 }
@@ -110,8 +104,8 @@ static int open_bp_on(pid_t pid, volatile uint64_t *addr, uint64_t flags, uint64
 		a.remove_on_exec = 1;
 		a.sig_data = 0xabc;
 	}
-	int fd = (int)syscall(SYS_perf_event_open, &a, pid, -1, group, PERF_FLAG_FD_CLOEXEC);
-	check(fd, "perf_event_open");
+	int fd = (int)perf_event_open(&a, pid, -1, group, PERF_FLAG_FD_CLOEXEC);
+	expect(fd, "perf_event_open");
 	return fd;
 }
 
@@ -134,13 +128,13 @@ static int fa, fb, fc, fd_;
 
 static void readall(struct reading *r)
 {
-	check(read(fa, r->a, sizeof(r->a)) == sizeof(r->a) ? 0 : -1, "read A");
-	check(read(fb, r->b, sizeof(r->b)) == sizeof(r->b) ? 0 : -1, "read B");
-	check(read(fc, r->c, sizeof(r->c)) == sizeof(r->c) ? 0 : -1, "read C");
-	check(ioctl(fa, PERF_EVENT_IOC_ID, &r->ida), "ID A");
-	check(ioctl(fb, PERF_EVENT_IOC_ID, &r->idb), "ID B");
-	check(ioctl(fc, PERF_EVENT_IOC_ID, &r->idc), "ID C");
-	check(ioctl(fd_, PERF_EVENT_IOC_ID, &r->idd), "ID D");
+	expect(read(fa, r->a, sizeof(r->a)) == sizeof(r->a) ? 0 : -1, "read A");
+	expect(read(fb, r->b, sizeof(r->b)) == sizeof(r->b) ? 0 : -1, "read B");
+	expect(read(fc, r->c, sizeof(r->c)) == sizeof(r->c) ? 0 : -1, "read C");
+	expect(ioctl(fa, PERF_EVENT_IOC_ID, &r->ida), "ID A");
+	expect(ioctl(fb, PERF_EVENT_IOC_ID, &r->idb), "ID B");
+	expect(ioctl(fc, PERF_EVENT_IOC_ID, &r->idc), "ID C");
+	expect(ioctl(fd_, PERF_EVENT_IOC_ID, &r->idd), "ID D");
 }
 
 static void counts(const char *when, const struct reading *r)
@@ -163,7 +157,7 @@ static pid_t child(int go, int n)
 {
 	fflush(stdout);
 	pid_t c = fork();
-	check(c, "fork");
+	expect(c, "fork");
 	if (c == 0) {
 		char x;
 		if (read(go, &x, 1) != 1)
@@ -182,8 +176,8 @@ static pid_t child(int go, int n)
 static void finish(pid_t c, int go)
 {
 	int st;
-	check(write(go, "g", 1), "write");
-	check(waitpid(c, &st, 0), "waitpid");
+	expect(write(go, "g", 1), "write");
+	expect(waitpid(c, &st, 0), "waitpid");
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		printf("child ended with status %#x\n", st);
 }
@@ -205,20 +199,20 @@ int main(void)
 	fd_ = open_bp(&w[3], 0, 0, 0, fa);
 	fb = open_bp(&w[1], DISABLED | INHERIT, 0, TIMES, -1);
 	fc = open_bp(&w[2], DISABLED | SIGTRAP_, 3, TIMES, -1);
-	check(ioctl(fc, PERF_EVENT_IOC_REFRESH, 2), "REFRESH C");
+	expect(ioctl(fc, PERF_EVENT_IOC_REFRESH, 2), "REFRESH C");
 
 	int go1[2], go2[2];
-	check(pipe(go1), "pipe");
-	check(pipe(go2), "pipe");
+	expect(pipe(go1), "pipe");
+	expect(pipe(go2), "pipe");
 	pid_t c1 = child(go1[0], 1); /* lives across the window */
 	pid_t c2 = child(go2[0], 2); /* exits before it */
 	ff = open_bp_on(c1, &w[5], 0, 1, 0, -1);
-	check(fcntl(ff, F_SETOWN, getpid()), "F_SETOWN F");
-	check(fcntl(ff, F_SETSIG, SIGRTMIN), "F_SETSIG F");
-	check(fcntl(ff, F_SETFL, fcntl(ff, F_GETFL) | O_ASYNC), "O_ASYNC F");
-	check(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
+	expect(fcntl(ff, F_SETOWN, getpid()), "F_SETOWN F");
+	expect(fcntl(ff, F_SETSIG, SIGRTMIN), "F_SETSIG F");
+	expect(fcntl(ff, F_SETFL, fcntl(ff, F_GETFL) | O_ASYNC), "O_ASYNC F");
+	expect(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
 	finish(c2, go2[1]); /* B: 2 from the exited child */
-	check(ioctl(fb, PERF_EVENT_IOC_DISABLE, 0), "DISABLE B");
+	expect(ioctl(fb, PERF_EVENT_IOC_DISABLE, 0), "DISABLE B");
 
 	w[0] = 1;
 	w[0] = 2; /* A: 2 */
@@ -249,7 +243,7 @@ int main(void)
 	w[0] = 3;  /* A: 3 */
 	w[3] = 2;  /* D: 2 */
 	w[1] = 2;  /* B disabled: nothing */
-	check(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
+	expect(ioctl(fb, PERF_EVENT_IOC_ENABLE, 0), "ENABLE B");
 	finish(c1, go1[1]); /* B: 3, through the restored copy; F: 1 signal */
 	printf("F: %d signals, bad %d\n", asyncs, badasyncs);
 	w[1] = 3; /* B: 4 */
@@ -262,7 +256,7 @@ int main(void)
 	close(fd_); /* its slot, for E */
 	int fe = open_bp(&w[4], 0, 0, 0, -1);
 	uint64_t ide;
-	check(ioctl(fe, PERF_EVENT_IOC_ID, &ide), "ID E");
+	expect(ioctl(fe, PERF_EVENT_IOC_ID, &ide), "ID E");
 	/* Linux's ids only grow. */
 	printf("a new event's id is above the others: %d\n",
 	       ide > before.ida && ide > before.idb && ide > before.idc && ide > before.idd);

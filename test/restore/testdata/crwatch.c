@@ -8,25 +8,12 @@
  * reads of DR0, DR6 and DR7; after it the child writes the watched word a
  * second time. The transcript must be the host kernel's, checkpoint or not.
  */
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 
 static volatile long watched;
-
-#define DR(n) (offsetof(struct user, u_debugreg) + 8 * (n))
-
-static void check(long r, const char *what) {
-	if (r < 0) {
-		perror(what);
-		exit(1);
-	}
-}
 
 static void regs(pid_t c, const char *when) {
 	printf("%s: DR0 %s DR6 %#lx DR7 %#lx\n", when,
@@ -84,7 +71,7 @@ int main(void) {
 	int st;
 	check(waitpid(c, &st, 0), "waitpid");
 	check(ptrace(PTRACE_POKEUSER, c, DR(0), (long)&watched), "POKE DR0");
-	check(ptrace(PTRACE_POKEUSER, c, DR(7), 0x000d0001), "POKE DR7");
+	check(ptrace(PTRACE_POKEUSER, c, DR(7), dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)), "POKE DR7");
 	check(ptrace(PTRACE_POKEUSER, c, DR(6), 0x4), "POKE DR6");
 	regs(c, "armed");
 	check(ptrace(PTRACE_CONT, c, 0, 0), "CONT");
