@@ -7,7 +7,6 @@ package conformance
 import (
 	"fmt"
 	"math/rand"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -58,6 +57,10 @@ func compare(t *testing.T, script string, platforms []string) {
 		})
 	}
 }
+
+// drdriver is testdata/drdriver.c, for the random sequences: its scripts
+// are *.dr files, each transcript line starts with its script line.
+var drdriver = sandbox.Driver{Ext: ".dr", Run: transcript, Format: sandbox.NumberedSteps, Budget: 60}
 
 // TestHandWrittenScripts runs every testdata/scripts/*.dr.
 func TestHandWrittenScripts(t *testing.T) {
@@ -134,15 +137,6 @@ var emulationLimits = map[string]string{
 	"hits-stepwrite": "QEMU's TCG locks up the guest kernel on a single-step onto a watched write",
 }
 
-func writeScript(t *testing.T, name string, lines []string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // TestAllFieldCombinations enables every R/W x LEN combination in every slot
 // with the L, G and L|G enables, at an aligned and at misaligned addresses,
 // and moves enabled slots to addresses of every alignment.
@@ -168,7 +162,7 @@ func TestAllFieldCombinations(t *testing.T) {
 			}
 		}
 	}
-	compare(t, writeScript(t, "combinations.dr", lines), sandbox.Platforms)
+	compare(t, sandbox.WriteScript(t, "combinations.dr", lines), sandbox.Platforms)
 }
 
 // TestHitCombinations arms every data type and length in every slot with
@@ -209,7 +203,7 @@ func TestHitCombinations(t *testing.T) {
 			"poke 7 0",
 		)
 	}
-	compare(t, writeScript(t, "hits.dr", lines), sandbox.HitPlatforms)
+	compare(t, sandbox.WriteScript(t, "hits.dr", lines), sandbox.HitPlatforms)
 }
 
 // randomOps returns n random requests: writes of interesting and random
@@ -255,40 +249,12 @@ func randomOps(seed int64, n int) []string {
 	return ops
 }
 
-// differs reports whether ops give different transcripts on the host and
-// on platform, and the index of the first op whose line differs.
-func differs(t *testing.T, platform string, ops []string) (bool, int) {
-	script := writeScript(t, "candidate.dr", ops)
-	step, differ := sandbox.FirstDifferentStep(transcript(t, "", script), transcript(t, platform, script), sandbox.NumberedSteps)
-	return differ, step
-}
-
-// minimizeBudget bounds the sandbox runs of one minimization.
-const minimizeBudget = 60
-
 // TestRandomSequence runs a seeded random sequence of 20,000 requests. Set
 // HWBP_SEED to run another seed.
 func TestRandomSequence(t *testing.T) {
 	sandbox.RequireRoot(t)
-	for _, seed := range sandbox.Seeds(t, 1, 20261123) {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			ops := randomOps(seed, 20000)
-			script := writeScript(t, "random.dr", ops)
-			host := transcript(t, "", script)
-			for _, p := range sandbox.Platforms {
-				t.Run(p, func(t *testing.T) {
-					got := transcript(t, p, script)
-					first, differ := sandbox.FirstDifferentStep(host, got, sandbox.NumberedSteps)
-					if !differ {
-						return
-					}
-					small := sandbox.Minimize(ops, first, minimizeBudget, func(c []string) (bool, int) { return differs(t, p, c) })
-					t.Errorf("seed %d: transcript differs from the host kernel's (HWBP_SEED=%d to rerun):\n%s\nminimized failing sequence (%d ops):\n  %s",
-						seed, seed, sandbox.Diff(host, got, 5), len(small), strings.Join(small, "\n  "))
-				})
-			}
-		})
-	}
+	gen := func(seed int64) []string { return randomOps(seed, 20000) }
+	drdriver.RandomSequences(t, sandbox.Platforms, gen, 1, 20261123)
 }
 
 // TestRandomOpsAreDeterministic guards the seed contract: the same seed

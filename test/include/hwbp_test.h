@@ -54,6 +54,25 @@ static inline long perf_event_open(struct perf_event_attr *attr, pid_t pid, int 
 	return syscall(SYS_perf_event_open, attr, pid, cpu, group_fd, flags);
 }
 
+/* bp_attr is the attribute of a user-mode breakpoint event on len bytes at
+ * addr, of type (HW_BREAKPOINT_W, _RW or _X), that overflows every period
+ * hits (0: counting); every other field is zero. */
+static inline struct perf_event_attr bp_attr(const volatile void *addr, uint64_t len, uint32_t type,
+					     uint64_t period)
+{
+	struct perf_event_attr a;
+	memset(&a, 0, sizeof(a));
+	a.type = PERF_TYPE_BREAKPOINT;
+	a.size = sizeof(a);
+	a.bp_type = type;
+	a.bp_addr = (uint64_t)(uintptr_t)addr;
+	a.bp_len = len;
+	a.exclude_kernel = 1;
+	a.exclude_hv = 1;
+	a.sample_period = period;
+	return a;
+}
+
 /* errno_name is Linux's name of errno value e ("EINVAL"), or "errno N". */
 static inline const char *errno_name(int e)
 {

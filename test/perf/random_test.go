@@ -3,8 +3,6 @@ package perf
 import (
 	"fmt"
 	"math/rand"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,15 +21,9 @@ func driverTranscript(t *testing.T, platform, path string) string {
 	return run(t, platform, sandbox.BuildC(t, "testdata/perfdriver.c"), path)
 }
 
-// writeOps writes ops as a perfdriver script and returns its path.
-func writeOps(t *testing.T, name string, ops []string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(strings.Join(ops, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+// perfdriver is testdata/perfdriver.c, for the random sequences: its
+// scripts are *.pd files, each transcript line starts with its script line.
+var perfdriver = sandbox.Driver{Ext: ".pd", Run: driverTranscript, Format: sandbox.NumberedSteps, Budget: 80}
 
 // pick returns one of choices.
 func pick[T any](rng *rand.Rand, choices ...T) T { return choices[rng.Intn(len(choices))] }
@@ -166,17 +158,6 @@ func randomPerfOps(seed int64, n int) []string {
 	return ops
 }
 
-// perfOpsDiffer reports whether ops give different transcripts on the host
-// and on platform, and the index of the op of the first difference.
-func perfOpsDiffer(t *testing.T, platform string, ops []string) (bool, int) {
-	path := writeOps(t, "candidate.pd", ops)
-	op, differ := sandbox.FirstDifferentStep(driverTranscript(t, "", path), driverTranscript(t, platform, path), sandbox.NumberedSteps)
-	return differ, op
-}
-
-// minimizeBudget bounds the sandbox runs of one minimization.
-const minimizeBudget = 80
-
 // TestRandomSequence runs seeded random sequences of perf events and
 // ptrace debug-register writes on one traced child (randomPerfOps,
 // testdata/perfdriver.c) on the host and in the sandbox, and compares the
@@ -185,25 +166,8 @@ const minimizeBudget = 80
 // only.
 func TestRandomSequence(t *testing.T) {
 	sandbox.RequireRoot(t)
-	for _, seed := range sandbox.Seeds(t, 1, 20261126) {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			ops := randomPerfOps(seed, randomSeqLen)
-			path := writeOps(t, "random.pd", ops)
-			host := driverTranscript(t, "", path)
-			for _, p := range sandbox.Platforms {
-				t.Run(p, func(t *testing.T) {
-					got := driverTranscript(t, p, path)
-					first, differ := sandbox.FirstDifferentStep(host, got, sandbox.NumberedSteps)
-					if !differ {
-						return
-					}
-					small := sandbox.Minimize(ops, first, minimizeBudget, func(c []string) (bool, int) { return perfOpsDiffer(t, p, c) })
-					t.Errorf("seed %d: transcript differs from the host kernel's (HWBP_SEED=%d reruns it):\n%s\nminimized failing sequence (%d ops):\n  %s",
-						seed, seed, sandbox.Diff(host, got, 5), len(small), strings.Join(small, "\n  "))
-				})
-			}
-		})
-	}
+	gen := func(seed int64) []string { return randomPerfOps(seed, randomSeqLen) }
+	perfdriver.RandomSequences(t, sandbox.Platforms, gen, 1, 20261126)
 }
 
 // TestRandomPerfOpsAreDeterministic guards the seed contract: one seed gives

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,4 +141,66 @@ func Minimize(steps []string, firstBad, budget int, differs func([]string) (bool
 		}
 	}
 	return steps
+}
+
+// Driver is a test program that runs a script of steps, one a line, and
+// prints a transcript whose lines name their step in Format.
+type Driver struct {
+	// Ext is the extension of its script files, such as ".dr".
+	Ext string
+
+	// Run runs the script at path on the kernel (platform "") or in a
+	// sandbox of platform, and returns its transcript; it fails t if the
+	// driver did not run to its end.
+	Run func(t *testing.T, platform, path string) string
+
+	// Format is how its transcript lines name their step.
+	Format StepFormat
+
+	// Budget bounds the runs of one minimization.
+	Budget int
+}
+
+// WriteScript writes steps, one a line, to a file name in a temporary
+// directory of t, and returns its path.
+func WriteScript(t testing.TB, name string, steps []string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(strings.Join(steps, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// differs runs steps on the kernel and on platform, and reports whether
+// their transcripts differ and at which step.
+func (d Driver) differs(t *testing.T, platform string, steps []string) (bool, int) {
+	path := WriteScript(t, "candidate"+d.Ext, steps)
+	step, differ := FirstDifferentStep(d.Run(t, "", path), d.Run(t, platform, path), d.Format)
+	return differ, step
+}
+
+// RandomSequences runs the script gen(seed) of each seed of Seeds (the
+// defaults, or HWBP_SEED) on the kernel and on each of platforms; a
+// difference fails t with the seed, the difference and a minimized script.
+func (d Driver) RandomSequences(t *testing.T, platforms []string, gen func(seed int64) []string, defaults ...int64) {
+	for _, seed := range Seeds(t, defaults...) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			steps := gen(seed)
+			path := WriteScript(t, "random"+d.Ext, steps)
+			kernel := d.Run(t, "", path)
+			for _, p := range platforms {
+				t.Run(p, func(t *testing.T) {
+					got := d.Run(t, p, path)
+					first, differ := FirstDifferentStep(kernel, got, d.Format)
+					if !differ {
+						return
+					}
+					small := Minimize(steps, first, d.Budget, func(c []string) (bool, int) { return d.differs(t, p, c) })
+					t.Errorf("seed %d: transcript differs from the kernel's (HWBP_SEED=%d reruns it):\n%s\nminimized failing script (%d steps):\n  %s",
+						seed, seed, Diff(kernel, got, 5), len(small), strings.Join(small, "\n  "))
+				})
+			}
+		})
+	}
 }

@@ -40,19 +40,12 @@ static double now(void) {
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static struct perf_event_attr bp_attr(volatile long *addr) {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof a);
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof a;
-	a.bp_addr = (uintptr_t)addr;
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_len = 8;
-	a.sample_period = 1;
+/* trap_attr is a disabled write watchpoint on 8 bytes at addr that sends
+ * SIGTRAP (sigtrap) at each hit. */
+static struct perf_event_attr trap_attr(volatile long *addr) {
+	struct perf_event_attr a = bp_attr(addr, 8, HW_BREAKPOINT_W, 1);
 	a.sigtrap = 1;
 	a.remove_on_exec = 1;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
 	a.disabled = 1;
 	return a;
 }
@@ -104,7 +97,7 @@ int main(void) {
 	while (spinner_tid == 0)
 		sched_yield();
 	pid_t tid = spinner_tid;
-	struct perf_event_attr a = bp_attr(&word);
+	struct perf_event_attr a = trap_attr(&word);
 	double t0 = now();
 	for (int i = 0; i < n; i++) {
 		int fd = (int)perf_event_open(&a, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
@@ -119,7 +112,7 @@ int main(void) {
 		die("perf_event_open");
 	t0 = now();
 	for (int i = 0; i < n; i++) {
-		struct perf_event_attr m = bp_attr(i % 2 ? &word : &other);
+		struct perf_event_attr m = trap_attr(i % 2 ? &word : &other);
 		if (ioctl(fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &m) < 0)
 			die("MODIFY_ATTRIBUTES");
 	}

@@ -57,16 +57,7 @@ void where(uint64_t ip, char *buf, size_t len)
 void run(const char *name, uint16_t max_stack, int exclude_user)
 {
 	long pg = sysconf(_SC_PAGESIZE);
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched;
-	a.bp_len = 8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	a.sample_period = 1;
+	struct perf_event_attr a = bp_attr(&watched, 8, HW_BREAKPOINT_W, 1);
 	a.sample_type = PERF_SAMPLE_CALLCHAIN;
 	a.sample_max_stack = max_stack;
 	a.exclude_callchain_user = exclude_user;

@@ -30,15 +30,7 @@ static int open_event_inherit(uint32_t type, void *addr, uint64_t len, pid_t pid
 
 static int open_event_cpu(uint32_t type, void *addr, uint64_t len, pid_t pid, int cpu, int exclude_user, int inherit)
 {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = type;
-	a.bp_addr = (uint64_t)(uintptr_t)addr;
-	a.bp_len = len;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
+	struct perf_event_attr a = bp_attr(addr, len, type, 0);
 	a.exclude_user = exclude_user;
 	a.inherit = inherit != 0;
 	a.inherit_thread = inherit == 2;
@@ -97,15 +89,7 @@ static void *thread_writes(void *arg)
  */
 static int open_member(volatile uint64_t *addr, int thread_only, int leader)
 {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)addr;
-	a.bp_len = 8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
+	struct perf_event_attr a = bp_attr(addr, 8, HW_BREAKPOINT_W, 0);
 	a.inherit = 1;
 	a.inherit_thread = thread_only;
 	a.read_format = PERF_FORMAT_GROUP;

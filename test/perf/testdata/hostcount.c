@@ -40,15 +40,7 @@ static void show(const char *phase, int fd)
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 1000;
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched;
-	a.bp_len = HW_BREAKPOINT_LEN_8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
+	struct perf_event_attr a = bp_attr(&watched, HW_BREAKPOINT_LEN_8, HW_BREAKPOINT_W, 0);
 	int fd = (int)perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("perf_event_open: %s\n", strerrorname_np(errno));

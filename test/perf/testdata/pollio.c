@@ -18,16 +18,7 @@ static volatile uint64_t watched[4];
 
 static int open_event(pid_t pid, uint64_t period, int disabled, int inherit)
 {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched[0];
-	a.bp_len = 8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	a.sample_period = period;
+	struct perf_event_attr a = bp_attr(&watched[0], 8, HW_BREAKPOINT_W, period);
 	a.disabled = disabled;
 	a.inherit = inherit;
 	int fd = (int)perf_event_open(&a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);

@@ -34,16 +34,7 @@ struct opts {
 
 static int open_event(struct opts o)
 {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched[0];
-	a.bp_len = 8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	a.sample_period = o.period;
+	struct perf_event_attr a = bp_attr(&watched[0], 8, HW_BREAKPOINT_W, o.period);
 	a.sample_type = o.sample_type;
 	a.read_format = o.read_format;
 	a.disabled = o.disabled;
@@ -649,16 +640,7 @@ static void hits(void)
 	o.sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_IP;
 	o.disabled = 0;
 	o.wakeup = 1;
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched[0];
-	a.bp_len = 8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	a.sample_period = 1;
+	struct perf_event_attr a = bp_attr(&watched[0], 8, HW_BREAKPOINT_W, 1);
 	a.sample_type = o.sample_type;
 	a.wakeup_events = 1;
 	fd = (int)perf_event_open(&a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);

@@ -103,16 +103,7 @@ int main(int argc, char **argv)
 	}
 	close(go[0]);
 
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched;
-	a.bp_len = 8;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
-	a.sample_period = 1;
+	struct perf_event_attr a = bp_attr(&watched, 8, HW_BREAKPOINT_W, 1);
 	a.sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID;
 	a.disabled = 1;
 	a.enable_on_exec = 1;

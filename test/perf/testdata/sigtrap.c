@@ -51,16 +51,7 @@ static void handler(int sig, siginfo_t *si, void *uc)
 
 static int open_sigtrap(uint64_t period, uint64_t sig_data)
 {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&watched[0];
-	a.bp_len = 8;
-	a.sample_period = period;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
+	struct perf_event_attr a = bp_attr(&watched[0], 8, HW_BREAKPOINT_W, period);
 	a.sigtrap = 1;
 	a.remove_on_exec = 1;
 	a.sig_data = sig_data;
@@ -138,16 +129,7 @@ int main(void)
 	sigaction(SIGTRAP, &sa, NULL);
 	for (int clear = 0; clear <= 1; clear++) {
 		signals = 0;
-		struct perf_event_attr a;
-		memset(&a, 0, sizeof(a));
-		a.type = PERF_TYPE_BREAKPOINT;
-		a.size = sizeof(a);
-		a.bp_type = HW_BREAKPOINT_W;
-		a.bp_addr = (uint64_t)(uintptr_t)&watched[0];
-		a.bp_len = 8;
-		a.sample_period = 1;
-		a.exclude_kernel = 1;
-		a.exclude_hv = 1;
+		struct perf_event_attr a = bp_attr(&watched[0], 8, HW_BREAKPOINT_W, 1);
 		a.inherit = 1;
 		a.sigtrap = 1;
 		a.remove_on_exec = 1;

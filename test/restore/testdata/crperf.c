@@ -86,17 +86,8 @@ static void window(const char *name)
 static int open_bp_on(pid_t pid, volatile uint64_t *addr, uint64_t flags, uint64_t period, uint64_t read_format,
 		     int group)
 {
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)addr;
-	a.bp_len = 8;
-	a.sample_period = period;
+	struct perf_event_attr a = bp_attr(addr, 8, HW_BREAKPOINT_W, period);
 	a.read_format = read_format;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
 	a.disabled = !!(flags & 1);
 	a.inherit = !!(flags & 2);
 	if (flags & 4) {

@@ -33,17 +33,8 @@ int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGUSR1, on_usr1);
-	struct perf_event_attr a;
-	memset(&a, 0, sizeof(a));
-	a.type = PERF_TYPE_BREAKPOINT;
-	a.size = sizeof(a);
-	a.bp_type = HW_BREAKPOINT_W;
-	a.bp_addr = (uint64_t)(uintptr_t)&w;
-	a.bp_len = 8;
-	a.sample_period = 1;
+	struct perf_event_attr a = bp_attr(&w, 8, HW_BREAKPOINT_W, 1);
 	a.sample_type = PERF_SAMPLE_IP;
-	a.exclude_kernel = 1;
-	a.exclude_hv = 1;
 	int fd = (int)perf_event_open(&a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0) {
 		printf("perf_event_open: %s\n", strerrorname_np(errno));
