@@ -9,7 +9,6 @@ import (
 	"math/rand"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -220,13 +219,7 @@ func randomOps(seed int64, n int) []string {
 		case k < 30:
 			ops = append(ops, fmt.Sprintf("poke %d %s", rng.Intn(4), addrs[rng.Intn(len(addrs))]))
 		case k < 55:
-			var dr7 uint64
-			for slot := 0; slot < 4; slot++ {
-				if rng.Intn(2) == 0 {
-					dr7 |= uint64(1+rng.Intn(3)) << (2 * slot)
-				}
-				dr7 |= uint64(rng.Intn(16)) << (16 + 4*slot)
-			}
+			dr7 := sandbox.RandomDR7(rng)
 			if rng.Intn(4) == 0 {
 				dr7 |= uint64(rng.Intn(0x100)) << 8 // LE, GE, bit 10, GD, reserved
 			}
@@ -235,7 +228,7 @@ func randomOps(seed int64, n int) []string {
 			}
 			ops = append(ops, fmt.Sprintf("poke 7 %#x", dr7))
 		case k < 60:
-			ops = append(ops, fmt.Sprintf("poke 6 %#x", rng.Uint64()>>uint(rng.Intn(64))))
+			ops = append(ops, fmt.Sprintf("poke 6 %#x", sandbox.RandomDR6(rng)))
 		case k < 62:
 			ops = append(ops, fmt.Sprintf("poke %d %#x", 4+rng.Intn(2), rng.Uint64()))
 		case k < 65:
@@ -260,25 +253,12 @@ func TestRandomSequence(t *testing.T) {
 // TestRandomOpsAreDeterministic guards the seed contract: the same seed
 // gives the same sequence, and the generator covers every request kind.
 func TestRandomOpsAreDeterministic(t *testing.T) {
-	a, b := randomOps(7, 2000), randomOps(7, 2000)
-	if strings.Join(a, "\n") != strings.Join(b, "\n") {
-		t.Fatal("randomOps is not deterministic")
-	}
-	kinds := map[string]bool{}
-	for _, op := range a {
+	gen := func(seed int64) []string { return randomOps(seed, 2000) }
+	kinds := func(op string) []string {
 		f := strings.Fields(op)
-		kinds[f[0]+" "+f[1]] = true
+		return []string{f[0] + " " + f[1]}
 	}
-	var missing []string
-	for _, k := range []string{"poke 0", "poke 3", "poke 4", "poke 5", "poke 6", "poke 7", "peek 7", "pokeoff 848", "peekoff 904"} {
-		if !kinds[k] {
-			missing = append(missing, k)
-		}
-	}
-	sort.Strings(missing)
-	if len(missing) > 0 {
-		t.Fatalf("no %v in 2000 random ops", missing)
-	}
+	sandbox.CheckGenerator(t, gen, kinds, "poke 0", "poke 3", "poke 4", "poke 5", "poke 6", "poke 7", "peek 7", "pokeoff 848", "peekoff 904")
 }
 
 // TestPerThreadBreakpoints runs testdata/perthread.c, whose two threads

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -203,4 +204,50 @@ func (d Driver) RandomSequences(t *testing.T, platforms []string, gen func(seed 
 			}
 		})
 	}
+}
+
+// CheckGenerator guards the seed contract of gen, a random script
+// generator: one seed gives one script, and a script covers every kind of
+// step in want, where kinds lists the kinds one step is of.
+func CheckGenerator(t *testing.T, gen func(seed int64) []string, kinds func(step string) []string, want ...string) {
+	t.Helper()
+	a, b := gen(7), gen(7)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Fatal("one seed gives two scripts")
+	}
+	seen := map[string]bool{}
+	for _, step := range a {
+		for _, k := range kinds(step) {
+			seen[k] = true
+		}
+	}
+	var missing []string
+	for _, k := range want {
+		if !seen[k] {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("no %q in a script of %d steps", missing, len(a))
+	}
+}
+
+// RandomDR7 is a DR7 for random scripts: each slot left disabled or
+// enabled locally, globally or both, with random R/W and LEN fields, valid
+// for Linux or not.
+func RandomDR7(rng *rand.Rand) uint64 {
+	var dr7 uint64
+	for slot := 0; slot < 4; slot++ {
+		if rng.Intn(2) == 0 {
+			dr7 |= uint64(1+rng.Intn(3)) << (2 * slot)
+		}
+		dr7 |= uint64(rng.Intn(16)) << (16 + 4*slot)
+	}
+	return dr7
+}
+
+// RandomDR6 is a DR6 for random scripts: a random word shifted right by a
+// random count, so that small values are common.
+func RandomDR6(rng *rand.Rand) uint64 {
+	return rng.Uint64() >> uint(rng.Intn(64))
 }

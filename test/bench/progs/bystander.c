@@ -26,12 +26,8 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	int armed = !strcmp(argv[1], "armed");
-	pid_t c = fork();
-	if (c < 0)
-		die("fork");
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		struct timespec ms = {0, 1000000};
 		for (;;)
 			if (sleeper)

@@ -10,10 +10,8 @@ static volatile long word;
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 2000;
-	pid_t c = fork();
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		for (long i = 0; i < n; i++)
 			word = i;
 		_exit(0);

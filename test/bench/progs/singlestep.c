@@ -1,20 +1,16 @@
 /* singlestep N: a tracer single-steps its tracee N times and times
  * PTRACE_SINGLESTEP -> SIGTRAP -> waitpid. Prints ns per step: the cost of
  * any trap round trip, whatever caused it. */
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/ptrace.h>
 #include <sys/wait.h>
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 2000;
-	pid_t c = fork();
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		for (volatile long i = 0;; i++)
 			;
 	}

@@ -567,14 +567,7 @@ int main(int argc, char **argv) {
 		map_fixed();
 		tracee_loop(argv[0]);
 	}
-	if (argc != 2) {
-		fprintf(stderr, "usage: drdriver SCRIPT\n");
-		return 2;
-	}
-	FILE *script = fopen(argv[1], "r");
-	if (!script)
-		die(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	FILE *script = open_script(argc, argv);
 
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -63,12 +63,8 @@ static void arm(pid_t p, int first) {
 }
 
 int main(void) {
-	pid_t c = fork();
-	if (c < 0)
-		die("fork");
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		pthread_t th;
 		pthread_create(&th, NULL, thread_main, NULL);
 		pthread_join(th, NULL);

@@ -31,34 +31,13 @@ __attribute__((noinline)) static void writer(int n) {
 
 /* name describes an address of the child for the transcript. */
 static void name(char *out, size_t n, unsigned long v) {
-	if (v == (unsigned long)&watched)
-		snprintf(out, n, "&watched");
-	else if (v == (unsigned long)&other)
-		snprintf(out, n, "&other");
-	else if (v >= (unsigned long)writer && v < (unsigned long)writer + 256)
-		snprintf(out, n, "writer+%lu", v - (unsigned long)writer);
-	else
-		snprintf(out, n, "%#lx", v);
-}
-
-static void poke(pid_t pid, int n, unsigned long v) {
-	char w[64];
-	name(w, sizeof w, v);
-	errno = 0;
-	long r = ptrace(PTRACE_POKEUSER, pid, (void *)DR(n), (void *)v);
-	printf("poke DR%d %s -> %ld %s\n", n, w, r, r ? strerror(errno) : "OK");
-}
-
-static void peek(pid_t pid, int n) {
-	char w[64];
-	errno = 0;
-	long v = ptrace(PTRACE_PEEKUSER, pid, (void *)DR(n), 0);
-	if (errno) {
-		printf("peek DR%d -> -1 %s\n", n, strerror(errno));
-		return;
-	}
-	name(w, sizeof w, (unsigned long)v);
-	printf("peek DR%d -> %s\n", n, w);
+	const struct symbol syms[] = {
+		{"&watched", (unsigned long)&watched, 1},
+		{"&other", (unsigned long)&other, 1},
+		{"writer", (unsigned long)writer, 256},
+		{NULL, 0, 0},
+	};
+	name_of(out, n, v, syms);
 }
 
 int main(int argc, char **argv) {
@@ -82,14 +61,14 @@ int main(int argc, char **argv) {
 	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
 		die("waitpid");
 
-	poke(pid, 0, (unsigned long)&watched);
-	poke(pid, 1, (unsigned long)&other);
-	poke(pid, 7, dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4)); /* DR1 stays disabled */
-	poke(pid, 7, 0x000e0001); /* L0 as an I/O breakpoint: EINVAL */
+	poke_dr(pid, 0, (unsigned long)&watched, name);
+	poke_dr(pid, 1, (unsigned long)&other, name);
+	poke_dr(pid, 7, dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4), name); /* DR1 stays disabled */
+	poke_dr(pid, 7, 0x000e0001, name); /* L0 as an I/O breakpoint: EINVAL */
 	for (int i = 0; i < 4; i++)
-		peek(pid, i);
-	peek(pid, 6);
-	peek(pid, 7);
+		peek_dr(pid, i, name);
+	peek_dr(pid, 6, name);
+	peek_dr(pid, 7, name);
 
 	/* N writes give at most N stops before the exit; more would be a bug. */
 	for (int stops = 0; stops <= n + 1; stops++) {

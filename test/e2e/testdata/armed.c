@@ -12,11 +12,8 @@
 static long untouched[4];
 
 int main(void) {
-	pid_t c = fork();
-	check(c, "fork");
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		for (;;)
 			pause();
 	}

@@ -14,11 +14,8 @@ static long untouched[8];
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 10000;
 	for (int i = 0; i < n; i++) {
-		pid_t c = fork();
-		check(c, "fork");
+		pid_t c = traced_fork();
 		if (c == 0) {
-			ptrace(PTRACE_TRACEME, 0, 0, 0);
-			raise(SIGSTOP);
 			if (fork() == 0)
 				_exit(0);
 			execl("/bin/true", "true", (char *)NULL);

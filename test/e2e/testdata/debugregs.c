@@ -31,31 +31,12 @@ __asm__(".text\n"
 
 /* where names an address of the child for the transcript. */
 static void where(char *out, size_t n, unsigned long v) {
-	if (v == (unsigned long)&watched)
-		snprintf(out, n, "watched");
-	else if (v >= (unsigned long)sc_getpid && v < (unsigned long)sc_getpid + 16)
-		snprintf(out, n, "sc_getpid+%lu", v - (unsigned long)sc_getpid);
-	else
-		snprintf(out, n, "0x%lx", v);
-}
-
-static void poke(pid_t pid, int n, unsigned long v) {
-	char w[64];
-	where(w, sizeof w, v);
-	long r = ptrace(PTRACE_POKEUSER, pid, (void *)DR(n), (void *)v);
-	printf("poke DR%d %s -> %ld %s\n", n, w, r, r ? strerror(errno) : "OK");
-}
-
-static void peek(pid_t pid, int n) {
-	char w[64];
-	errno = 0;
-	long v = ptrace(PTRACE_PEEKUSER, pid, (void *)DR(n), 0);
-	if (errno) {
-		printf("peek DR%d -> -1 %s\n", n, strerror(errno));
-		return;
-	}
-	where(w, sizeof w, (unsigned long)v);
-	printf("peek DR%d -> %s\n", n, w);
+	const struct symbol syms[] = {
+		{"watched", (unsigned long)&watched, 1},
+		{"sc_getpid", (unsigned long)sc_getpid, 16},
+		{NULL, 0, 0},
+	};
+	name_of(out, n, v, syms);
 }
 
 /* step single-steps pid once and returns its instruction pointer. */
@@ -93,10 +74,10 @@ int main(void) {
 	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
 		die("waitpid");
 
-	poke(pid, 0, (unsigned long)&watched);
-	poke(pid, 7, dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4));
-	peek(pid, 0);
-	peek(pid, 7);
+	poke_dr(pid, 0, (unsigned long)&watched, where);
+	poke_dr(pid, 7, dr7_slot(0, DR7_RW_WRITE, DR7_LEN_4), where);
+	peek_dr(pid, 0, where);
+	peek_dr(pid, 7, where);
 
 	siginfo_t si;
 	unsigned long ip = 0;
@@ -111,7 +92,7 @@ int main(void) {
 	ip = step(pid, &si);
 	where(w, sizeof w, ip);
 	printf("step over syscall -> code %d ip %s\n", si.si_code, w);
-	peek(pid, 6);
+	peek_dr(pid, 6, where);
 
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);

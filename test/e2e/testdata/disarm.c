@@ -16,11 +16,8 @@ static volatile long word;
 /* child forks a traced child that writes word in a loop, arms it and
  * returns it stopped at its first hit. */
 static pid_t child(void) {
-	pid_t c = fork();
-	check(c, "fork");
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		/* Bounded, so that a missed hit ends in a clear failure
 		 * below instead of a hang. */
 		for (long i = 0; i < 100000000; i++)

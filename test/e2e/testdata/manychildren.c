@@ -25,11 +25,8 @@ int main(int argc, char **argv) {
 	int *hits = calloc(n, sizeof *hits);
 	for (int i = 0; i < n; i++) {
 		check(pipe(go[i]), "pipe");
-		pid_t c = fork();
-		check(c, "fork");
+		pid_t c = traced_fork();
 		if (c == 0) {
-			ptrace(PTRACE_TRACEME, 0, 0, 0);
-			raise(SIGSTOP);
 			/* Run a little with the watchpoints armed. */
 			for (volatile int k = 0; k < 100000; k++)
 				;

@@ -280,10 +280,8 @@ static long poke(pid_t pid, int n, uint64_t v)
 
 static void with_ptrace(void)
 {
-	pid_t child = fork();
+	pid_t child = traced_fork();
 	if (child == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		_exit(0);
 	}
 	int status;

@@ -422,14 +422,7 @@ int main(int argc, char **argv)
 		self = atoi(argv[2]);
 		child_main();
 	}
-	if (argc != 2) {
-		fprintf(stderr, "usage: perfdriver SCRIPT\n");
-		return 2;
-	}
-	FILE *script = fopen(argv[1], "r");
-	if (!script)
-		die(argv[1]);
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	FILE *script = open_script(argc, argv);
 	self = open("/proc/self/exe", O_RDONLY);
 	if (self < 0)
 		die("/proc/self/exe");

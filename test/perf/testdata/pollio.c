@@ -99,20 +99,13 @@ static void nohits(void)
 	close(fd);
 
 	/* An event on a child, before and after its exit. */
-	int go[2];
-	if (pipe(go) < 0)
-		exit(1);
-	pid_t pid = fork();
-	if (pid == 0) {
-		char c;
-		close(go[1]);
-		read(go[0], &c, 1);
+	int gate;
+	pid_t pid = gated_fork(&gate);
+	if (pid == 0)
 		_exit(0);
-	}
-	close(go[0]);
 	fd = open_event(pid, 0, 0, 0);
 	readiness("child-live", fd);
-	close(go[1]);
+	gate_open(gate);
 	waitpid(pid, NULL, 0);
 	readiness("child-exited", fd);
 	close(fd);
@@ -121,6 +114,7 @@ static void nohits(void)
 	 * An inherited event whose grandchild outlives the child it watches:
 	 * Linux's is_event_hup waits for the copies.
 	 */
+	int go[2];
 	if (pipe(go) < 0)
 		exit(1);
 	int ready[2];

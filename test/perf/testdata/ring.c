@@ -623,19 +623,12 @@ static void hits(void)
 	}
 
 	/* An event on a child that exits: its samples, then EPOLLHUP. */
-	int go[2];
-	if (pipe(go) < 0)
-		exit(1);
-	pid_t pid = fork();
+	int go;
+	pid_t pid = gated_fork(&go);
 	if (pid == 0) {
-		char c;
-		close(go[1]);
-		if (read(go[0], &c, 1) != 1)
-			_exit(1);
 		store(0, 1);
 		_exit(0);
 	}
-	close(go[0]);
 	o = sampling();
 	o.sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_IP;
 	o.disabled = 0;
@@ -646,8 +639,7 @@ static void hits(void)
 	fd = (int)perf_event_open(&a, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	r = map_ring(fd, 1, PROT_READ | PROT_WRITE);
 	printf("child-poll-before: %#x\n", poll1(fd));
-	if (write(go[1], "x", 1) != 1)
-		exit(1);
+	gate_open(go);
 	waitpid(pid, NULL, 0);
 	printf("child-poll-after-exit: %#x\n", poll1(fd));
 	e.sample_type = o.sample_type;

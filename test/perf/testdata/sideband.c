@@ -89,19 +89,12 @@ int main(int argc, char **argv)
 		return child();
 	int data = argc > 1 && strcmp(argv[1], "data") == 0;
 
-	int go[2];
-	if (pipe(go) != 0)
-		return 1;
-	pid_t pid = fork();
+	int go;
+	pid_t pid = gated_fork(&go);
 	if (pid == 0) {
-		char c;
-		close(go[1]);
-		if (read(go[0], &c, 1) != 1)
-			_exit(1);
 		execl(self, self, "child", (char *)NULL);
 		_exit(127);
 	}
-	close(go[0]);
 
 	struct perf_event_attr a = bp_attr(&watched, 8, HW_BREAKPOINT_W, 1);
 	a.sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID;
@@ -124,8 +117,7 @@ int main(int argc, char **argv)
 		printf("mmap: %s\n", strerrorname_np(errno));
 		return 1;
 	}
-	if (write(go[1], "x", 1) != 1)
-		return 1;
+	gate_open(go);
 	int status;
 	waitpid(pid, &status, 0);
 	printf("child: %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);

@@ -27,7 +27,6 @@
 #define _GNU_SOURCE
 #include "hwbp_test.h"
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 
@@ -67,20 +66,6 @@ static void on_async(int sig, siginfo_t *si, void *uc)
 		asyncs++;
 	else
 		badasyncs++;
-}
-
-static void window(const char *name)
-{
-	sigset_t usr1, old;
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &usr1, &old);
-	printf("window %s\n", name);
-	fflush(stdout);
-	sigset_t wait = old;
-	sigdelset(&wait, SIGUSR1);
-	sigsuspend(&wait);
-	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static int open_bp_on(pid_t pid, volatile uint64_t *addr, uint64_t flags, uint64_t period, uint64_t read_format,

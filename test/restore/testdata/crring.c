@@ -7,27 +7,12 @@
  */
 #define _GNU_SOURCE
 #include "hwbp_test.h"
-#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
 static volatile uint64_t w;
 
 static void on_usr1(int sig) { (void)sig; }
-
-static void window(const char *name)
-{
-	sigset_t usr1, old;
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &usr1, &old);
-	printf("window %s\n", name);
-	fflush(stdout);
-	sigset_t wait = old;
-	sigdelset(&wait, SIGUSR1);
-	sigsuspend(&wait);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-}
 
 int main(void)
 {

@@ -10,7 +10,6 @@
  */
 #define _GNU_SOURCE
 #include "hwbp_test.h"
-#include <signal.h>
 #include <sys/wait.h>
 
 static volatile long watched;
@@ -23,21 +22,6 @@ static void regs(pid_t c, const char *when) {
 }
 
 static void on_usr1(int sig) { (void)sig; }
-
-/* window prints its line and waits for SIGUSR1, which is blocked until
- * then so that it cannot be missed. */
-static void window(const char *name) {
-	sigset_t usr1, old;
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &usr1, &old);
-	printf("window %s\n", name);
-	fflush(stdout);
-	sigset_t wait = old;
-	sigdelset(&wait, SIGUSR1);
-	sigsuspend(&wait);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-}
 
 /* next resumes the child and describes its next stop. */
 static int next(pid_t c) {
@@ -56,11 +40,8 @@ int main(void) {
 	signal(SIGUSR1, on_usr1);
 	int go[2];
 	check(pipe(go), "pipe");
-	pid_t c = fork();
-	check(c, "fork");
+	pid_t c = traced_fork();
 	if (c == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
-		raise(SIGSTOP);
 		char b;
 		if (read(go[0], &b, 1) != 1)
 			_exit(2);
