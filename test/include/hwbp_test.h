@@ -225,7 +225,8 @@ static inline pid_t traced_fork(void)
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
-		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
+			die("PTRACE_TRACEME");
 		raise(SIGSTOP);
 	}
 	return pid;

@@ -47,13 +47,8 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	int n = atoi(argv[1]);
-	pid_t pid = fork();
-	if (pid < 0)
-		die("fork");
+	pid_t pid = traced_fork();
 	if (pid == 0) {
-		if (ptrace(PTRACE_TRACEME, 0, 0, 0))
-			die("PTRACE_TRACEME");
-		raise(SIGSTOP);
 		writer(n);
 		_exit(0);
 	}

@@ -60,13 +60,8 @@ static unsigned long step(pid_t pid, siginfo_t *si) {
 
 int main(void) {
 	setvbuf(stdout, NULL, _IONBF, 0);
-	pid_t pid = fork();
-	if (pid < 0)
-		die("fork");
+	pid_t pid = traced_fork();
 	if (pid == 0) {
-		if (ptrace(PTRACE_TRACEME, 0, 0, 0))
-			die("PTRACE_TRACEME");
-		raise(SIGSTOP);
 		((void (*)(void))sc_getpid)();
 		_exit(0);
 	}
