@@ -50,6 +50,8 @@ vet: prepare
 	GO=$(GO) ./bazel/gazelle.sh check
 	@# README.md at most 200 lines, every link of the docs resolves.
 	./tools/doccheck.sh
+	@missing=$$(git ls-files '*.go' '*.c' '*.h' '*.sh' | xargs grep -L 'SPDX-License-Identifier: Apache-2.0'); \
+		[ -z "$$missing" ] || { echo "no license header (see LICENSE):"; echo "$$missing"; exit 1; }
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor ./...
 	cd $(BUILD_SRC) && $(GO) build -mod=vendor -o $(CURDIR)/.build/checklocks ./tools/checklocks
 	cd $(BUILD_SRC) && $(GO) vet -mod=vendor -vettool=$(CURDIR)/.build/checklocks ./...

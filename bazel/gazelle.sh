@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # The files of the Bazel build that are generated, and how:
 #
 #   BUILD.bazel files     gazelle (configured by the # gazelle: lines of the

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # Writes to standard output the patch that the dev_gvisor_gvisor
 # go_repository (deps.bzl) applies, so that Bazel builds the gVisor that "make
 # runsc" builds in vendor/: the patches of patches/gvisor/*.patch, in the

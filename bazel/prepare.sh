@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # Prepares everything the Bazel build needs, offline, into .build/bazel/
 # (git-ignored), from Debian packages and the Go module proxy only:
 #

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package plugin links hwbp into a runsc binary. A main package imports it
 // for its side effects (see cmd/runsc); its init registers hwbp with gVisor
 // before runsc parses its flags, only through what gVisor offers for it

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # doccheck.sh: the front door stays a front door. Run by make vet.
 #   - README.md has at most 200 lines;
 #   - every relative link of README.md, docs/ and patches/gvisor/README.md

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hostperf drives the host kernel's perf breakpoint events
 // (perf_event_open(2) with PERF_TYPE_BREAKPOINT, Linux 5.13+ for sigtrap)
 // on host threads, for the platform back ends that arm the guest's

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package kvm is hwbp's back end for gVisor's KVM platform. There a task's
 // code runs in guest ring 3 of a vCPU whose ring 0 is the sentry's own
 // (pkg/ring0), so a task's breakpoints go into the vCPU's real DR0-DR3 and

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ptrace is hwbp's back end for gVisor's ptrace platform. There a
 // task's code runs in a host "stub thread" that the sentry OS thread running
 // the task traces, so the task's debug registers can be the stub thread's

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package systrap is hwbp's back end for gVisor's systrap platform. There an
 // address space is a host "stub process" whose threads take task contexts
 // from a shared queue and run them, so the sentry does not know in advance

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package operator is the operator's switch for hwbp: gVisor's
 // configuration flag --hwbp (patches/gvisor/0012), true by default. With
 // --hwbp=false the plugin installs nothing in any runsc process, so that the

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package status holds the lines the hwbp plugin writes to the sentry's log,
 // which operators and end-to-end tests look for. It has no dependencies, so
 // that tests can use it without building the plugin.

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hwbp is the core hardware-breakpoint API of the sentry: the
 // equivalent of Linux's kernel/events/hw_breakpoint.c plus the x86 parts of
 // arch/x86/kernel/hw_breakpoint.c and of exc_debug_user, without any

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package perf gives guests perf_event_open(PERF_TYPE_BREAKPOINT): hardware
 // breakpoint events that count, with the semantics of Linux's
 // kernel/events/core.c and kernel/events/hw_breakpoint.c. It is the second

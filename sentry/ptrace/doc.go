@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ptrace gives guest tracers the x86 debug registers through
 // PTRACE_PEEKUSR and PTRACE_POKEUSR at offsetof(struct user, u_debugreg),
 // with the semantics of Linux's arch/x86/kernel/ptrace.c. It is one consumer

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # make bench: hwbp's end-to-end benchmarks. Every number is a ratio against
 # a baseline measured in the same run (host kernel, stock runsc of the same
 # gVisor version, or the same program without a breakpoint); absolute times

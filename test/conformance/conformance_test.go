@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package conformance runs the same ptrace debug-register programs on the
 // host kernel and inside sandboxes booted by this repository's runsc, and
 // fails on any difference between their transcripts. The host kernel is the

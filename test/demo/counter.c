@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* The demo's debuggee: a loop that writes a global the user watches. */
 #include <stdio.h>
 

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # make demo: gdb sets a hardware watchpoint on a global inside a gVisor
 # sandbox booted by this repository's runsc, next to the same session on the
 # host kernel, and says plainly whether the watchpoint stopped the program.

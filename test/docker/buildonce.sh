@@ -1,3 +1,5 @@
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # test/docker/buildonce.sh, sourced by containerd.sh and crictl.sh.
 #
 # build_once NAME MODULE VERSION CACHE BINARIES LDFLAGS TAGS PACKAGE...

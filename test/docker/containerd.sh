@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # test/docker/containerd.sh
 #
 # Builds containerd and ctr of the version below, once per machine, and

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # test/docker/crictl.sh
 #
 # Builds crictl (cri-tools, the CRI client of Kubernetes' node tooling) of

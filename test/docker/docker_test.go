@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package docker tests this repository's runsc as a Docker runtime, the way
 // docs/deploy.md's "Docker" registers it:
 // a private dockerd, with its own containerd, data root, exec root, socket

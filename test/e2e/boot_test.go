@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package e2e holds end-to-end tests that boot real sandboxes with this
 // repository's runsc.
 package e2e

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package gdb runs scripted gdb sessions with hardware watchpoints and
 // breakpoints on the host kernel and inside sandboxes booted by this
 // repository's runsc, and fails if the sessions' output differs once

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * hostbp: does the host kernel on this machine deliver hardware watchpoint
  * hits at all? Everything hwbp does on the ptrace and systrap platforms ends

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * hwbp_test.h: what the C programs of hwbp's tests share. Each program is
  * run on a Linux kernel and in the sandbox and prints a transcript, so these

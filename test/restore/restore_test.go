@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package restore tests that the guest's debug registers and breakpoints
 // survive runsc checkpoint and restore: a sandbox run from an OCI bundle
 // with "runsc run" is checkpointed at chosen points of a traced program,

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package sandbox runs commands inside a real gVisor sandbox booted by this
 // repository's runsc, for end-to-end tests.
 //

@@ -1,4 +1,6 @@
 #!/bin/bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # Runs in the test VM as PID 1, in the host's root under a writable overlay
 # (see init): finishes the system's set-up, runs the job that run.sh left in
 # /run/hwbp-vm (cmd: NUL-separated argv; cwd; env: NUL-separated), with its

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # test/vm/queued.sh QUEUE
 #
 # Runs inside the test VM (run.sh) the tests that skipped on this host

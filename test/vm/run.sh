@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # test/vm/run.sh -- CMD ARGS...
 #
 # Runs CMD ARGS... as root in a QEMU guest under software emulation (TCG,

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Copyright 2026 The hwbp Authors.
+# SPDX-License-Identifier: Apache-2.0
 # Installs what test/vm/run.sh needs and builds its guest kernel and
 # initramfs, once per machine: QEMU 10 (bookworm-backports: bookworm's QEMU
 # 7.2 neither intercepts XSETBV in nested SVM nor arms DR7 for a nested

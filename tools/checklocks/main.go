@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Binary checklocks is gVisor's checklocks analyzer
 // (gvisor.dev/gvisor/tools/checklocks) as a go vet tool: "make vet" builds
 // it and runs go vet -vettool=<it> over every package, so that the

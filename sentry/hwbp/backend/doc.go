@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package backend is the contract between the core (sentry/hwbp) and the
 // back ends that arm breakpoints on gVisor's platforms (platform/kvm,
 // platform/ptrace, platform/systrap), and the one Switch that drives them:

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* bystander [-p] armed|none PROG [ARGS...]: runs PROG next to a traced
  * process that never touches the watched word. The tracee wakes every
  * millisecond (so it is switched in and out all the time), or with -p

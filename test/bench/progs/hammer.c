@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* hammer N: writes N times over an array that shares its page with
  * "watched", which it writes once at the end. */
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* loop N: N iterations of arithmetic, then one write of "target". Prints
  * the loop's own time in ns per iteration ("loop-ns X"), so that gdb's and
  * the sandbox's start-up are not measured. */

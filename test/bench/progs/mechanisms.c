@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * mechanisms: on the host kernel, the cost of each mechanism that could arm
  * a task's breakpoints on a systrap stub thread, which the sentry neither

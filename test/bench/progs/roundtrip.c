@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* roundtrip N: a tracer sets a write watchpoint on a word its tracee writes
  * N times, and times PTRACE_CONT -> SIGTRAP -> waitpid. Prints ns per hit. */
 #define _GNU_SOURCE

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* singlestep N: a tracer single-steps its tracee N times and times
  * PTRACE_SINGLESTEP -> SIGTRAP -> waitpid. Prints ns per step: the cost of
  * any trap round trip, whatever caused it. */

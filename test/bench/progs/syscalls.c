@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* syscalls N: N getppid system calls in a loop, no breakpoint anywhere.
  * Prints ns per call: every system call of the plugin runsc goes through
  * hwbp's hook (plugin/syscalls.go), so this against stock runsc is that

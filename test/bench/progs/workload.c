@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* workload [N]: system calls, page faults and threads, no breakpoint, N
  * rounds (default 1). Prints its own elapsed time in ms, so that sandbox
  * start-up is not measured. */

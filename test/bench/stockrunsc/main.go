@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Binary stockrunsc is gVisor's runsc without the hwbp plugin, built from
 // the gVisor version pinned in go.mod: the baseline of the benchmarks.
 package main

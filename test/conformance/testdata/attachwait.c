@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * attachwait: a ptrace request made right after the attach, with no waitpid
  * in between. Linux's ptrace_attach (kernel/ptrace.c) kicks a group-stopped

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * drdriver: runs a script of ptrace debug-register requests against a traced
  * child and prints one canonical line per request, so that the transcripts

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * mthits: hits in threads that run at the same time. The tracee creates
  * NTHREADS threads which, once all exist, each write the same word NWRITES

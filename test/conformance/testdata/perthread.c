@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * perthread: each thread has its own four debug registers. The main thread
  * of a traced child watches words 0-3, and a thread it creates (while the

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * dockerwatch N: a tracer that sets a 4-byte write watchpoint on a word of
  * its child with PTRACE_POKEUSER and lets the child write that word N

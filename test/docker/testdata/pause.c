@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* pause: the pod sandbox's process (the "pause" container of TestCRI's
  * local pause image), as Kubernetes' own pause does: it waits for signals,
  * reaps the children that the pod's shared PID namespace gives it as its

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* writes: the program of the gdb session (watch.gdb), which watches
  * counter as it is written three times. */
 volatile int counter;

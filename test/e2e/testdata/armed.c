@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * armed: traces a child and gives it four write watchpoints (DR0-DR3 on
  * words it never writes, DR7 enabling them), lets it run into a pause(),

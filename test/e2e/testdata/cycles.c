@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * cycles N: N times, trace a child, give it a watchpoint and a DR6 value,
  * let it fork a grandchild (which inherits the DR6/DR7 values) that exits,

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * debugregs: what a tracer sees of a stopped child's debug registers and of
  * a single-step over a system call, in canonical lines that TestHwbpFlag

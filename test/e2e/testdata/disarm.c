@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * disarm: a traced child A hits a watchpoint and stays stopped; its tracer
  * disarms it (DR7 = 0) and, with A still stopped, arms a second traced child

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * manychildren N: a tracer of N children that all live at once, each with
  * four armed write watchpoints. Every child first runs with its watchpoints

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* Debuggee for gdb sessions: two threads, one of which writes the watched
  * global while the other writes a different one. */
 #include <pthread.h>

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* Debuggee for gdb sessions: globals of every width, a struct, the heap. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * callchain: the PERF_SAMPLE_CALLCHAIN of a breakpoint's samples, taken
  * through frame pointers (build with -fno-omit-frame-pointer -rdynamic):

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * counting: perf breakpoint events that count hits (no signal, no sample):
  * writes, reads, execution, enable/disable/reset between hits, an event on

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * fdops: what a perf breakpoint event's fd answers when nothing hits it
  * (read with every read_format, short reads, write, seek, the ioctls, the

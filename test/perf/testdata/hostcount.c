@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * hostcount: a counting perf breakpoint event (no sampling, no signal) on
  * the program's own thread, over writes made while the thread is alone in

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * loop [N]: writes a global N times (1,000,000 by default), for perf stat -e
  * mem:ADDR:wu. Built without PIE, so that the global's address is the same

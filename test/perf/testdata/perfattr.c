@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * perfattr: opens a table of perf_event_open(PERF_TYPE_BREAKPOINT) events
  * and prints one line per case: "ok" or the errno's name, and for E2BIG the

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * perfdriver: runs a script that mixes perf_event_open breakpoint events on
  * a traced child with ptrace writes of that child's debug registers, and

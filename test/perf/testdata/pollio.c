@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * pollio: readiness of a perf breakpoint event's fd (poll, select, epoll)
  * and its O_ASYNC/F_SETOWN/F_SETSIG state, then, with the argument "hits",

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * ring: the mmap ring buffer of a perf breakpoint event. Without arguments,
  * what mmap, munmap and poll answer without hits; with "hits", the records

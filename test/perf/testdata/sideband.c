@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * sideband [data]: the side-band records that a perf breakpoint event on a
  * child gets across the child's exec and life (comm, mmap, mmap2, task,

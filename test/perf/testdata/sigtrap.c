@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * sigtrap: a program that watches its own memory with a perf breakpoint
  * event with sigtrap (as GWPSan does): every overflow sends the thread that

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * crperf: perf breakpoint events on the program itself, read before and
  * after a window in which the sandbox can be checkpointed and restored

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * crring: a perf breakpoint event whose ring buffer is mapped across one
  * window ("window mapped") and unmapped across the next ("window

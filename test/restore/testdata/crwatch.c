@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /*
  * crwatch: a tracer whose child has a write watchpoint, with two windows in
  * which the sandbox can be checkpointed and restored: first while the child

@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 /* workload: the pod's program in TestCRI and docs/deploy.md. It waits until
  * a debugger sets armed, then writes the global counter 1000 times and exits
  * 0. gdb attached from the pod's debug container sets armed while the
