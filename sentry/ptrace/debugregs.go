@@ -13,18 +13,6 @@ import (
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
-// Offsets in struct user on x86_64 (arch/x86/include/asm/user_64.h).
-const (
-	// RegsSize is sizeof(struct user_regs_struct), the general registers
-	// at the start of struct user.
-	RegsSize = 27 * 8
-	// DebugRegOffset is offsetof(struct user, u_debugreg[0]).
-	DebugRegOffset = 848
-	// DebugRegEnd is offsetof(struct user, u_debugreg[7]), the last
-	// register of the area.
-	DebugRegEnd = DebugRegOffset + 7*8
-)
-
 // extensionKey names the ptrace state of a thread's hwbp.Task.
 var extensionKey = hwbp.NewExtensionKey("ptrace")
 

@@ -12,10 +12,6 @@ import (
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
 )
 
-// UserSize is sizeof(struct user) in the x86_64 kernel (glibc's sys/user.h
-// declares a shorter one).
-const UserSize = 928
-
 // errExited is the error of a write to a thread that began to exit while
 // the write was under way.
 var errExited = fmt.Errorf("ptrace: thread has exited: %w", unix.ESRCH)
