@@ -30,6 +30,7 @@ func TestHostEventsBounded(t *testing.T) {
 	// tasks run at the same moment.
 	const maxFDs = 400
 	prog := sandbox.BuildC(t, "testdata/manychildren.c")
+	sandbox.HoldFourSlots(t)
 	res := sandbox.Run(t, "systrap", prog, strconv.Itoa(children))
 	want := fmt.Sprintf("%d children, %d hits, 0 children without four\n", children, 4*children)
 	if res.ExitCode != 0 || res.Stdout != want {
