@@ -86,6 +86,39 @@ func TestHostEventsBounded(t *testing.T) {
 	})
 }
 
+// TestWakeUpsOpenNothing runs the waking children of TestHostEventsBounded,
+// but fewer than the back end keeps the events of (platform/systrap
+// openLimit): a task that sleeps and wakes without changing its
+// breakpoints must make no host perf_event_open or close, so that
+// context switches cost no host calls once the events are open.
+func TestWakeUpsOpenNothing(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	const children = 8
+	prog := sandbox.BuildC(t, "testdata/manychildren.c")
+	s := sandbox.Start(t, "systrap", prog, strconv.Itoa(children), "wake")
+	if line := s.ReadLine(t); line != "ready" {
+		t.Fatalf("program said %q", line)
+	}
+	first, start := s.Metrics(t), time.Now()
+	time.Sleep(2 * time.Second)
+	last := s.Metrics(t)
+	// usleep(20000) in a loop: about 50 wake-ups a second each.
+	wakeups := time.Since(start).Seconds() * children * 50
+	opens, closes := last["host_perf_opens"]-first["host_perf_opens"], last["host_perf_closes"]-first["host_perf_closes"]
+	t.Logf("%d host fds; %d host perf_event_open and %d close calls over about %.0f wake-ups", last["host_fds"], opens, closes, wakeups)
+	if last["host_fds"] == 0 {
+		t.Error("no host event fds while the children wake")
+	}
+	if opens != 0 || closes != 0 {
+		t.Errorf("%d host perf_event_open and %d close calls while the children only sleep and wake, want none", opens, closes)
+	}
+	want := fmt.Sprintf("%d children, %d hits, 0 children without four\n", children, 4*children)
+	if out, code := s.Finish(t); code != 0 || out != want {
+		t.Fatalf("exit %d, stdout %q, want %q", code, out, want)
+	}
+}
+
 // checkHostEvents checks the back end's reports in the sentry's log: it
 // never held more than maxFDs host event fds, and none at the end.
 func checkHostEvents(t *testing.T, log string, children, maxFDs int) {
