@@ -24,7 +24,7 @@
 // that is alone in its address space are counted by the host without a
 // SIGTRAP, and read back when the guest reads them (count.go).
 //
-// Host fds are bounded (events.go): each process with events holds
+// Host fds are bounded (events.go, maxFDs): each process with events holds
 // hwbp.Slots fds per stub thread and as many for its nursery, so a guest that
 // gives breakpoints to many processes (a tracer of hundreds of children)
 // would hold thousands. The events of the processes whose tasks ran least
@@ -39,7 +39,7 @@
 // runs, and a tracer's POKEUSER cannot know how many other processes will
 // run at once. Closing rather than disabling is what frees fds; the price
 // is host perf_event_open calls at each wake-up of a process beyond
-// openLimit, which the /hwbp/host_perf_opens metric shows (about 17,000 a
+// openLimit, which the /hwbp/host_perf_opens metric shows (12,000 to 17,000 a
 // second for 300 processes that wake 50 times a second each, on two CPUs).
 //
 // Invariants:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func TestHostEventsBounded(t *testing.T) {
 	sandbox.RequireHostHits(t)
 	const children = 300
 	// maxFDs is "the low hundreds": the back end caps its host event fds
-	// at 384 (platform/systrap maxFDs), eight fds for each process with
+	// at 352 (platform/systrap maxFDs), eight fds for each process with
 	// one stub thread, whatever the wake-up pattern.
 	const maxFDs = 400
 	// wakeups is the children's wake-ups a second (usleep(20000)).
@@ -139,6 +140,9 @@ func checkHostEvents(t *testing.T, log string, children, maxFDs int) {
 		maxFDsSeen = max(maxFDsSeen, fds)
 	}
 	t.Logf("%d children: host events opened %d times; at most %d processes carried events, with %d host fds", children, opens, maxProcs, maxFDsSeen)
+	if strings.Contains(log, "opened more after waiting") {
+		t.Log("the back end opened events over its cap, no process having gone idle in time")
+	}
 	if maxFDsSeen > maxFDs {
 		t.Errorf("the sentry held up to %d host event fds, want at most %d", maxFDsSeen, maxFDs)
 	}
