@@ -39,7 +39,7 @@
 // runs, and a tracer's POKEUSER cannot know how many other processes will
 // run at once. Closing rather than disabling is what frees fds; the price
 // is host perf_event_open calls at each wake-up of a process beyond
-// openLimit, which the /hwbp/host_perf_opens metric shows (12,000 to 17,000 a
+// openLimit, which the /hwbp/host_perf_opens metric shows (12,000 to 24,000 a
 // second for 300 processes that wake 50 times a second each, on two CPUs).
 //
 // Invariants:
