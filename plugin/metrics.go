@@ -5,6 +5,8 @@ package plugin
 
 import (
 	"gvisor.dev/gvisor/pkg/metric"
+
+	"github.com/gvisor-hwbp/hwbp/platform/hostperf"
 )
 
 // registerMetrics exports hwbp's counters as gVisor metrics, which runsc's
@@ -41,4 +43,16 @@ func registerMetrics() {
 		}
 		return uint64(current.Refusals())
 	})
+	// The host calls of the back ends' perf events, to prove what the
+	// hit path and context switches cost without timing them
+	// (test/bench: host system calls per hit, opens per context switch).
+	hostCalls := func(name, what string, value func(hostperf.Calls) uint64) {
+		counter("/hwbp/host_perf_"+name, "Host "+what+" calls made by the platform's back end for perf breakpoint events.", func() uint64 {
+			return value(hostperf.CallCounts())
+		})
+	}
+	hostCalls("opens", "perf_event_open(2)", func(c hostperf.Calls) uint64 { return c.Open })
+	hostCalls("closes", "close(2)", func(c hostperf.Calls) uint64 { return c.Close })
+	hostCalls("reads", "read(2) of a count", func(c hostperf.Calls) uint64 { return c.Read })
+	hostCalls("ioctls", "ioctl(2) (PERF_EVENT_IOC_ENABLE, _DISABLE, _MODIFY_ATTRIBUTES)", func(c hostperf.Calls) uint64 { return c.Ioctl })
 }

@@ -12,6 +12,7 @@ package hostperf
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -58,15 +59,23 @@ func Counting(addr uint64, rw, ln uint8) unix.PerfEventAttr {
 // Open opens a breakpoint event on host thread tid, on any CPU, close-on-exec.
 func Open(a *unix.PerfEventAttr, tid int32) (int, error) {
 	fd, _, errno := unix.RawSyscall6(unix.SYS_PERF_EVENT_OPEN, uintptr(unsafe.Pointer(a)), uintptr(tid), ^uintptr(0) /* cpu -1 */, ^uintptr(0) /* no group */, unix.PERF_FLAG_FD_CLOEXEC, 0)
+	calls.open.Add(1)
 	if errno != 0 {
 		return -1, errno
 	}
 	return int(fd), nil
 }
 
+// Close closes event fd.
+func Close(fd int) {
+	calls.close.Add(1)
+	unix.Close(fd)
+}
+
 // Modify moves the breakpoint of event fd, and of the events inherited from
 // it, to a's address, type and length; the rest of a must be the event's.
 func Modify(fd int, a *unix.PerfEventAttr) error {
+	calls.ioctl.Add(1)
 	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), unix.PERF_EVENT_IOC_MODIFY_ATTRIBUTES, uintptr(unsafe.Pointer(a)))
 	if errno != 0 {
 		return fmt.Errorf("PERF_EVENT_IOC_MODIFY_ATTRIBUTES: %w", errno)
@@ -80,6 +89,7 @@ func Enable(fd int, enable bool) error {
 	if enable {
 		req = unix.PERF_EVENT_IOC_ENABLE
 	}
+	calls.ioctl.Add(1)
 	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), req, 0)
 	if errno != 0 {
 		return fmt.Errorf("perf event enable=%t: %w", enable, errno)
@@ -91,6 +101,7 @@ func Enable(fd int, enable bool) error {
 // how many times its breakpoint was hit.
 func Count(fd int) (uint64, error) {
 	var b [8]byte
+	calls.read.Add(1)
 	n, err := unix.Read(fd, b[:])
 	if err != nil {
 		return 0, err
@@ -99,6 +110,30 @@ func Count(fd int) (uint64, error) {
 		return 0, fmt.Errorf("short read of perf event count: %d bytes", n)
 	}
 	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+// calls counts the host system calls of this package, every back end's
+// together: an atomic add per call, which costs nothing beside the call.
+var calls struct {
+	open, close, read, ioctl atomic.Uint64
+}
+
+// Calls are the numbers of host system calls that the package made since
+// the sentry started, by kind.
+type Calls struct {
+	// Open counts perf_event_open(2), Close close(2) of an event, Read
+	// read(2) of a count, and Ioctl the PERF_EVENT_IOC_* requests.
+	Open, Close, Read, Ioctl uint64
+}
+
+// CallCounts returns the numbers of host system calls made so far.
+func CallCounts() Calls {
+	return Calls{
+		Open:  calls.open.Load(),
+		Close: calls.close.Load(),
+		Read:  calls.read.Load(),
+		Ioctl: calls.ioctl.Load(),
+	}
 }
 
 // SeccompRules returns the host system calls that Open, Modify and Enable

@@ -54,7 +54,7 @@ type hostPerf struct{}
 func (hostPerf) open(a *unix.PerfEventAttr, tid int32) (int, error) { return hostperf.Open(a, tid) }
 func (hostPerf) enable(fd int, on bool) error                       { return hostperf.Enable(fd, on) }
 func (hostPerf) count(fd int) (uint64, error)                       { return hostperf.Count(fd) }
-func (hostPerf) close(fd int)                                       { unix.Close(fd) }
+func (hostPerf) close(fd int)                                       { hostperf.Close(fd) }
 
 // stubCounters are the host events that count the hits of one stub
 // thread's counting slots for the task it was last armed for.

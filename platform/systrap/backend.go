@@ -27,6 +27,24 @@
 // that is alone in its address space are counted by the host without a
 // SIGTRAP, and read back when the guest reads them (count.go).
 //
+// Host fds are bounded (events.go, maxFDs): each process with events holds
+// hwbp.Slots fds per stub thread and as many for its nursery, so a guest that
+// gives breakpoints to many processes (a tracer of hundreds of children)
+// would hold thousands. The events of the processes whose tasks ran least
+// recently are closed once more than openLimit processes have events, and
+// reopened when one of their tasks runs again; and a process's events are
+// opened only when they fit under maxFDs, the task waiting until enough
+// other processes go idle to be closed (at most admitWait, then with a
+// warning). The cap, rather than a bound on idle processes alone, is what
+// holds for any wake-up pattern: a process whose task waits for a stub
+// thread cannot be closed, and under load hundreds do. Refusing to arm
+// (Linux's ENOSPC) was not chosen: the fds are needed only while a task
+// runs, and a tracer's POKEUSER cannot know how many other processes will
+// run at once. Closing rather than disabling is what frees fds; the price
+// is host perf_event_open calls at each wake-up of a process beyond
+// openLimit, which the /hwbp/host_perf_opens metric shows (12,000 to 24,000 a
+// second for 300 processes that wake 50 times a second each, on two CPUs).
+//
 // Invariants:
 //   - Switch is called only while a breakpoint may be enabled or a stub
 //     process carries events; otherwise the plugin's Switch costs one
@@ -82,6 +100,11 @@ type Backend struct {
 	// without a lock, so that a task of a process without breakpoints
 	// takes no mutex of the back end; mu serializes changes.
 	spaces, memberOf sync.Map
+
+	// admitting serializes the openings of spaces' events that admit
+	// bounds by maxFDs. It is taken under a space's mu, and other spaces'
+	// are only tried under it (evict).
+	admitting sync.Mutex
 
 	// mu serializes changes to spaces and memberOf. It is never held
 	// while a space's mu is taken; the reverse order is allowed.

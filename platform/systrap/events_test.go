@@ -6,6 +6,7 @@ package systrap
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/sentry/kernel"
@@ -197,6 +198,116 @@ func TestIdleEventsAreBounded(t *testing.T) {
 	sp1.mu.Unlock()
 	if got := b.opened.Load(); got != openLimit {
 		t.Errorf("after a reopening %d spaces have events open, want %d", got, openLimit)
+	}
+}
+
+// TestEvictionCatchesUp opens the events of more spaces than openLimit while
+// all their tasks run, so that none can be closed, then lets them go idle
+// and opens one more: every idle space above the limit is closed then, not
+// one (with one per open, processes that run at once leave the count above
+// the limit for good, and a tracer of children that wake often ratchets it
+// up to about 1,160 host fds).
+func TestEvictionCatchesUp(t *testing.T) {
+	h := newFakeHost(0, 0)
+	r := hwbp.NewRegistry()
+	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+	b := New(tasks, nil)
+	b.host = h
+	open := func(i int, running bool) *space {
+		k := &kernel.Task{}
+		task, _ := tasks.Get(k)
+		if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+			t.Fatal(err)
+		}
+		sp := b.newSpace()
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		b.setMember(sp, k, task)
+		sp.lastArm.Store(b.clock.Add(1))
+		if running {
+			sp.running.Add(1)
+		}
+		b.apply(sp, threads(int32(1000+i)), false)
+		return sp
+	}
+	const busy = openLimit + 8
+	var spaces []*space
+	for i := range busy {
+		spaces = append(spaces, open(i, true))
+	}
+	if got := b.opened.Load(); got != busy {
+		t.Fatalf("%d spaces have events open while all their tasks run, want %d", got, busy)
+	}
+	for _, sp := range spaces {
+		sp.running.Add(-1)
+	}
+	open(busy, false)
+	if got := b.opened.Load(); got != openLimit {
+		t.Errorf("%d spaces have events open after the next open, want %d", got, openLimit)
+	}
+	if got := len(h.fds); got != 4*openLimit {
+		t.Errorf("%d host fds open, want %d", got, 4*openLimit)
+	}
+}
+
+// TestHostFDsCapped opens the events of spaces all of whose tasks run until
+// their fds reach maxFDs: the next space's events wait, not opened, until
+// one of the others goes idle, and are then opened in its place. Under
+// load, many processes have a task queued for a stub thread at any moment,
+// so that a bound on idle processes alone let a tracer of 300 children
+// that wake 50 times a second hold over 1,000 host fds.
+func TestHostFDsCapped(t *testing.T) {
+	defer func(w time.Duration) { admitWait = w }(admitWait)
+	admitWait = time.Minute
+	h := newFakeHost(0, 0)
+	r := hwbp.NewRegistry()
+	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+	b := New(tasks, nil)
+	b.host = h
+	open := func(i int) *space {
+		k := &kernel.Task{}
+		task, _ := tasks.Get(k)
+		if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+			t.Error(err)
+		}
+		sp := b.newSpace()
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		b.setMember(sp, k, task)
+		sp.lastArm.Store(b.clock.Add(1))
+		sp.running.Add(1) // as arm does
+		b.apply(sp, threads(int32(1000+i)), false)
+		return sp
+	}
+	// A space here holds the events of its nursery alone.
+	const running = maxFDs / hwbp.Slots
+	var spaces []*space
+	for i := range running {
+		spaces = append(spaces, open(i))
+	}
+	if got := b.fds.Load(); got != maxFDs {
+		t.Fatalf("%d host fds open, want %d", got, maxFDs)
+	}
+	opened := make(chan *space)
+	go func() { opened <- open(running) }()
+	select {
+	case <-opened:
+		t.Fatalf("a space was opened over the %d host fds of spaces whose tasks run", maxFDs)
+	case <-time.After(50 * time.Millisecond):
+	}
+	spaces[0].running.Add(-1)
+	select {
+	case sp := <-opened:
+		sp.mu.Lock()
+		if !sp.events.open {
+			t.Error("the waiting space's events are not open")
+		}
+		sp.mu.Unlock()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting space was not opened when another went idle")
+	}
+	if got, open := b.fds.Load(), len(h.fds); got != maxFDs || open != maxFDs {
+		t.Errorf("%d host fds counted, %d open, want %d", got, open, maxFDs)
 	}
 }
 

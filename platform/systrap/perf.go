@@ -100,7 +100,7 @@ func (hostPerf) open(a *unix.PerfEventAttr, tid int32) (int, error) { return hos
 func (hostPerf) modify(fd int, a *unix.PerfEventAttr) error         { return hostperf.Modify(fd, a) }
 func (hostPerf) enable(fd int, on bool) error                       { return hostperf.Enable(fd, on) }
 func (hostPerf) count(fd int) (uint64, error)                       { return hostperf.Count(fd) }
-func (hostPerf) close(fd int)                                       { unix.Close(fd) }
+func (hostPerf) close(fd int)                                       { hostperf.Close(fd) }
 
 // sigPerfData returns si_perf_data and si_perf_flags of a TRAP_PERF
 // siginfo: they follow si_addr (8 bytes) in the fault union, whose fields

@@ -22,6 +22,10 @@
 #                 stock runsc, pinned to one CPU
 #   8 perfstat    perf stat -e mem:ADDR:wu over a loop of writes, and perf
 #                 record -c 1 (a sample per hit), sandbox vs the kernel (hits)
+#   9 calls       host syscalls per hit and host perf opens per context
+#                 switch, counted by the sandbox's metrics: proxies of the
+#                 hit path's and the context switch's host cost that do
+#                 not depend on timing                                  (hits)
 #
 # The sections marked (hits) need a host kernel that delivers debug-register
 # traps (test/hostcheck/hostbp.c). Where it does not, this script runs them
@@ -61,12 +65,12 @@ rt_runs=${RT_RUNS:-9}
 perf_runs=${PERF_RUNS:-5}
 emulated=${HWBP_EMULATED:-}
 
-all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls perfstat)
-hit_sections=" roundtrip hammer gdbwatch mechanisms perfstat "
+all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls perfstat calls)
+hit_sections=" roundtrip hammer gdbwatch mechanisms perfstat calls "
 sections=()
 for a in "$@"; do
 	case $a in
-	[1-8]) sections+=("${all_sections[$((a - 1))]}") ;;
+	[1-9]) sections+=("${all_sections[$((a - 1))]}") ;;
 	*)
 		[[ " ${all_sections[*]} " == *" $a "* ]] || { echo "bench: unknown section $a (${all_sections[*]})" >&2; exit 2; }
 		sections+=("$a")
@@ -94,7 +98,7 @@ keep() {
 	rm -rf "$work"
 }
 trap keep EXIT
-progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls"
+progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls calls"
 if [ -n "${HWBP_BENCH_BIN:-}" ]; then
 	bin=$HWBP_BENCH_BIN
 else
@@ -373,6 +377,53 @@ section_syscalls() {
 		a=$(median <"$work/sc.plugin.$p")
 		b=$(median <"$work/sc.stock.$p")
 		echo "--platform=$p: plugin vs stock $(compare "$a" "$b" ns)$(spread "$work/sc.plugin.$p" "$work/sc.stock.$p")"
+	done
+}
+
+# hwbp_metrics RUNSC ROOT: hwbp's metrics of the one sandbox whose state is
+# in ROOT, a "NAME VALUE" line each (runsc exports a counter once it is not
+# zero: a missing one is 0).
+hwbp_metrics() {
+	local id
+	id=$("$1" --root="$2" list --quiet)
+	"$1" --root="$2" export-metrics "$id" | awk '/^runsc_hwbp_/ {n = $1; sub(/^runsc_hwbp_/, "", n); sub(/[{].*/, "", n); print n, $2}'
+}
+# metric_delta FILE_A FILE_B NAME...: the sum of the NAMEs' growth from A to B.
+metric_delta() {
+	local a=$1 b=$2
+	shift 2
+	awk -v names=" $* " 'FNR == NR {if (index(names, " " $1 " ")) a += $2; next} index(names, " " $1 " ") {b += $2} END {print b - a}' "$a" "$b"
+}
+
+section_calls() {
+	# The window of each phase is between two looks at the metrics, while
+	# the program waits for a line: the host perf calls of the hits alone,
+	# then of the sleeps and wake-ups alone, the events being open already.
+	local n=1000 m=1000 p line
+	[ -z "$emulated" ] || n=200
+	header calls "host perf system calls (/hwbp/host_perf_opens, _closes, _reads, _ioctls) per watchpoint hit ($n hits), and host perf_event_open per context switch of a tracee that sleeps and wakes ($m usleep(100)) with its watchpoint armed and unchanged"
+	for p in $platforms; do
+		rm -rf "$work/tmp.$p" && mkdir "$work/tmp.$p"
+		coproc CALLS { TMPDIR="$work/tmp.$p" "$runsc" --network=none --platform="$p" do "$bin/calls" "$n" "$m" 2>"$work/calls.err"; }
+		local out=${CALLS[0]} in=${CALLS[1]} root phase ok=yes
+		for phase in armed hits switches; do
+			if ! read -r -u "$out" line || [ "$line" != "$phase" ]; then
+				echo "--platform=$p: the program said \"$line\", not $phase: $(tail -n 3 "$work/calls.err" | tr '\n' ' ')"
+				ok=no
+				break
+			fi
+			root=$(echo "$work/tmp.$p"/runsc-do*)
+			hwbp_metrics "$runsc" "$root" >"$work/calls.$phase.$p"
+			echo >&"$in"
+		done
+		exec {in}>&-
+		wait "$CALLS_PID" || ok=no
+		[ "$ok" = yes ] || continue
+		local per_hit per_switch opens
+		per_hit=$(awk -v d="$(metric_delta "$work/calls.armed.$p" "$work/calls.hits.$p" host_perf_opens host_perf_closes host_perf_reads host_perf_ioctls)" -v n="$n" 'BEGIN {printf "%.3f", d / n}')
+		opens=$(metric_delta "$work/calls.hits.$p" "$work/calls.switches.$p" host_perf_opens)
+		per_switch=$(awk -v d="$opens" -v m="$m" 'BEGIN {printf "%.4f", d / m}')
+		echo "--platform=$p: host syscalls per hit: $per_hit (perf open, close, read, ioctl); host perf opens per context switch: $per_switch ($opens over $m sleeps and wake-ups)"
 	done
 }
 

@@ -604,6 +604,11 @@ func (s *Started) Metrics(t testing.TB) map[string]uint64 {
 	return values
 }
 
+// BootLog returns the sentry's log so far (Result.BootLog).
+func (s *Started) BootLog() (string, error) {
+	return Result{LogDir: s.logDir}.BootLog()
+}
+
 // Finish closes the program's standard input, waits for the sandbox to end,
 // and returns the rest of the program's output and its exit status.
 func (s *Started) Finish(t testing.TB) (string, int) {

@@ -9,9 +9,16 @@
  * watched words once and exits before the next is woken. Prints the number
  * of children, of watchpoint SIGTRAPs and of children that did not get
  * exactly four.
+ *
+ * manychildren N wake: the same, but the children do not sleep in read():
+ * each loops on usleep(20000), waking 50 times a second, and polls its pipe.
+ * Once all N are set up the tracer prints "ready" and waits for a line or
+ * the end of its standard input (the test looks at the sandbox meanwhile)
+ * before it wakes them.
  */
 #define _GNU_SOURCE
 #include "hwbp_test.h"
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -23,6 +30,7 @@ static volatile long watched[4];
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 300;
+	int wake = argc > 2 && !strcmp(argv[2], "wake");
 	int(*go)[2] = calloc(n, sizeof *go);
 	pid_t *pids = calloc(n, sizeof *pids);
 	int *hits = calloc(n, sizeof *hits);
@@ -34,7 +42,17 @@ int main(int argc, char **argv) {
 			for (volatile int k = 0; k < 100000; k++)
 				;
 			char b;
-			if (read(go[i][0], &b, 1) != 1)
+			if (wake) {
+				check(fcntl(go[i][0], F_SETFL, O_NONBLOCK), "O_NONBLOCK");
+				for (;;) {
+					usleep(20000);
+					ssize_t r = read(go[i][0], &b, 1);
+					if (r == 1)
+						break;
+					if (r != -1 || errno != EAGAIN)
+						_exit(2);
+				}
+			} else if (read(go[i][0], &b, 1) != 1)
 				_exit(2);
 			for (int k = 0; k < 4; k++)
 				watched[k] = k + 1;
@@ -51,6 +69,12 @@ int main(int argc, char **argv) {
 	}
 	/* Let every child reach its read(), then wake them one by one. */
 	usleep(200000);
+	if (wake) {
+		printf("ready\n");
+		fflush(stdout);
+		char line[16];
+		(void)!fgets(line, sizeof line, stdin);
+	}
 	int total = 0;
 	for (int i = 0; i < n; i++) {
 		check(write(go[i][1], "g", 1), "write");
