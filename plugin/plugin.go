@@ -57,4 +57,5 @@ func init() {
 	kernel.RegisterExtension(taskExtension{})
 	wrapPlatforms()
 	registerMetrics()
+	registerWatch()
 }
