@@ -12,5 +12,6 @@ import (
 )
 
 func main() {
+	maincli.RegisterCommand(&watchCmd{}, "")
 	maincli.Main()
 }
