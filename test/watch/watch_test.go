@@ -357,3 +357,85 @@ func TestWatchHoldsASlotInvisibly(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchEndsAtCountAndDuration ends one watch at --count hits and
+// another, in the same process, at --duration: each says why, and the
+// sandbox holds no event and no host fd after them.
+func TestWatchEndsAtCountAndDuration(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog, _ := program(t)
+	p := sandbox.Platforms[0]
+	s := sandbox.Start(t, p, prog, strconv.Itoa(writes))
+	if line := s.ReadLine(t); line != "ready" {
+		t.Fatalf("program: %q", line)
+	}
+	w := startWatch(t, s, "--count=3", "CID", "counter")
+	s.WriteLine(t, "go")
+	if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
+		t.Errorf("program: %q, want %q", line, want)
+	}
+	lines, summary := w.finish(t)
+	if want := "watch ended: 3 hits; 3 hits (pid 1: 3)"; summary != want || len(lines) != 3 {
+		t.Errorf("--count=3: %d hits, summary %q; want 3 hits and %q", len(lines), summary, want)
+	}
+	// The program waits for the end of its input: nothing more hits.
+	start := time.Now()
+	w = startWatch(t, s, "--duration=1s", "CID", "counter")
+	lines, summary = w.finish(t)
+	if want := "watch ended: --duration=1s; 0 hits"; summary != want || len(lines) != 0 {
+		t.Errorf("--duration=1s: %d hits, summary %q; want none and %q", len(lines), summary, want)
+	}
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("--duration=1s ended after %v", d)
+	}
+	metrics := s.Metrics(t)
+	if metrics["events_enabled"] != 0 || metrics["host_fds"] != 0 {
+		t.Errorf("after the watches: %d events enabled, %d host fds", metrics["events_enabled"], metrics["host_fds"])
+	}
+	if _, status := s.Finish(t); status != 7 {
+		t.Errorf("the program exited %d, want 7", status)
+	}
+}
+
+// TestWatchRefusesBadInput gives runsc watch what it cannot watch: each
+// fails with a message that says why, and leaves no event in the sandbox.
+func TestWatchRefusesBadInput(t *testing.T) {
+	sandbox.RequireRoot(t)
+	prog, addr := program(t)
+	s := sandbox.Start(t, sandbox.Platforms[0], prog, strconv.Itoa(writes))
+	if line := s.ReadLine(t); line != "ready" {
+		t.Fatalf("program: %q", line)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"no-such-container", "counter"}, `container "no-such-container"`},
+		{[]string{"--pid=99", "CID", "counter"}, "no process 99"},
+		{[]string{"CID", "countr"}, `symbol "countr" not found in the executable; near names: counter`},
+		{[]string{"CID", "0xffffffffff600000"}, "outside the user address space of process 1"},
+		{[]string{"--len=8", "CID", "counter+4"}, fmt.Sprintf("address %#x is not aligned to the length 8", addr+4)},
+		{[]string{"--len=4", "CID", fmt.Sprintf("%#x", addr+2)}, fmt.Sprintf("address %#x is not aligned to the length 4", addr+2)},
+		{[]string{"--len=3", "CID", "counter"}, "length 3: x86 debug registers watch 1, 2, 4 or 8 bytes"},
+		{[]string{"--access=x", "--len=8", "CID", "bump"}, "an execution watch (--access=x) has length 1, not 8"},
+		{[]string{"--access=r", "CID", "counter"}, "--access=r: want w, rw or x"},
+	} {
+		cid := s.ContainerID(t)
+		argv := []string{"watch"}
+		for _, a := range c.args {
+			argv = append(argv, strings.ReplaceAll(a, "CID", cid))
+		}
+		out, err := s.Command(argv...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("runsc %s: %v, %q; want a failure that says %q", strings.Join(argv, " "), err, out, c.want)
+		}
+	}
+	if m := s.Metrics(t); m["events_enabled"] != 0 || m["threads"] != 0 {
+		t.Errorf("after the refusals: %d events enabled, %d threads with state", m["events_enabled"], m["threads"])
+	}
+	s.WriteLine(t, "go")
+	if _, status := s.Finish(t); status != 7 {
+		t.Errorf("the program exited %d, want 7", status)
+	}
+}
