@@ -218,7 +218,7 @@ func (w *watchCmd) run(conf *config.Config, id, target string, out, status io.Wr
 		select {
 		case s := <-sigs:
 			stopping = true
-			if err := stop(s.String()); err != nil {
+			if err := stop(fmt.Sprintf("%s (%s)", s, unix.SignalName(s.(unix.Signal)))); err != nil {
 				return err
 			}
 			go func() {

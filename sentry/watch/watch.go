@@ -264,7 +264,7 @@ func (w *Watch[K]) hit(k K, h hwbp.Hit) {
 	w.mu.Unlock()
 	w.wake()
 	if done {
-		w.end(fmt.Sprintf("%d hits", w.count))
+		w.end(fmt.Sprintf("count of %d hits reached", w.count))
 	}
 }
 

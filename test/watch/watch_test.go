@@ -327,7 +327,7 @@ func TestWatchHoldsASlotInvisibly(t *testing.T) {
 				t.Fatal(err)
 			}
 			lines, summary := w.finish(t)
-			if want := fmt.Sprintf("watch ended: interrupt; %d hits (pid 2: %d)", writes, writes); summary != want {
+			if want := fmt.Sprintf("watch ended: interrupt (SIGINT); %d hits (pid 2: %d)", writes, writes); summary != want {
 				t.Errorf("summary %q, want %q", summary, want)
 			}
 			hitRE := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{6} pid 2 tid 2 \(counter\) w 0x[0-9a-f]+ counter\+0x0 = (0x[0-9a-f]{16}) at bump\+0x[0-9a-f]+ \(0x[0-9a-f]+\)$`)
@@ -376,7 +376,7 @@ func TestWatchEndsAtCountAndDuration(t *testing.T) {
 		t.Errorf("program: %q, want %q", line, want)
 	}
 	lines, summary := w.finish(t)
-	if want := "watch ended: 3 hits; 3 hits (pid 1: 3)"; summary != want || len(lines) != 3 {
+	if want := "watch ended: count of 3 hits reached; 3 hits (pid 1: 3)"; summary != want || len(lines) != 3 {
 		t.Errorf("--count=3: %d hits, summary %q; want 3 hits and %q", len(lines), summary, want)
 	}
 	// The program waits for the end of its input: nothing more hits.
