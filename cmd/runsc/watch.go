@@ -15,6 +15,7 @@ import (
 	"github.com/google/subcommands"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/urpc"
 	"gvisor.dev/gvisor/runsc/config"
 	"gvisor.dev/gvisor/runsc/container"
 	"gvisor.dev/gvisor/runsc/flag"
@@ -149,9 +150,13 @@ func (w *watchCmd) run(conf *config.Config, id, target string, out, status io.Wr
 	if c.Status != container.Running {
 		return fmt.Errorf("container %q is %s, not running", id, c.Status)
 	}
+	// The sentry knows the container by its full ID, of which id may be
+	// a prefix (container.Load).
+	id = c.ID
+	args.ContainerID = id
 	var started watch.StartResult
 	if err := c.Sandbox.Call("Watch.Start", &args, &started); err != nil {
-		if strings.Contains(err.Error(), "unknown method") {
+		if strings.Contains(err.Error(), urpc.ErrUnknownMethod.Error()) {
 			return fmt.Errorf("the sandbox of container %q has no watches: its runsc runs without hwbp (--hwbp=false), or is not hwbp's", id)
 		}
 		return err

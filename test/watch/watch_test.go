@@ -380,8 +380,9 @@ func TestWatchEndsAtCountAndDuration(t *testing.T) {
 		t.Errorf("--count=3: %d hits, summary %q; want 3 hits and %q", len(lines), summary, want)
 	}
 	// The program waits for the end of its input: nothing more hits.
+	// The container is named by a prefix of its ID, as runsc allows.
 	start := time.Now()
-	w = startWatch(t, s, "--duration=1s", "CID", "counter")
+	w = startWatch(t, s, "--duration=1s", s.ContainerID(t)[:len("runsc-")+2], "counter")
 	lines, summary = w.finish(t)
 	if want := "watch ended: --duration=1s; 0 hits"; summary != want || len(lines) != 0 {
 		t.Errorf("--duration=1s: %d hits, summary %q; want none and %q", len(lines), summary, want)
