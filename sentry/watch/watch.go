@@ -50,8 +50,10 @@ type Watches[K comparable] struct {
 // New returns the watches of the threads of tasks, whose hits describe
 // describes; a watch without a Read for lease ends. changed, if not nil,
 // is called for each thread whose event a watch unregistered when it
-// ended, from a goroutine of its own (the end may come from a hit, on the
-// goroutine of the thread that hit).
+// ended, before its reader learns of the end, on the goroutine that ended
+// it: Stop's or End's caller, the lease's timer, or, at the count's last
+// hit, the thread that hit, between its debug exception and its return to
+// user mode (no lock of this package or of the core is held).
 func New[K comparable](tasks *hwbp.Tasks[K], describe Describe[K], changed func(k K), lease time.Duration) *Watches[K] {
 	return &Watches[K]{tasks: tasks, describe: describe, changed: changed, lease: lease, watches: make(map[uint64]*Watch[K])}
 }
@@ -90,6 +92,12 @@ type Watch[K comparable] struct {
 	//
 	// +checklocks:mu
 	ended string
+	// closed is set once the end is complete: every event unregistered
+	// and the back end told (Watches.changed). Read reports the end only
+	// then, so that its reader finds nothing of the watch left.
+	//
+	// +checklocks:mu
+	closed bool
 }
 
 // ErrNoSlot marks Start's error for a thread whose four slots are taken.
@@ -297,13 +305,14 @@ func (w *Watch[K]) end(reason string) {
 		bp.Unregister()
 		ks = append(ks, k)
 	}
-	if w.ws.changed != nil && len(ks) > 0 {
-		go func() {
-			for _, k := range ks {
-				w.ws.changed(k)
-			}
-		}()
+	if w.ws.changed != nil {
+		for _, k := range ks {
+			w.ws.changed(k)
+		}
 	}
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 	w.wake()
 }
 
@@ -348,11 +357,14 @@ func (w *Watch[K]) Read(wait time.Duration) ReadResult {
 	defer poll.Stop()
 	for {
 		w.mu.Lock()
-		if len(w.queue) > 0 || w.ended != "" {
+		if len(w.queue) > 0 || w.closed {
 			break
 		}
+		// A watch that is ending is closed, and notify written, by
+		// the goroutine that ends it.
+		ending := w.ended != ""
 		w.mu.Unlock()
-		if !w.live() {
+		if !ending && !w.live() {
 			w.end("the watched threads exited")
 			continue
 		}
@@ -361,7 +373,7 @@ func (w *Watch[K]) Read(wait time.Duration) ReadResult {
 		case <-poll.C:
 		case <-timer.C:
 			w.mu.Lock()
-			if len(w.queue) == 0 && w.ended == "" {
+			if len(w.queue) == 0 && !w.closed {
 				w.mu.Unlock()
 				return ReadResult{}
 			}
@@ -371,7 +383,7 @@ func (w *Watch[K]) Read(wait time.Duration) ReadResult {
 	// w.mu is held.
 	res := ReadResult{Hits: w.queue, Lost: w.lost, Missed: w.missed}
 	w.queue, w.lost, w.missed = nil, 0, 0
-	if w.ended != "" {
+	if w.closed {
 		res.Ended = w.ended
 		res.PerPID = w.perPID
 	}
