@@ -440,3 +440,42 @@ func TestWatchRefusesBadInput(t *testing.T) {
 		t.Errorf("the program exited %d, want 7", status)
 	}
 }
+
+// TestWatchExecution watches the execution of bump's first instruction:
+// one hit per call, reported at the instruction itself, and the program,
+// which runs on past each hit (with RF set, as Linux resumes after an
+// execution breakpoint), prints what it prints unwatched.
+func TestWatchExecution(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog, _ := program(t)
+	for _, p := range sandbox.Platforms {
+		t.Run(p, func(t *testing.T) {
+			s := sandbox.Start(t, p, prog, strconv.Itoa(writes))
+			if line := s.ReadLine(t); line != "ready" {
+				t.Fatalf("program: %q", line)
+			}
+			w := startWatch(t, s, "--access=x", "--format=json", "CID", "bump")
+			s.WriteLine(t, "go")
+			if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
+				t.Errorf("program: %q, want %q", line, want)
+			}
+			lines := w.read(t, writes)
+			for i, l := range lines {
+				var h hit
+				if err := json.Unmarshal([]byte(l), &h); err != nil {
+					t.Fatalf("hit %d: %v: %q", i, err, l)
+				}
+				if h.Access != "x" || h.Symbol != "bump+0x0" || h.IPSymbol != "bump+0x0" || h.IP != h.Addr || h.Len != 1 {
+					t.Errorf("hit %d = %+v, want an execution of bump+0x0 at its address", i, h)
+				}
+			}
+			if _, status := s.Finish(t); status != 7 {
+				t.Errorf("the program exited %d, want 7", status)
+			}
+			if more, _ := w.finish(t); len(more) != 0 {
+				t.Errorf("%d hits more than bump's calls", len(more))
+			}
+		})
+	}
+}
