@@ -165,7 +165,11 @@ func (w *watchCmd) run(conf *config.Config, id, target string, out, status io.Wr
 	if started.Symbol != "" {
 		where += " (" + started.Symbol + ")"
 	}
-	fmt.Fprintf(status, "watching %s, %d bytes, access %s, in process %d of container %s (%d threads); Ctrl-C ends\n", where, args.Len, args.Access, started.PID, id, started.Threads)
+	bytes := "bytes"
+	if args.Len == 1 {
+		bytes = "byte"
+	}
+	fmt.Fprintf(status, "watching %s, %d %s, access %s, in process %d of container %s (%d threads); Ctrl-C ends\n", where, args.Len, bytes, args.Access, started.PID, id, started.Threads)
 
 	// Ctrl-C (or a SIGTERM) ends the watch; a second one, the command.
 	sigs := make(chan os.Signal, 2)
