@@ -92,7 +92,7 @@ VM_QUEUE = .build/vm-queue
 
 e2e: runsc hostcheck
 	@rm -rf $(VM_QUEUE) && mkdir -p $(VM_QUEUE)
-	HWBP_VM_QUEUE=$(CURDIR)/$(VM_QUEUE) $(GO) test -count=1 -timeout 60m ./test/e2e/... ./test/conformance/... ./test/gdb/... ./test/restore/... ./test/perf/... ./test/docker/...
+	HWBP_VM_QUEUE=$(CURDIR)/$(VM_QUEUE) $(GO) test -count=1 -timeout 60m ./test/e2e/... ./test/conformance/... ./test/gdb/... ./test/restore/... ./test/perf/... ./test/docker/... ./test/watch/...
 	./test/vm/queued.sh $(VM_QUEUE)
 
 test: vet unit e2e

@@ -60,4 +60,5 @@ func init() {
 	kernel.RegisterExtension(taskExtension{})
 	wrapPlatforms()
 	registerMetrics()
+	registerWatch()
 }

@@ -15,5 +15,6 @@ import (
 )
 
 func main() {
+	maincli.RegisterCommand(&watchCmd{}, "")
 	maincli.Main()
 }

@@ -219,8 +219,10 @@ func (b *Backend) pruneLocked() (dead []*space) {
 	return dead
 }
 
-// Refresh implements backend.Backend.Refresh: t's tracer changed t's
-// breakpoints while t is stopped. If t's process carries events for t, they
+// Refresh implements backend.Backend.Refresh: t's breakpoints changed while
+// t runs no application code (its tracer changed them while t is stopped,
+// or a host watch ended while t blocks; sp.mu orders this with a Switch of
+// t that may begin meanwhile). If t's process carries events for t, they
 // are brought up to date now, so that disarming closes them without waiting
 // for a task of the process to run (meanwhile the registry stays retained
 // and every task of the sandbox takes the armed path). New breakpoints are

@@ -29,6 +29,9 @@
 //     the user address space, so no back end can be asked to watch sentry or
 //     host kernel memory on a guest's behalf.
 //   - A failed Register or Modify changes nothing.
+//   - An event that the host owns (RegisterHost) holds a slot like any
+//     other, but a debug exception caused by host events alone changes
+//     nothing the guest can see: no virtual DR6 bit, no signal.
 //   - Registry.Active is a single atomic load and is false whenever no
 //     enabled event exists, so platform hot paths cost nothing when unused;
 //     Tasks.Lookup takes no mutex.

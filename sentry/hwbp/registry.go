@@ -245,6 +245,10 @@ type Breakpoint struct {
 	// handler is called on every hit. Immutable; may be nil.
 	handler OverflowHandler
 
+	// host is set for an event that the host owns (RegisterHost): the
+	// guest never sees its hits. Immutable.
+	host bool
+
 	// counter, if set, makes the event a counting event: the hits that
 	// a back end counts itself go to it in batches (SetCounter).
 	counter atomic.Pointer[func(n uint64)]
@@ -280,6 +284,23 @@ func (r *Registry) Register(t *Task, attr Attr, handler OverflowHandler) (*Break
 // (Linux's task_bp_pinned counts a task's events bound to the CPU and to
 // every CPU), so that t may have up to Slots events on each CPU.
 func (r *Registry) RegisterOnCPU(t *Task, cpu int32, attr Attr, handler OverflowHandler) (*Breakpoint, error) {
+	return r.register(t, cpu, attr, handler, false)
+}
+
+// RegisterHost is Register for an event that the host owns, not the guest:
+// an operator's watchpoint in a sandboxed thread, as Linux's ksym tracer
+// (kernel/trace/trace_ksym.c, later perf's mem: events with -a) owns a
+// pinned kernel breakpoint that holds a slot of every task. It takes one of
+// t's slots like any event, so that the guest's own requests get ENOSPC
+// when they need more than the slots that remain, as they do on Linux next
+// to a pinned breakpoint (reserve_bp_slot counts every pinned one), but its
+// hits are the host's alone: a debug exception that only host events caused
+// leaves the thread's virtual DR6 as it was and makes no signal (Trap).
+func (r *Registry) RegisterHost(t *Task, attr Attr, handler OverflowHandler) (*Breakpoint, error) {
+	return r.register(t, -1, attr, handler, true)
+}
+
+func (r *Registry) register(t *Task, cpu int32, attr Attr, handler OverflowHandler, host bool) (*Breakpoint, error) {
 	if t == nil || t.r != r {
 		return nil, fmt.Errorf("hwbp: task of another registry: %w", unix.EINVAL)
 	}
@@ -303,7 +324,7 @@ func (r *Registry) RegisterOnCPU(t *Task, cpu int32, attr Attr, handler Overflow
 	if err := attr.Validate(); err != nil {
 		return nil, err
 	}
-	bp := &Breakpoint{r: r, task: t, cpu: cpu, handler: handler, attr: attr, registered: true}
+	bp := &Breakpoint{r: r, task: t, cpu: cpu, handler: handler, host: host, attr: attr, registered: true}
 	before := t.pinnedLocked(-1)
 	t.bps = append(t.bps, bp)
 	if cpu >= 0 {
@@ -322,6 +343,9 @@ func (r *Registry) RegisterOnCPU(t *Task, cpu int32, attr Attr, handler Overflow
 
 // Task returns the task bp is bound to.
 func (bp *Breakpoint) Task() *Task { return bp.task }
+
+// Host reports whether the host owns bp (RegisterHost).
+func (bp *Breakpoint) Host() bool { return bp.host }
 
 // Hits returns how many times bp fired.
 func (bp *Breakpoint) Hits() uint64 { return bp.hits.Load() }

@@ -4,6 +4,7 @@
 package hwbp
 
 import (
+	"errors"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -239,5 +240,79 @@ func TestInheritorRegistersOnTheChild(t *testing.T) {
 	}
 	if n := p.SlotsInUse(); n != 0 {
 		t.Errorf("the parent uses %d slots, want 0", n)
+	}
+}
+
+func TestHostEventsAreInvisible(t *testing.T) {
+	ts := NewTasks[int](NewRegistry(), nil)
+	task := mustGet(t, ts, 1)
+	var hostHits []Hit
+	host, err := ts.Registry().RegisterHost(task, watch(testAddr), func(_ *Breakpoint, h Hit) { hostHits = append(hostHits, h) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !host.Host() {
+		t.Fatal("RegisterHost's event is not the host's")
+	}
+	guest, err := ts.Registry().Register(task, watch(testAddr+8), func(bp *Breakpoint, h Hit) {
+		bp.Task().AddVirtualDR6(DR6Trap0 << h.Slot)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The guest's tracer left B2 in the virtual DR6.
+	task.SetVirtualDR6(DR6Reset | 4)
+	img := task.Image()
+
+	if out := ts.Trap(1, &img, DR6Reset|1, 0x401000); out.Deliver || out.ResumeRF {
+		t.Errorf("a host hit: Trap = %+v, want nothing for the guest", out)
+	}
+	if got := task.VirtualDR6(); got != DR6Reset|4 {
+		t.Errorf("a host hit changed the virtual DR6 to %#x", uint64(got))
+	}
+	if len(hostHits) != 1 || hostHits[0].Slot != 0 || hostHits[0].IP != 0x401000 || host.Hits() != 1 {
+		t.Errorf("host hits %+v (count %d), want one on slot 0", hostHits, host.Hits())
+	}
+
+	// A hit of both: the guest sees its own alone.
+	out := ts.Trap(1, &img, DR6Reset|3, 0x401004)
+	if !out.Deliver || out.Signal.Code != TrapHWBkpt {
+		t.Errorf("a hit of both: Trap = %+v, want the guest's SIGTRAP", out)
+	}
+	if got := task.VirtualDR6(); got != DR6Reset|2 {
+		t.Errorf("a hit of both: virtual DR6 %#x, want only the guest's B1", uint64(got))
+	}
+	if host.Hits() != 2 || guest.Hits() != 1 {
+		t.Errorf("hits: host %d, guest %d; want 2 and 1", host.Hits(), guest.Hits())
+	}
+
+	// A single-step with a host hit is the guest's step.
+	if out := ts.Trap(1, &img, DR6Reset|DR6BS|1, 0x401008); !out.Deliver || out.Signal.Code != TrapTrace {
+		t.Errorf("a step with a host hit: Trap = %+v, want TRAP_TRACE", out)
+	}
+	if got := task.VirtualDR6(); got != DR6Reset|DR6BS {
+		t.Errorf("a step with a host hit: virtual DR6 %#x, want BS alone", uint64(got))
+	}
+}
+
+func TestHostEventHoldsASlot(t *testing.T) {
+	r := NewRegistry()
+	ts := NewTasks[int](r, nil)
+	task := mustGet(t, ts, 1)
+	host, err := r.RegisterHost(task, watch(testAddr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < Slots-1; i++ {
+		if _, err := r.Register(task, watch(testAddr+8*uint64(i+1)), nil); err != nil {
+			t.Fatalf("guest event %d: %v", i, err)
+		}
+	}
+	if _, err := r.Register(task, watch(testAddr+0x100), nil); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("a 4th guest event beside a host one: %v, want ENOSPC", err)
+	}
+	host.Unregister()
+	if _, err := r.Register(task, watch(testAddr+0x100), nil); err != nil {
+		t.Fatalf("a 4th guest event once the host's is gone: %v", err)
 	}
 }

@@ -69,6 +69,9 @@ type Outcome struct {
 //     the next exception (its B bit is not consumed, nor is RF set). An
 //     execution breakpoint that fires asks for RF on resume (ResumeRF);
 //   - a B bit of a slot without an event is not consumed;
+//   - a debug exception that reports nothing but hits of host events
+//     (Registry.RegisterHost) fires them and is invisible to the guest: the
+//     virtual DR6 keeps its value and no SIGTRAP is due;
 //   - a SIGTRAP is due if BS or any B bit remains set in the real DR6
 //     combined with the virtual one, or for an icebp, with si_code
 //     TRAP_TRACE for a single-step, TRAP_HWBKPT for a breakpoint and
@@ -78,6 +81,18 @@ type Outcome struct {
 // A back end that has no image (a trap with nothing armed) passes an empty
 // one.
 func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) Outcome {
+	if img.hostOnly(dr6) {
+		// Only events of the host fired: the guest sees nothing of
+		// it, neither in its virtual DR6 nor as a signal.
+		var out Outcome
+		for slot := 0; slot < Slots; slot++ {
+			if dr6.Hit(slot) {
+				img.fire(slot, ip)
+				out.ResumeRF = out.ResumeRF || img.DR7.RW(slot) == RWExecute
+			}
+		}
+		return out
+	}
 	t := ts.Lookup(k)
 	if t == nil && dr6&DR6BS != 0 {
 		// The virtual DR6 must show the single-step. If k is exiting,
@@ -115,6 +130,24 @@ func (ts *Tasks[K]) Trap(k K, img *Image, dr6 DR6, ip uint64) Outcome {
 		out.Signal, out.Deliver = Signal{Code: TrapBrkpt, Addr: ip}, true
 	}
 	return out
+}
+
+// hostOnly reports whether the debug exception dr6 reports hits of host
+// events (Registry.RegisterHost) of img and nothing else: no single-step, no
+// other reason, no B bit of a guest event or of a slot without an event.
+func (img *Image) hostOnly(dr6 DR6) bool {
+	if dr6&^(DR6Reset|DR6TrapBits) != 0 || dr6&DR6TrapBits == 0 {
+		return false
+	}
+	for slot := 0; slot < Slots; slot++ {
+		if !dr6.Hit(slot) {
+			continue
+		}
+		if bp := img.Breakpoint(slot); bp == nil || !bp.host {
+			return false
+		}
+	}
+	return true
 }
 
 // SingleStep is Trap for a single-step trap that thread k took with no

@@ -581,16 +581,36 @@ func (s *Started) ReadLine(t testing.TB) string {
 	return strings.TrimSuffix(line, "\n")
 }
 
-// Metrics returns hwbp's metrics of the running sandbox as "runsc
-// export-metrics" exports them (runsc_hwbp_NAME), by NAME.
-func (s *Started) Metrics(t testing.TB) map[string]uint64 {
+// Command returns a runsc command, args, for the running sandbox's state
+// directory (runsc --root), such as "runsc watch".
+func (s *Started) Command(args ...string) *exec.Cmd {
+	return exec.Command(s.runsc, append([]string{"--root=" + s.root}, args...)...)
+}
+
+// ContainerID returns the ID of the sandbox's container.
+func (s *Started) ContainerID(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command(s.runsc, "--root="+s.root, "list", "--quiet").Output()
+	out, err := s.Command("list", "--quiet").Output()
 	id := strings.TrimSpace(string(out))
 	if err != nil || id == "" {
 		t.Fatalf("runsc list: %q, %v", out, err)
 	}
-	out, err = exec.Command(s.runsc, "--root="+s.root, "export-metrics", id).Output()
+	return id
+}
+
+// WriteLine writes line and a newline to the program's standard input.
+func (s *Started) WriteLine(t testing.TB, line string) {
+	t.Helper()
+	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
+		t.Fatalf("writing to the sandboxed program: %v", err)
+	}
+}
+
+// Metrics returns hwbp's metrics of the running sandbox as "runsc
+// export-metrics" exports them (runsc_hwbp_NAME), by NAME.
+func (s *Started) Metrics(t testing.TB) map[string]uint64 {
+	t.Helper()
+	out, err := s.Command("export-metrics", s.ContainerID(t)).Output()
 	if err != nil {
 		t.Fatalf("runsc export-metrics: %v", err)
 	}

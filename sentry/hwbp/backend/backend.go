@@ -42,9 +42,11 @@ type Backend interface {
 	// execve or exit.
 	Forget(t *kernel.Task)
 
-	// Refresh takes t's current breakpoints into account at once, from
-	// t's tracer's goroutine while t is stopped, for a back end that holds
-	// tasks' breakpoints beyond their own Switch.
+	// Refresh takes t's current breakpoints into account at once, for a
+	// back end that holds tasks' breakpoints beyond their own Switch. It
+	// is called while t runs no application code: from t's tracer's
+	// goroutine while t is stopped, or for a host watch that ended while
+	// t blocks (t may then wake and Switch concurrently).
 	Refresh(t *kernel.Task)
 
 	// SeccompRules returns the host system calls that the back end makes

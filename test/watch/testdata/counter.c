@@ -1,0 +1,111 @@
+// counter: the program that test/watch watches from the host. It prints
+// "ready", waits for a line on stdin, then writes the global counter N
+// times (argv[1]) through bump, and prints what it saw: its value and the
+// SIGTRAPs it got (none, if the host's watch is invisible), and exits
+// with status 7 at the end of its input.
+//
+// With "slots" as argv[2] it also checks, from a traced child that is
+// watched too (it is created after the watch starts), that the host's
+// watch holds one of the child's four debug registers: enabling four
+// guest breakpoints fails with ENOSPC, and the child's DR6 and DR7, as
+// PEEKUSR shows them, hold only the guest's own. After a second line on
+// stdin (sent once the watch has ended) the four succeed.
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+volatile long counter;
+static volatile long spare[4];
+static volatile sig_atomic_t sigtraps;
+
+__attribute__((noinline)) void bump(long i) { counter = i * 3; }
+
+static void on_sigtrap(int sig) { (void)sig; sigtraps++; }
+
+static long dr_off(int n) { return offsetof(struct user, u_debugreg) + n * sizeof(long); }
+
+static void wait_line(void) {
+	char line[64];
+	if (!fgets(line, sizeof line, stdin))
+		exit(2);
+}
+
+// slots enables four write watchpoints of the stopped tracee pid on spare
+// and prints the outcome, DR6 and DR7; it disables them again.
+static void slots(pid_t pid, const char *when) {
+	for (int i = 0; i < 4; i++)
+		if (ptrace(PTRACE_POKEUSER, pid, dr_off(i), &spare[i]) != 0)
+			printf("%s: poke dr%d: %s\n", when, i, strerror(errno));
+	// Each slot: enabled locally, write, 8 bytes.
+	unsigned long dr7 = 0;
+	for (int i = 0; i < 4; i++)
+		dr7 |= (1UL << (2 * i)) | (0xdUL << (16 + 4 * i));
+	errno = 0;
+	long r = ptrace(PTRACE_POKEUSER, pid, dr_off(7), dr7);
+	printf("%s: four guest watchpoints: %s\n", when, r == 0 ? "ok" : strerror(errno));
+	errno = 0;
+	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_off(6), 0);
+	long got7 = ptrace(PTRACE_PEEKUSER, pid, dr_off(7), 0);
+	printf("%s: dr6 %#lx dr7 %#lx\n", when, dr6, got7);
+	ptrace(PTRACE_POKEUSER, pid, dr_off(7), 0);
+}
+
+int main(int argc, char **argv) {
+	long n = argc > 1 ? atol(argv[1]) : 5;
+	int check_slots = argc > 2 && strcmp(argv[2], "slots") == 0;
+	signal(SIGTRAP, on_sigtrap);
+	printf("ready\n");
+	fflush(stdout);
+	wait_line();
+	if (check_slots) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			ptrace(PTRACE_TRACEME, 0, 0, 0);
+			raise(SIGSTOP);
+			for (long i = 1; i <= n; i++)
+				bump(i);
+			_exit(sigtraps == 0 ? 0 : 1);
+		}
+		int status;
+		waitpid(pid, &status, 0);
+		slots(pid, "watched");
+		ptrace(PTRACE_CONT, pid, 0, 0);
+		// The child writes counter n times under the watch: it must
+		// exit with no stop in between.
+		waitpid(pid, &status, 0);
+		if (WIFEXITED(status))
+			printf("child exited %d\n", WEXITSTATUS(status));
+		else if (WIFSTOPPED(status))
+			printf("child stopped by signal %d\n", WSTOPSIG(status));
+		else
+			printf("child status %#x\n", status);
+		printf("stage 2\n");
+		fflush(stdout);
+		wait_line();
+		pid = fork();
+		if (pid == 0) {
+			ptrace(PTRACE_TRACEME, 0, 0, 0);
+			raise(SIGSTOP);
+			_exit(0);
+		}
+		waitpid(pid, &status, 0);
+		slots(pid, "unwatched");
+		ptrace(PTRACE_CONT, pid, 0, 0);
+		waitpid(pid, &status, 0);
+	}
+	for (long i = 1; i <= n; i++)
+		bump(i);
+	printf("counter %ld, sigtraps %d\n", counter, (int)sigtraps);
+	fflush(stdout);
+	// Exit at the end of the input, once the watch has read every hit.
+	while (getchar() != EOF)
+		;
+	return 7;
+}
