@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package watch is the host's own watchpoints in a sandbox's threads, the
 // consumer of the core breakpoint API (sentry/hwbp) behind "runsc watch": an
 // operator on the host watches a guest address and reads every access, with

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 package watch
 
 import (

@@ -1,3 +1,6 @@
+// Copyright 2026 The hwbp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
 // Package watch tests "runsc watch" end to end: a program in a real sandbox
 // is watched from the host, and what the watch reports is compared with
 // what the program did and with the host kernel's perf mem: events of the

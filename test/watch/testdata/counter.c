@@ -1,3 +1,6 @@
+/* Copyright 2026 The hwbp Authors.
+ * SPDX-License-Identifier: Apache-2.0 */
+
 // counter: the program that test/watch watches from the host. It prints
 // "ready", waits for a line on stdin, then writes the global counter N
 // times (argv[1]) through bump, and prints what it saw: its value and the
@@ -10,16 +13,10 @@
 // guest breakpoints fails with ENOSPC, and the child's DR6 and DR7, as
 // PEEKUSR shows them, hold only the guest's own. After a second line on
 // stdin (sent once the watch has ended) the four succeed.
-#include <errno.h>
+#define _GNU_SOURCE
+#include "hwbp_test.h"
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ptrace.h>
-#include <sys/user.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 volatile long counter;
 static volatile long spare[4];
@@ -28,8 +25,6 @@ static volatile sig_atomic_t sigtraps;
 __attribute__((noinline)) void bump(long i) { counter = i * 3; }
 
 static void on_sigtrap(int sig) { (void)sig; sigtraps++; }
-
-static long dr_off(int n) { return offsetof(struct user, u_debugreg) + n * sizeof(long); }
 
 static void wait_line(void) {
 	char line[64];
@@ -41,20 +36,19 @@ static void wait_line(void) {
 // and prints the outcome, DR6 and DR7; it disables them again.
 static void slots(pid_t pid, const char *when) {
 	for (int i = 0; i < 4; i++)
-		if (ptrace(PTRACE_POKEUSER, pid, dr_off(i), &spare[i]) != 0)
+		if (ptrace(PTRACE_POKEUSER, pid, DR(i), &spare[i]) != 0)
 			printf("%s: poke dr%d: %s\n", when, i, strerror(errno));
-	// Each slot: enabled locally, write, 8 bytes.
 	unsigned long dr7 = 0;
 	for (int i = 0; i < 4; i++)
-		dr7 |= (1UL << (2 * i)) | (0xdUL << (16 + 4 * i));
+		dr7 |= dr7_slot(i, DR7_RW_WRITE, DR7_LEN_4);
 	errno = 0;
-	long r = ptrace(PTRACE_POKEUSER, pid, dr_off(7), dr7);
+	long r = ptrace(PTRACE_POKEUSER, pid, DR(7), dr7);
 	printf("%s: four guest watchpoints: %s\n", when, r == 0 ? "ok" : strerror(errno));
 	errno = 0;
-	long dr6 = ptrace(PTRACE_PEEKUSER, pid, dr_off(6), 0);
-	long got7 = ptrace(PTRACE_PEEKUSER, pid, dr_off(7), 0);
+	long dr6 = ptrace(PTRACE_PEEKUSER, pid, DR(6), 0);
+	long got7 = ptrace(PTRACE_PEEKUSER, pid, DR(7), 0);
 	printf("%s: dr6 %#lx dr7 %#lx\n", when, dr6, got7);
-	ptrace(PTRACE_POKEUSER, pid, dr_off(7), 0);
+	ptrace(PTRACE_POKEUSER, pid, DR(7), 0);
 }
 
 int main(int argc, char **argv) {
@@ -65,10 +59,8 @@ int main(int argc, char **argv) {
 	fflush(stdout);
 	wait_line();
 	if (check_slots) {
-		pid_t pid = fork();
+		pid_t pid = traced_fork();
 		if (pid == 0) {
-			ptrace(PTRACE_TRACEME, 0, 0, 0);
-			raise(SIGSTOP);
 			for (long i = 1; i <= n; i++)
 				bump(i);
 			_exit(sigtraps == 0 ? 0 : 1);
@@ -89,10 +81,8 @@ int main(int argc, char **argv) {
 		printf("stage 2\n");
 		fflush(stdout);
 		wait_line();
-		pid = fork();
+		pid = traced_fork();
 		if (pid == 0) {
-			ptrace(PTRACE_TRACEME, 0, 0, 0);
-			raise(SIGSTOP);
 			_exit(0);
 		}
 		waitpid(pid, &status, 0);
