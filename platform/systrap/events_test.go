@@ -201,6 +201,28 @@ func TestIdleEventsAreBounded(t *testing.T) {
 	}
 }
 
+// openRunning opens, in b, the events of a new space with one task and one
+// breakpoint on the stub thread 1000+i, as arm does for a task that then
+// runs (if running) or has just run; t fails if the breakpoint cannot be
+// registered.
+func openRunning(t *testing.T, b *Backend, tasks *hwbp.Tasks[*kernel.Task], i int, running bool) *space {
+	k := &kernel.Task{}
+	task, _ := tasks.Get(k)
+	if _, err := tasks.Registry().Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
+		t.Error(err)
+	}
+	sp := b.newSpace()
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	b.setMember(sp, k, task)
+	sp.lastArm.Store(b.clock.Add(1))
+	if running {
+		sp.running.Add(1)
+	}
+	b.apply(sp, threads(int32(1000+i)), false)
+	return sp
+}
+
 // TestEvictionCatchesUp opens the events of more spaces than openLimit while
 // all their tasks run, so that none can be closed, then lets them go idle
 // and opens one more: every idle space above the limit is closed then, not
@@ -213,23 +235,7 @@ func TestEvictionCatchesUp(t *testing.T) {
 	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
 	b := New(tasks, nil)
 	b.host = h
-	open := func(i int, running bool) *space {
-		k := &kernel.Task{}
-		task, _ := tasks.Get(k)
-		if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
-			t.Fatal(err)
-		}
-		sp := b.newSpace()
-		sp.mu.Lock()
-		defer sp.mu.Unlock()
-		b.setMember(sp, k, task)
-		sp.lastArm.Store(b.clock.Add(1))
-		if running {
-			sp.running.Add(1)
-		}
-		b.apply(sp, threads(int32(1000+i)), false)
-		return sp
-	}
+	open := func(i int, running bool) *space { return openRunning(t, b, tasks, i, running) }
 	const busy = openLimit + 8
 	var spaces []*space
 	for i := range busy {
@@ -264,21 +270,7 @@ func TestHostFDsCapped(t *testing.T) {
 	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
 	b := New(tasks, nil)
 	b.host = h
-	open := func(i int) *space {
-		k := &kernel.Task{}
-		task, _ := tasks.Get(k)
-		if _, err := r.Register(task, hwbp.Attr{Addr: 0x10000, Len: 8, Type: hwbp.TypeW}, nil); err != nil {
-			t.Error(err)
-		}
-		sp := b.newSpace()
-		sp.mu.Lock()
-		defer sp.mu.Unlock()
-		b.setMember(sp, k, task)
-		sp.lastArm.Store(b.clock.Add(1))
-		sp.running.Add(1) // as arm does
-		b.apply(sp, threads(int32(1000+i)), false)
-		return sp
-	}
+	open := func(i int) *space { return openRunning(t, b, tasks, i, true) }
 	// A space here holds the events of its nursery alone.
 	const running = maxFDs / hwbp.Slots
 	var spaces []*space
