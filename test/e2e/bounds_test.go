@@ -40,7 +40,6 @@ func TestHostEventsBounded(t *testing.T) {
 	const maxFDs = 400
 	// wakeups is the children's wake-ups a second (usleep(20000)).
 	const wakeups = 50
-	sandbox.HoldFourSlots(t)
 	want := fmt.Sprintf("%d children, %d hits, 0 children without four\n", children, 4*children)
 	prog := sandbox.BuildC(t, "testdata/manychildren.c")
 	t.Run("sleeping", func(t *testing.T) {

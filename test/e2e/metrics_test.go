@@ -30,7 +30,6 @@ func TestMetrics(t *testing.T) {
 	} {
 		t.Run(tc.platform, func(t *testing.T) {
 			prog := sandbox.BuildC(t, "testdata/armed.c")
-			sandbox.HoldFourSlots(t)
 			s := sandbox.Start(t, tc.platform, prog)
 			if line := s.ReadLine(t); line != "ready" {
 				t.Fatalf("program said %q", line)
