@@ -20,10 +20,9 @@ import (
 // drdriver, test/perf's perfdriver) also shrink a failing script with
 // Minimize.
 
-// FirstDifference returns the index of the first line at which want and got
-// differ, or -1 if they are equal.
-func FirstDifference(want, got string) int {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+// firstDifferentLine returns the index of the first line at which the
+// transcripts w and g, split into lines, differ, or -1 if they are equal.
+func firstDifferentLine(w, g []string) int {
 	for i := 0; i < len(w) || i < len(g); i++ {
 		if i >= len(w) || i >= len(g) || w[i] != g[i] {
 			return i
@@ -37,11 +36,11 @@ func FirstDifference(want, got string) int {
 // line before it, and at most max differing lines, each as the kernel's and
 // the sandbox's.
 func Diff(want, got string, max int) string {
-	first := FirstDifference(want, got)
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	first := firstDifferentLine(w, g)
 	if first < 0 {
 		return ""
 	}
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
 	var b strings.Builder
 	fmt.Fprintf(&b, "  first difference at line %d", first+1)
 	if first > 0 {
@@ -103,11 +102,11 @@ func NumberedSteps(line string) int {
 // at which want and got differ (the kernel's line, else the sandbox's), or
 // -1 if that line names none; differ is false if they are equal.
 func FirstDifferentStep(want, got string, format StepFormat) (step int, differ bool) {
-	i := FirstDifference(want, got)
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	i := firstDifferentLine(w, g)
 	if i < 0 {
 		return -1, false
 	}
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
 	step = -1
 	if i < len(w) {
 		step = format(w[i])
