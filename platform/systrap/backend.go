@@ -27,17 +27,19 @@
 // that is alone in its address space are counted by the host without a
 // SIGTRAP, and read back when the guest reads them (count.go).
 //
-// Host fds are bounded (events.go, maxFDs): each process with events holds
+// Host fds are bounded (admit.go, maxFDs): each process with events holds
 // hwbp.Slots fds per stub thread and as many for its nursery, so a guest that
 // gives breakpoints to many processes (a tracer of hundreds of children)
 // would hold thousands. The events of the processes whose tasks ran least
 // recently are closed once more than openLimit processes have events, and
 // reopened when one of their tasks runs again; and a process's events are
-// opened only when they fit under maxFDs, the task waiting until enough
-// other processes go idle to be closed (at most admitWait, then with a
-// warning). The cap, rather than a bound on idle processes alone, is what
-// holds for any wake-up pattern: a process whose task waits for a stub
-// thread cannot be closed, and under load hundreds do. Refusing to arm
+// opened only when they fit under maxFDs, the task waiting its turn until
+// enough other processes go idle to be closed. If the processes whose
+// tasks run hold every fd, the tasks that ran longest are interrupted
+// (preempt), so that their processes go idle: the processes take turns. The
+// cap, rather than a bound on idle processes alone, is what holds for any
+// wake-up pattern: a process whose task waits for a stub thread cannot be
+// closed, and under load hundreds do. Refusing to arm
 // (Linux's ENOSPC) was not chosen: the fds are needed only while a task
 // runs, and a tracer's POKEUSER cannot know how many other processes will
 // run at once. Closing rather than disabling is what frees fds; the price
@@ -101,11 +103,6 @@ type Backend struct {
 	// takes no mutex of the back end; mu serializes changes.
 	spaces, memberOf sync.Map
 
-	// admitting serializes the openings of spaces' events that admit
-	// bounds by maxFDs. It is taken under a space's mu, and other spaces'
-	// are only tried under it (evict).
-	admitting sync.Mutex
-
 	// mu serializes changes to spaces and memberOf. It is never held
 	// while a space's mu is taken; the reverse order is allowed.
 	mu sync.Mutex
@@ -138,6 +135,15 @@ type env struct {
 	// counters maps each *hwbp.Task whose hits a space counts without
 	// traps to that *space (count.go), for Flush.
 	counters sync.Map
+
+	// admission orders the openings of spaces' events that admit bounds
+	// by maxFDs. Its mu is taken under a space's mu, and other spaces'
+	// are only tried under it (evict, preempt).
+	admission admission
+
+	// interrupt sends a running task back through the sentry (preempt);
+	// tests replace it.
+	interrupt func(*kernel.Task)
 }
 
 // New returns a back end for the breakpoints of tasks. If events is not nil,
@@ -146,7 +152,7 @@ type env struct {
 // event fds afterwards.
 func New(tasks *hwbp.Tasks[*kernel.Task], events func(opened bool, processes, fds int64)) *Backend {
 	b := &Backend{
-		env:   env{r: tasks.Registry(), notify: events, host: hostPerf{}},
+		env:   env{r: tasks.Registry(), notify: events, host: hostPerf{}, interrupt: (*kernel.Task).Interrupt},
 		tasks: tasks,
 	}
 	b.Init(tasks, b)

@@ -4,11 +4,9 @@
 package systrap
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/log"
@@ -18,38 +16,6 @@ import (
 
 // This file: the host perf breakpoint events that arm a stub process's
 // breakpoints on every one of its threads.
-
-// openLimit is the number of stub processes whose events stay open while
-// none of their tasks runs. A guest can give breakpoints to any number of
-// processes (a tracer of many sleeping children), and each process with
-// events holds hwbp.Slots host fds per stub thread, plus those of its
-// nursery: beyond openLimit processes, opening one process's events closes
-// those of the processes whose tasks ran least recently (evict), and they
-// are reopened when one of their tasks runs again.
-const openLimit = 32
-
-// maxFDs bounds the host event fds of all spaces together, whatever the
-// guest's wake-up pattern: a process's events are opened only when its
-// fds fit (admit). openLimit alone does not bound them, since the events of
-// a process one of whose tasks runs (between arm and the end of its trap
-// handling, which includes waiting for a stub thread) cannot be closed, and
-// under load many do: 300 processes with four watchpoints each that wake
-// 50 times a second kept up to 1,600 fds open with openLimit alone. 352 is
-// openLimit idle processes of one stub thread (eight fds with the
-// nursery's) and room for 12 more that run. The events of stub threads
-// that a process with open events clones later are opened without admit
-// (its task is running already), so the fds may pass maxFDs by those, and
-// by a give-up after admitWait: one run of that workload reached 400 with
-// a cap of 384, by one or the other.
-const maxFDs = 352
-
-// admitWait is how long a task waits for the fds of its process's events to
-// fit under maxFDs before they are opened over it (with a warning), so
-// that processes whose tasks compute without ever entering the sentry, and
-// so never go idle, cannot stop the others for good. With 100ms, tasks of
-// the workload above on two CPUs queued longer than that for stub threads,
-// and every such wait added a process over the cap.
-var admitWait = time.Second
 
 // hostEvents is a space's host events: on each stub thread that existed
 // before the nursery's were opened, and on the nursery, whose clones
@@ -82,74 +48,6 @@ type hostEvents struct {
 	// counts tells which events fired in a trap (see space.hits).
 	ownCounts     map[int32]*[hwbp.Slots]uint64
 	nurseryCounts [hwbp.Slots]uint64
-}
-
-// evict closes the events of the spaces other than except that are open and
-// none of whose tasks runs, least recently armed first, until fewer than
-// openLimit spaces have events open and need more host fds fit under
-// maxFDs, or no such space is left. It closes all the idle spaces it
-// needs to, not one per call: a space whose tasks ran at an earlier evict
-// and that went idle since is closed at the next one.
-//
-// It never waits for a space's lock (except's is held, and another evict
-// may hold others'): a space that is busy is not idle anyway, and the next
-// evict will look at it again.
-func (b *Backend) evict(except *space, need int64) {
-	candidates := b.live.list(except)
-	slices.SortFunc(candidates, func(x, y *space) int { return cmp.Compare(x.lastArm.Load(), y.lastArm.Load()) })
-	for _, sp := range candidates {
-		if b.opened.Load() < openLimit && b.fds.Load()+need <= maxFDs {
-			return
-		}
-		if !sp.mu.TryLock() {
-			continue
-		}
-		// checklocks does not follow TryLock: sp.mu is held here.
-		sp.closeIfIdle() // +checklocksignore
-		sp.mu.Unlock()   // +checklocksignore
-	}
-}
-
-// admit makes room for the need host fds of except's events under maxFDs
-// and calls open, which opens them, while no other space is admitted: the
-// fds counted are those open. If the fds of the spaces whose tasks run
-// leave no room, it waits for one to go idle, polling (the caller's task
-// is about to run, its own space's lock held, and a space goes idle
-// without telling anyone), for at most admitWait. A space that would be
-// alone to hold fds is admitted however many it needs.
-//
-// It reports whether it gave up waiting.
-func (b *Backend) admit(except *space, need int64, open func()) (over bool) {
-	deadline := time.Now().Add(admitWait)
-	for {
-		b.admitting.Lock()
-		if b.opened.Load() >= openLimit || b.fds.Load()+need > maxFDs {
-			b.evict(except, need)
-		}
-		fds := b.fds.Load()
-		if fds+need <= maxFDs || fds == 0 || !time.Now().Before(deadline) {
-			over = fds+need > maxFDs && fds != 0
-			open()
-			b.admitting.Unlock()
-			return over
-		}
-		b.admitting.Unlock()
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// closeIfIdle closes sp's events if they are open and none of sp's tasks
-// runs. Under sp.mu nobody can start running a
-// task of sp (arm increments running under it), so a zero running stays
-// zero.
-//
-// +checklocks:sp.mu
-func (sp *space) closeIfIdle() {
-	if !sp.events.open || sp.running.Load() != 0 {
-		return
-	}
-	sp.closeAll()
-	sp.events.evicted = true
 }
 
 // apply makes sp's events hold sp.want(), on the stub threads that threads
@@ -198,14 +96,12 @@ func (b *Backend) apply(sp *space, threads func() (nursery int32, tids []int32),
 		// One event per position on each stub thread and on the
 		// nursery.
 		need := int64(hwbp.Slots * (len(tids) + 1))
-		over := b.admit(sp, need, func() {
+		b.admit(sp, need, func() {
 			// admit calls this before it returns, with sp.mu still
 			// held; checklocks cannot tell.
 			b.openEvents(sp, nursery, tids, threads) // +checklocksignore
 		})
-		if over {
-			warnings.Warningf("hwbp: the processes with breakpoints whose tasks run hold %d host perf event fds, more than %d; opened more after waiting %v for one to go idle", sp.env.fds.Load(), maxFDs, admitWait)
-		}
+		sp.openedAt.Store(nanotime())
 		sp.setCounted()
 		sp.report(true)
 		return
@@ -425,8 +321,21 @@ func (sp *space) closeAll() {
 		sp.count.task, sp.count.img = nil, hwbp.Image{}
 	}
 	sp.events.open = false
+	sp.preempted = false
 	sp.env.r.Unretain()
 	sp.report(false)
+}
+
+// hostFDs returns the number of host event fds that sp holds.
+//
+// +checklocks:sp.mu
+func (sp *space) hostFDs() (n int64) {
+	for pos := range sp.events.nursery {
+		// forEachFD calls this before it returns, with sp.mu still
+		// held; checklocks cannot tell.
+		sp.forEachFD(pos, func(int, bool) { n++ }) // +checklocksignore
+	}
+	return n
 }
 
 // warn logs a host failure to arm breakpoints, the first time.

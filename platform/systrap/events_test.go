@@ -218,6 +218,7 @@ func openRunning(t *testing.T, b *Backend, tasks *hwbp.Tasks[*kernel.Task], i in
 	sp.lastArm.Store(b.clock.Add(1))
 	if running {
 		sp.running.Add(1)
+		sp.runners[k] = false
 	}
 	b.apply(sp, threads(int32(1000+i)), false)
 	return sp
@@ -263,13 +264,14 @@ func TestEvictionCatchesUp(t *testing.T) {
 // so that a bound on idle processes alone let a tracer of 300 children
 // that wake 50 times a second hold over 1,000 host fds.
 func TestHostFDsCapped(t *testing.T) {
-	defer func(w time.Duration) { admitWait = w }(admitWait)
-	admitWait = time.Minute
+	defer func(q time.Duration) { quantum = q }(quantum)
+	quantum = time.Hour // no preemption here
 	h := newFakeHost(0, 0)
 	r := hwbp.NewRegistry()
 	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
 	b := New(tasks, nil)
 	b.host = h
+	b.interrupt = func(*kernel.Task) { t.Error("a task was interrupted before its space had been open a quantum") }
 	open := func(i int) *space { return openRunning(t, b, tasks, i, true) }
 	// A space here holds the events of its nursery alone.
 	const running = maxFDs / hwbp.Slots
@@ -287,7 +289,11 @@ func TestHostFDsCapped(t *testing.T) {
 		t.Fatalf("a space was opened over the %d host fds of spaces whose tasks run", maxFDs)
 	case <-time.After(50 * time.Millisecond):
 	}
-	spaces[0].running.Add(-1)
+	idle := spaces[0]
+	idle.mu.Lock()
+	idle.running.Add(-1)
+	clear(idle.runners)
+	idle.mu.Unlock()
 	select {
 	case sp := <-opened:
 		sp.mu.Lock()
@@ -300,6 +306,61 @@ func TestHostFDsCapped(t *testing.T) {
 	}
 	if got, open := b.fds.Load(), len(h.fds); got != maxFDs || open != maxFDs {
 		t.Errorf("%d host fds counted, %d open, want %d", got, open, maxFDs)
+	}
+}
+
+// TestPreemptMakesRoom fills maxFDs with the events of spaces whose tasks
+// run and never come back by themselves (they compute without entering the
+// sentry): a space that needs room then waits until they have been open a
+// quantum, interrupts the tasks of those open longest, and is opened once
+// their spaces are closed, the host fds never over maxFDs. Without
+// preemption it would wait for ever, or open over the cap.
+func TestPreemptMakesRoom(t *testing.T) {
+	defer func(q time.Duration) { quantum = q }(quantum)
+	quantum = 20 * time.Millisecond
+	h := newFakeHost(0, 0)
+	r := hwbp.NewRegistry()
+	tasks := hwbp.NewTasks[*kernel.Task](r, nil)
+	b := New(tasks, nil)
+	b.host = h
+	var interrupted []*kernel.Task
+	b.interrupt = func(k *kernel.Task) {
+		// The interrupted task leaves its Switch: its run ends.
+		interrupted = append(interrupted, k)
+		go b.spaceOf(k).done(k)
+	}
+	const running = maxFDs / hwbp.Slots
+	var first *space
+	start := time.Now()
+	for i := range running {
+		sp := openRunning(t, b, tasks, i, true)
+		if i == 0 {
+			first = sp
+		}
+	}
+	sp := openRunning(t, b, tasks, running, true)
+	if waited := time.Since(start); waited < quantum {
+		t.Errorf("the space was opened %v after the first, before that had been open a quantum (%v)", waited, quantum)
+	}
+	sp.mu.Lock()
+	if !sp.events.open {
+		t.Error("the waiting space's events are not open")
+	}
+	sp.mu.Unlock()
+	// The space opened first needs the same fds: it alone is preempted.
+	first.mu.Lock()
+	if first.events.open || !first.events.evicted {
+		t.Errorf("the space open longest: open %v, evicted %v; want closed, to be reopened", first.events.open, first.events.evicted)
+	}
+	first.mu.Unlock()
+	if len(interrupted) != 1 {
+		t.Errorf("%d tasks interrupted, want the one of the space open longest", len(interrupted))
+	}
+	if got, open := b.fds.Load(), len(h.fds); got != maxFDs || open != maxFDs {
+		t.Errorf("%d host fds counted, %d open, want %d", got, open, maxFDs)
+	}
+	if got := b.admission.preemptions.Load(); got != 1 {
+		t.Errorf("%d preemptions counted, want 1", got)
 	}
 }
 

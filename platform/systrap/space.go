@@ -36,10 +36,29 @@ type space struct {
 
 	// running counts the tasks between arm and the end of their trap
 	// handling: while none is, no event can fire unseen, and the events
-	// of stub threads can be replaced (adopt). It is atomic (done
-	// decrements it after releasing mu); checklocks' lock inference, which
-	// sees it read under mu mostly, would take mu for its guard.
+	// of stub threads can be replaced (adopt). It changes under mu only,
+	// and is atomic so that Switch and evict can read it without mu;
+	// checklocks' lock inference would take mu for its guard.
 	running atomic.Int32 // +checklocksignore
+
+	// runners are the tasks between arm and the end of their trap
+	// handling (running counts them), and whether preempt interrupted
+	// each.
+	//
+	// +checklocks:mu
+	runners map[*kernel.Task]bool
+
+	// preempted is set when preempt interrupted the running tasks to
+	// make room for another space's events: they are closed when the
+	// last is done.
+	//
+	// +checklocks:mu
+	preempted bool
+
+	// openedAt is the time (nanotime) the events were last opened:
+	// preempt takes the spaces open longest first, and none before a
+	// quantum.
+	openedAt atomic.Int64
 
 	// epoch counts arms: a task that finds it unchanged at its trap knows
 	// that no other task ran in the process since its own arm.
@@ -109,6 +128,7 @@ func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.running.Add(1)
+	sp.runners[t] = false
 	sp.epoch++
 	sp.lastArm.Store(b.clock.Add(1))
 	// The hits counted so far are those of the members as they were:
@@ -161,6 +181,7 @@ func (b *Backend) newSpace() *space {
 	return &space{
 		env:       &b.env,
 		members:   make(map[*kernel.Task]member),
+		runners:   make(map[*kernel.Task]bool),
 		placement: placement{limit: b.Limit()},
 		events: hostEvents{
 			own:       make(map[int32]*[hwbp.Slots]int),
@@ -269,15 +290,19 @@ func (b *Backend) leave(t *kernel.Task, sp *space) {
 	b.apply(sp, nil, false)
 }
 
-// done ends t's run: from now on its breakpoints need not be armed.
+// done ends t's run: from now on its breakpoints need not be armed. The last
+// task of a preempted space to be done closes its events.
 func (sp *space) done(t *kernel.Task) {
 	sp.mu.Lock()
+	defer sp.mu.Unlock()
 	if m, ok := sp.members[t]; ok {
 		m.running = false
 		sp.members[t] = m
 	}
-	sp.mu.Unlock()
-	sp.running.Add(-1)
+	delete(sp.runners, t)
+	if sp.running.Add(-1) == 0 && sp.preempted {
+		sp.closeIfIdle()
+	}
 }
 
 // report tells the back end's events hook that sp's events were opened or
