@@ -21,11 +21,13 @@
 package docker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -545,8 +547,8 @@ func removeCgroup(t *testing.T, cgroup string) {
 // programs are the test's programs, built on the host.
 type programs struct {
 	// watch is testdata/dockerwatch.c, writes testdata/writes.c,
-	// both linked statically.
-	watch, writes string
+	// counter test/watch's testdata/counter.c, all linked statically.
+	watch, writes, counter string
 	// src is the absolute path of writes.c, whose debug information
 	// names it.
 	src string
@@ -574,8 +576,11 @@ func buildPrograms(t *testing.T) programs {
 	return programs{
 		watch:  sandbox.BuildC(t, "testdata/dockerwatch.c", "-static"),
 		writes: sandbox.BuildC(t, "testdata/writes.c", "-static", "-g", "-O0"),
-		src:    src,
-		gdb:    gdb,
+		// Not position-independent: counter has one address
+		// whatever the program's load address.
+		counter: sandbox.BuildC(t, "../watch/testdata/counter.c", "-static", "-no-pie"),
+		src:     src,
+		gdb:     gdb,
 	}
 }
 
@@ -589,6 +594,7 @@ func (p programs) rootfs(t *testing.T) []byte {
 	return layer(t, append(baseEntries(),
 		entry{name: "hwbp/dockerwatch", src: p.watch, mode: 0o755},
 		entry{name: "hwbp/writes", src: p.writes, mode: 0o755},
+		entry{name: "hwbp/counter", src: p.counter, mode: 0o755},
 		entry{name: p.src, src: p.src, mode: 0o644},
 	))
 }
@@ -696,4 +702,84 @@ func TestDocker(t *testing.T) {
 		targets = append(targets, target{name: rt.name, platform: rt.platform})
 	}
 	compare(t, p, targets, d.run)
+	t.Run("runsc watch", func(t *testing.T) { watchContainers(t, d, runsc) })
+}
+
+// watchWrites is how many times counter, in watchContainers, writes its
+// watched word.
+const watchWrites = 5
+
+// watchContainers watches from the host, with runsc watch, the counter of a
+// program in a container of each runtime, as docs/watch.md tells Docker's
+// operators to: runsc's root is runtime-runc/moby in dockerd's exec root,
+// and the container is named by Docker's full ID. Each write is reported with the value written, and the
+// program sees no SIGTRAP.
+func watchContainers(t *testing.T, d *daemon, runsc string) {
+	sandbox.RequireHostHits(t)
+	for _, rt := range runtimes {
+		t.Run(rt.name, func(t *testing.T) {
+			cidFile := filepath.Join(t.TempDir(), "cid")
+			cmd := exec.Command(d.client, "run", "-i", "--rm", "--pull=never", "--network=none", "--cidfile="+cidFile, "--runtime="+rt.name, image, "/hwbp/counter", strconv.Itoa(watchWrites))
+			cmd.Env = d.env
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+			})
+			lines := bufio.NewReader(out)
+			readLine := func() string {
+				line, err := lines.ReadString('\n')
+				if err != nil {
+					t.Fatalf("the container's output ended: %q, %v; docker's stderr:\n%s", line, err, stderr.String())
+				}
+				return strings.TrimSpace(line)
+			}
+			if line := readLine(); line != "ready" {
+				t.Fatalf("program: %q", line)
+			}
+			cid, err := os.ReadFile(cidFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// dockerd's runc shim keeps runsc's state there
+			// (/var/run/docker/runtime-runc/moby by default), whatever
+			// the runtime's name.
+			root := filepath.Join(d.dir, "exec", "runtime-runc", "moby")
+			w := sandbox.StartWatch(t, exec.Command(runsc, "--root="+root, "watch", "--format=json", string(cid), "counter"))
+			if _, err := io.WriteString(stdin, "go\n"); err != nil {
+				t.Fatal(err)
+			}
+			if line, want := readLine(), fmt.Sprintf("counter %d, sigtraps 0", 3*watchWrites); line != want {
+				t.Errorf("program: %q, want %q", line, want)
+			}
+			for i, l := range w.Read(t, watchWrites) {
+				var h struct{ Container, Symbol, Value string }
+				if err := json.Unmarshal([]byte(l), &h); err != nil {
+					t.Fatalf("hit %d: %v: %q", i, err, l)
+				}
+				if h.Container != string(cid) || h.Symbol != "counter+0x0" || h.Value != fmt.Sprintf("0x%016x", 3*(i+1)) {
+					t.Errorf("hit %d: %s; want container %s, symbol counter+0x0, value %d", i, l, cid, 3*(i+1))
+				}
+			}
+			stdin.Close()
+			if err := cmd.Wait(); err == nil || cmd.ProcessState.ExitCode() != 7 {
+				t.Errorf("docker run: %v, want exit status 7; stderr:\n%s", err, stderr.String())
+			}
+			if more, summary := w.Finish(t); len(more) != 0 || !strings.Contains(summary, fmt.Sprintf("; %d hits", watchWrites)) {
+				t.Errorf("after the program's exit: %d hits more, summary %q", len(more), summary)
+			}
+		})
+	}
 }

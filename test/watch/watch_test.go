@@ -8,7 +8,6 @@
 package watch
 
 import (
-	"bufio"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
@@ -67,104 +66,16 @@ func program(t *testing.T) (string, uint64) {
 	return "", 0
 }
 
-// watcher is a running runsc watch.
-type watcher struct {
-	cmd *exec.Cmd
-	// hits receives its lines on stdout; it is closed at their end.
-	hits   chan string
-	stderr *bufio.Reader
-	// start is its first line on stderr, once the watch is armed.
-	start string
-}
-
-// startWatch runs runsc watch with args for s's container and returns once
-// the watch is armed.
-func startWatch(t *testing.T, s *sandbox.Started, args ...string) *watcher {
+// startWatch runs runsc watch with args (CID stands for s's container ID)
+// for s's sandbox and returns once the watch is armed.
+func startWatch(t *testing.T, s *sandbox.Started, args ...string) *sandbox.Watch {
 	t.Helper()
-	w := &watcher{}
 	cid := s.ContainerID(t)
 	argv := append([]string{"watch"}, args...)
 	for i, a := range argv {
 		argv[i] = strings.ReplaceAll(a, "CID", cid)
 	}
-	w.cmd = s.Command(argv...)
-	stdout, err := w.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.hits = make(chan string, 1024)
-	go func() {
-		defer close(w.hits)
-		for sc := bufio.NewScanner(stdout); sc.Scan(); {
-			w.hits <- sc.Text()
-		}
-	}()
-	stderr, err := w.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.stderr = bufio.NewReader(stderr)
-	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.cmd.Process.Kill()
-		w.cmd.Wait()
-	})
-	line, err := w.stderr.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "watching ") {
-		rest, _ := w.stderr.ReadString(0)
-		t.Fatalf("runsc %s: %q%s (%v)", strings.Join(argv, " "), line, rest, err)
-	}
-	w.start = strings.TrimSpace(line)
-	t.Log(w.start)
-	return w
-}
-
-// read returns the next n hits (as text lines, or JSON).
-func (w *watcher) read(t *testing.T, n int) []string {
-	t.Helper()
-	var hits []string
-	timeout := time.After(time.Minute)
-	for len(hits) < n {
-		select {
-		case h, ok := <-w.hits:
-			if !ok {
-				t.Fatalf("runsc watch ended its output after %d hits, want %d:\n%s", len(hits), n, strings.Join(hits, "\n"))
-			}
-			hits = append(hits, h)
-		case <-timeout:
-			t.Fatalf("runsc watch printed %d hits in a minute, want %d:\n%s", len(hits), n, strings.Join(hits, "\n"))
-		}
-	}
-	return hits
-}
-
-// finish waits for the watch to end by itself and returns the hits it
-// printed after those read, and its last line on stderr, the summary.
-func (w *watcher) finish(t *testing.T) ([]string, string) {
-	t.Helper()
-	done := make(chan error, 1)
-	var rest string
-	var hits []string
-	go func() {
-		b, _ := w.stderr.ReadString(0)
-		rest = b
-		for h := range w.hits {
-			hits = append(hits, h)
-		}
-		done <- w.cmd.Wait()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("runsc watch: %v; stderr:\n%s", err, rest)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("runsc watch did not end")
-	}
-	lines := strings.Split(strings.TrimSpace(rest), "\n")
-	return hits, lines[len(lines)-1]
+	return sandbox.StartWatch(t, s.Command(argv...))
 }
 
 // TestWatchReportsEveryWrite watches the counter of a program by its
@@ -176,8 +87,9 @@ func TestWatchReportsEveryWrite(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
 	prog, addr := program(t)
-	for _, p := range sandbox.Platforms {
+	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
 			base := sandbox.Start(t, p, prog, strconv.Itoa(writes))
 			if line := base.ReadLine(t); line != "ready" {
 				t.Fatalf("program: %q", line)
@@ -191,20 +103,20 @@ func TestWatchReportsEveryWrite(t *testing.T) {
 			}
 			cid := s.ContainerID(t)
 			w := startWatch(t, s, "--format=json", "CID", "counter")
-			if want := fmt.Sprintf("watching %#x (counter+0x0), 8 bytes, access w, in process 1", addr); !strings.HasPrefix(w.start, want) {
-				t.Errorf("watch started with %q, want %q...", w.start, want)
+			if want := fmt.Sprintf("watching %#x (counter+0x0), 8 bytes, access w, in process 1", addr); !strings.HasPrefix(w.Start, want) {
+				t.Errorf("watch started with %q, want %q...", w.Start, want)
 			}
 			s.WriteLine(t, "go")
 			// The program exits at the end of its input, once every
 			// hit is read: a hit that the sentry queued when runsc
 			// do's sandbox ends with the program is lost
 			// (docs/watch.md).
-			lines := w.read(t, writes)
+			lines := w.Read(t, writes)
 			out, status := s.Finish(t)
 			if out != wantOut || status != wantStatus {
 				t.Errorf("watched, the program printed %q and exited %d; unwatched, %q and %d", out, status, wantOut, wantStatus)
 			}
-			more, summary := w.finish(t)
+			more, summary := w.Finish(t)
 			if len(more) != 0 {
 				t.Errorf("%d hits more than the program's writes:\n%s", len(more), strings.Join(more, "\n"))
 			}
@@ -298,8 +210,9 @@ func TestWatchHoldsASlotInvisibly(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
 	prog, _ := program(t)
-	for _, p := range sandbox.Platforms {
+	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
 			s := sandbox.Start(t, p, prog, strconv.Itoa(writes), "slots")
 			if line := s.ReadLine(t); line != "ready" {
 				t.Fatalf("program: %q", line)
@@ -326,10 +239,10 @@ func TestWatchHoldsASlotInvisibly(t *testing.T) {
 			}; strings.Join(watched, "\n") != strings.Join(want, "\n") {
 				t.Errorf("under the watch, the tracer saw:\n%s\nwant:\n%s", strings.Join(watched, "\n"), strings.Join(want, "\n"))
 			}
-			if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+			if err := w.Cmd.Process.Signal(os.Interrupt); err != nil {
 				t.Fatal(err)
 			}
-			lines, summary := w.finish(t)
+			lines, summary := w.Finish(t)
 			if want := fmt.Sprintf("watch ended: interrupt (SIGINT); %d hits (pid 2: %d)", writes, writes); summary != want {
 				t.Errorf("summary %q, want %q", summary, want)
 			}
@@ -378,7 +291,7 @@ func TestWatchEndsAtCountAndDuration(t *testing.T) {
 	if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
 		t.Errorf("program: %q, want %q", line, want)
 	}
-	lines, summary := w.finish(t)
+	lines, summary := w.Finish(t)
 	if want := "watch ended: count of 3 hits reached; 3 hits (pid 1: 3)"; summary != want || len(lines) != 3 {
 		t.Errorf("--count=3: %d hits, summary %q; want 3 hits and %q", len(lines), summary, want)
 	}
@@ -386,7 +299,7 @@ func TestWatchEndsAtCountAndDuration(t *testing.T) {
 	// The container is named by a prefix of its ID, as runsc allows.
 	start := time.Now()
 	w = startWatch(t, s, "--duration=1s", s.ContainerID(t)[:len("runsc-")+2], "counter")
-	lines, summary = w.finish(t)
+	lines, summary = w.Finish(t)
 	if want := "watch ended: --duration=1s; 0 hits"; summary != want || len(lines) != 0 {
 		t.Errorf("--duration=1s: %d hits, summary %q; want none and %q", len(lines), summary, want)
 	}
@@ -452,8 +365,9 @@ func TestWatchExecution(t *testing.T) {
 	sandbox.RequireRoot(t)
 	sandbox.RequireHostHits(t)
 	prog, _ := program(t)
-	for _, p := range sandbox.Platforms {
+	for _, p := range sandbox.HitPlatforms {
 		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
 			s := sandbox.Start(t, p, prog, strconv.Itoa(writes))
 			if line := s.ReadLine(t); line != "ready" {
 				t.Fatalf("program: %q", line)
@@ -463,7 +377,7 @@ func TestWatchExecution(t *testing.T) {
 			if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
 				t.Errorf("program: %q, want %q", line, want)
 			}
-			lines := w.read(t, writes)
+			lines := w.Read(t, writes)
 			for i, l := range lines {
 				var h hit
 				if err := json.Unmarshal([]byte(l), &h); err != nil {
@@ -476,7 +390,7 @@ func TestWatchExecution(t *testing.T) {
 			if _, status := s.Finish(t); status != 7 {
 				t.Errorf("the program exited %d, want 7", status)
 			}
-			if more, _ := w.finish(t); len(more) != 0 {
+			if more, _ := w.Finish(t); len(more) != 0 {
 				t.Errorf("%d hits more than bump's calls", len(more))
 			}
 		})
