@@ -150,6 +150,10 @@ type taskContext struct {
 	task    *kernel.Task
 	backend backend.Backend // may be nil
 
+	// local is the back end's memory of the task (backend.Local). Only
+	// the task's goroutine uses it.
+	local backend.Local
+
 	// inSyscall is set when Switch returns for a system call of the task,
 	// and cleared when the call's implementation returns (SyscallReturned) or
 	// by the next Switch. If that finds it still set, the call returns to
@@ -205,7 +209,7 @@ func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *ar
 			// task on (getcpu) are armed.
 			task.SetCPU(c.task.CPU())
 		}
-		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
+		return c.backend.Switch(c.task, c.Context, &c.local, ctx, mm, ac, cpu)
 	}
 	info, at, err := c.Context.Switch(ctx, mm, ac, cpu)
 	if err != platform.ErrContextSignal || info.Signo != int32(linux.SIGTRAP) {
@@ -220,7 +224,7 @@ func (c *taskContext) run(ctx context.Context, mm platform.MemoryManager, ac *ar
 		// An icebp (INT1) resets it.
 		tasks.Icebp(c.task, uint64(ac.IP()))
 	case c.backend != nil && c.backend.Stale(info):
-		return c.backend.Switch(c.task, c.Context, ctx, mm, ac, cpu)
+		return c.backend.Switch(c.task, c.Context, &c.local, ctx, mm, ac, cpu)
 	}
 	return info, at, err
 }

@@ -188,7 +188,7 @@ func TestSwitch(t *testing.T) {
 			ac := &arch.Context64{} // registers only: no FPU state is needed
 			ac.SetIP(ip)
 			f := &fakeContext{exits: tc.exits}
-			info, _, err := b.Switch(k, f, nil, nil, ac, -1)
+			info, _, err := b.Switch(k, f, nil, nil, nil, ac, -1)
 
 			if len(f.ran) != len(tc.ran) {
 				t.Fatalf("%d Switches ran (%+v), want %d (%+v)", len(f.ran), f.ran, len(tc.ran), tc.ran)
@@ -221,7 +221,7 @@ func TestForeignContext(t *testing.T) {
 	tasks := hwbp.NewTasks[*kernel.Task](hwbp.NewRegistry(), nil)
 	b := New(tasks)
 	inner := &plainContext{}
-	if _, _, err := b.Switch(&kernel.Task{}, inner, nil, nil, &arch.Context64{}, -1); err != nil || inner.switches != 1 {
+	if _, _, err := b.Switch(&kernel.Task{}, inner, nil, nil, nil, &arch.Context64{}, -1); err != nil || inner.switches != 1 {
 		t.Errorf("Switch: %v after %d switches of the platform's context, want one system call", err, inner.switches)
 	}
 }

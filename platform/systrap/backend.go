@@ -103,6 +103,11 @@ type Backend struct {
 	// takes no mutex of the back end; mu serializes changes.
 	spaces, memberOf sync.Map
 
+	// spacesGen counts the spaces stored in spaces: a task whose
+	// process had none at a count (backend.Local, quiet) knows that it
+	// still has none while the count stays.
+	spacesGen atomic.Uint64
+
 	// mu serializes changes to spaces and memberOf. It is never held
 	// while a space's mu is taken; the reverse order is allowed.
 	mu sync.Mutex
@@ -196,7 +201,7 @@ func (b *Backend) Stale(info *linux.SignalInfo) bool {
 // Arm implements backend.Arming.Arm: the events of the task's stub process
 // are brought up to date with its tasks' breakpoints (space.go).
 func (b *Backend) Arm(r backend.Run) (run, error) {
-	return b.arm(r.Task, r.State, r.MM), nil // r.sp.running is incremented
+	return b.arm(r.Task, r.State, r.MM, r.Local), nil // r.sp.running is incremented
 }
 
 // Done implements backend.Arming.Done: the task's breakpoints need not be

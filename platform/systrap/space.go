@@ -12,6 +12,7 @@ import (
 	gvsystrap "gvisor.dev/gvisor/pkg/sentry/platform/systrap"
 
 	"github.com/gvisor-hwbp/hwbp/sentry/hwbp"
+	"github.com/gvisor-hwbp/hwbp/sentry/hwbp/backend"
 )
 
 // This file: which tasks of a stub process have breakpoints (a space's
@@ -89,19 +90,42 @@ type member struct {
 	running bool
 }
 
+// quiet is what a task remembers (backend.Local) from a Switch that found
+// neither its stub process, as, with a space nor itself a member of one:
+// while the back end's spacesGen stays gen and its address space as, that
+// still holds, unless the task gets breakpoints of its own (it can join a
+// space only through its own arm).
+type quiet struct {
+	as  platform.AddressSpace
+	gen uint64
+}
+
 // arm brings the events of t's stub process up to date with its tasks'
 // breakpoints, t's current ones (task, nil if t has no breakpoint state)
-// included, and returns what t runs with.
-func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager) run {
+// included, and returns what t runs with. local, if not nil, is t's memory
+// of its last arm.
+func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager, local *backend.Local) run {
+	wants := task != nil && task.HasBreakpoints()
+	// The common case, every Switch of the tasks of other processes while
+	// one has breakpoints: two loads and two compares, without the map
+	// lookups below.
+	gen := b.spacesGen.Load()
+	if !wants && local != nil {
+		if q, ok := local.Value.(*quiet); ok && q.gen == gen && q.as == mm.AddressSpace() {
+			return run{}
+		}
+	}
 	p, ok := gvsystrap.CurrentStubProcess(mm)
 	if !ok {
 		return run{}
 	}
 	sp := b.space(p)
 	prev := b.spaceOf(t)
-	wants := task != nil && task.HasBreakpoints()
 	if sp == nil && prev == nil && !wants {
-		return run{} // the common case: no breakpoints in the process
+		if local != nil {
+			rememberQuiet(local, mm.AddressSpace(), gen)
+		}
+		return run{} // no breakpoints in the process
 	}
 	var dead []*space
 	if sp == nil && wants {
@@ -110,6 +134,7 @@ func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager
 			sp = b.newSpace()
 			dead = b.pruneLocked()
 			b.spaces.Store(p, sp)
+			b.spacesGen.Add(1)
 		}
 		b.mu.Unlock()
 	}
@@ -164,6 +189,17 @@ func (b *Backend) arm(t *kernel.Task, task *hwbp.Task, mm platform.MemoryManager
 		}, solo)
 	}
 	return run{sp: sp, img: sp.members[t].img, epoch: sp.epoch}
+}
+
+// rememberQuiet records in local that t's address space as had no space and
+// t was no member at spacesGen gen, reusing local's quiet.
+func rememberQuiet(local *backend.Local, as platform.AddressSpace, gen uint64) {
+	q, _ := local.Value.(*quiet)
+	if q == nil {
+		q = new(quiet)
+		local.Value = q
+	}
+	q.as, q.gen = as, gen
 }
 
 // stubThreads lists the thread that clones stub threads (the nursery) and

@@ -24,8 +24,9 @@ import (
 // is what lets counting events count without traps.
 type Backend interface {
 	// Switch runs inner.Switch for task t with t's breakpoints armed, and
-	// turns the debug exceptions that they cause into the guest's.
-	Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error)
+	// turns the debug exceptions that they cause into the guest's. local
+	// is the back end's memory of t, kept with inner (nil: none).
+	Switch(t *kernel.Task, inner platform.Context, local *Local, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error)
 
 	// SetMaxUserAddress tells the back end where the platform's
 	// application address space ends (platform.Platform.MaxUserAddress),
@@ -93,6 +94,20 @@ type Run struct {
 	// switches to, and MM the address space it runs in.
 	Context platform.Context
 	MM      platform.MemoryManager
+
+	// Local is the back end's memory of the task, or nil.
+	Local *Local
+}
+
+// Local is what a back end remembers of one task from one Switch to the
+// next, kept by whoever keeps the task's platform context (the plugin's
+// taskContext): only the task's own Switch uses it, so it needs no lock,
+// and it goes with the context. A back end uses it to skip lookups in
+// shared maps on the Switches of tasks that breakpoints do not concern,
+// which every task of the sandbox makes while any breakpoint is enabled.
+type Local struct {
+	// Value is the back end's, nil at first.
+	Value any
 }
 
 // Kind says what a SIGTRAP that ended a Switch is to the guest.

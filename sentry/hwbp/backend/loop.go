@@ -59,9 +59,9 @@ func (l *Loop[R]) Image(task *hwbp.Task) hwbp.Image {
 }
 
 // Switch implements Backend.Switch.
-func (l *Loop[R]) Switch(t *kernel.Task, inner platform.Context, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
+func (l *Loop[R]) Switch(t *kernel.Task, inner platform.Context, local *Local, ctx context.Context, mm platform.MemoryManager, ac *arch.Context64, cpu int32) (*linux.SignalInfo, hostarch.AccessType, error) {
 	for {
-		run := Run{Task: t, State: l.tasks.Lookup(t), Context: inner, MM: mm}
+		run := Run{Task: t, State: l.tasks.Lookup(t), Context: inner, MM: mm, Local: local}
 		r, err := l.arming.Arm(run)
 		if err != nil {
 			return nil, hostarch.NoAccess, err

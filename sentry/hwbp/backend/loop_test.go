@@ -190,7 +190,7 @@ func TestLoop(t *testing.T) {
 			ac.SetIP(ip)
 			inner := &trapContext{traps: len(tc.ex)}
 
-			info, _, err := l.Switch(k, inner, nil, nil, ac, -1)
+			info, _, err := l.Switch(k, inner, nil, nil, nil, ac, -1)
 			if inner.switches != tc.switches || a.arms != tc.switches || a.dones != tc.switches {
 				t.Errorf("%d Switches, %d arms, %d dones; want %d of each", inner.switches, a.arms, a.dones, tc.switches)
 			}
@@ -224,7 +224,7 @@ func TestSeenRecordsDR6(t *testing.T) {
 	a := &fakeArming{exceptions: []Exception{{Kind: Seen, DR6: hwbp.DR6Reset | hwbp.DR6BS}}}
 	var l Loop[int]
 	l.Init(tasks, a)
-	if _, _, err := l.Switch(k, &trapContext{traps: 1}, nil, nil, &arch.Context64{}, -1); err != platform.ErrContextSignal {
+	if _, _, err := l.Switch(k, &trapContext{traps: 1}, nil, nil, nil, &arch.Context64{}, -1); err != platform.ErrContextSignal {
 		t.Fatalf("Switch: %v, want the SIGTRAP", err)
 	}
 	task := tasks.Lookup(k)
@@ -241,7 +241,7 @@ func TestArmError(t *testing.T) {
 	var l Loop[int]
 	l.Init(hwbp.NewTasks[*kernel.Task](hwbp.NewRegistry(), nil), a)
 	inner := &trapContext{}
-	if _, _, err := l.Switch(&kernel.Task{}, inner, nil, nil, &arch.Context64{}, -1); err != want || inner.switches != 0 || a.dones != 0 {
+	if _, _, err := l.Switch(&kernel.Task{}, inner, nil, nil, nil, &arch.Context64{}, -1); err != want || inner.switches != 0 || a.dones != 0 {
 		t.Errorf("Switch: %v after %d Switches and %d dones, want %v after none", err, inner.switches, a.dones, want)
 	}
 }
@@ -278,7 +278,7 @@ func TestSwitchDoesNotAllocate(t *testing.T) {
 	var l Loop[int]
 	l.Init(hwbp.NewTasks[*kernel.Task](hwbp.NewRegistry(), nil), &fakeArming{})
 	k, inner, ac := &kernel.Task{}, &trapContext{}, &arch.Context64{}
-	if n := testing.AllocsPerRun(100, func() { l.Switch(k, inner, nil, nil, ac, -1) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { l.Switch(k, inner, nil, nil, nil, ac, -1) }); n != 0 {
 		t.Errorf("%v allocations per Switch", n)
 	}
 }
