@@ -396,3 +396,42 @@ func TestWatchExecution(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchRefusesAFullThread starts a watch on a program whose thread's
+// four debug registers are held by its own perf_event_open events: runsc
+// watch fails, saying who holds them, and changes nothing: the program's
+// events count its writes as before, and it sees no SIGTRAP.
+func TestWatchRefusesAFullThread(t *testing.T) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	prog, _ := program(t)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
+			s := sandbox.Start(t, p, prog, strconv.Itoa(writes), "full")
+			if line := s.ReadLine(t); line != "ready" {
+				t.Fatalf("program: %q", line)
+			}
+			before := s.Metrics(t)
+			out, err := s.Command("watch", s.ContainerID(t), "counter").CombinedOutput()
+			want := "no free debug register: 4 of its 4 slots are held by the guest (ptrace or perf_event_open), 0 by host watches"
+			if err == nil || !strings.Contains(string(out), want) {
+				t.Errorf("runsc watch: %v, %q; want a failure that says %q", err, out, want)
+			}
+			after := s.Metrics(t)
+			if after["events_enabled"] != before["events_enabled"] || after["host_fds"] != before["host_fds"] {
+				t.Errorf("the refused watch changed the sandbox: events enabled %d -> %d, host fds %d -> %d",
+					before["events_enabled"], after["events_enabled"], before["host_fds"], after["host_fds"])
+			}
+			s.WriteLine(t, "go")
+			for _, want := range []string{"guest events: 1 1 1 1", fmt.Sprintf("counter %d, sigtraps 0", 3*writes)} {
+				if line := s.ReadLine(t); line != want {
+					t.Errorf("program: %q, want %q", line, want)
+				}
+			}
+			if _, status := s.Finish(t); status != 7 {
+				t.Errorf("the program exited %d, want 7", status)
+			}
+		})
+	}
+}

@@ -13,6 +13,11 @@
 // guest breakpoints fails with ENOSPC, and the child's DR6 and DR7, as
 // PEEKUSR shows them, hold only the guest's own. After a second line on
 // stdin (sent once the watch has ended) the four succeed.
+//
+// With "full" as argv[2] it first opens four counting perf breakpoint
+// events of its own, on spare, so that the host's watch finds no free
+// debug register; after its line on stdin it writes each spare word once
+// and prints what the four counted.
 #define _GNU_SOURCE
 #include "hwbp_test.h"
 #include <signal.h>
@@ -54,10 +59,28 @@ static void slots(pid_t pid, const char *when) {
 int main(int argc, char **argv) {
 	long n = argc > 1 ? atol(argv[1]) : 5;
 	int check_slots = argc > 2 && strcmp(argv[2], "slots") == 0;
+	int full = argc > 2 && strcmp(argv[2], "full") == 0;
+	int fds[4];
 	signal(SIGTRAP, on_sigtrap);
+	for (int i = 0; full && i < 4; i++) {
+		struct perf_event_attr a = bp_attr(&spare[i], 8, HW_BREAKPOINT_W, 0);
+		if ((fds[i] = perf_event_open(&a, 0, -1, -1, 0)) < 0)
+			die("perf_event_open");
+	}
 	printf("ready\n");
 	fflush(stdout);
 	wait_line();
+	if (full) {
+		printf("guest events:");
+		for (int i = 0; i < 4; i++) {
+			spare[i] = i;
+			uint64_t n;
+			if (read(fds[i], &n, sizeof n) != sizeof n)
+				die("read");
+			printf(" %llu", (unsigned long long)n);
+		}
+		printf("\n");
+	}
 	if (check_slots) {
 		pid_t pid = traced_fork();
 		if (pid == 0) {
