@@ -162,13 +162,16 @@ func waitLost(logs string) bool {
 	return false
 }
 
+// ctrNamespace is the containerd namespace of the containers that ctr runs.
+const ctrNamespace = "hwbp-test"
+
 // args returns a fresh folder for the runsc logs of a container of tg and
 // the ctr command line that runs argv in it.
 func (c *ctr) args(t *testing.T, tg target, mounts []string, argv ...string) (logs string, args []string) {
 	t.Helper()
 	logs = c.freshLogs(t, tg.name)
 	c.n++
-	args = []string{"--address", c.containerdSocket(), "--namespace", "hwbp-test",
+	args = []string{"--address", c.containerdSocket(), "--namespace", ctrNamespace,
 		"run", "--rm", "--runtime", "io.containerd.runsc.v1", "--runtime-config-path", c.configs[tg.name],
 		// The container is its sandbox's root container, which is
 		// what CRI's annotation says and what gVisor's shim needs to
@@ -280,6 +283,24 @@ func TestContainerd(t *testing.T) {
 		c.configure(t, runsc, tg)
 	}
 	compare(t, p, targets, c.run)
+
+	// runsc watch from the host, as docs/watch.md tells containerd's
+	// operators: runsc's root is the shim's root (its configuration's
+	// "root") and containerd's namespace, the container is named by its
+	// containerd ID.
+	t.Run("runsc watch", func(t *testing.T) {
+		sandbox.RequireHostHits(t)
+		for _, tg := range targets {
+			t.Run(tg.name, func(t *testing.T) {
+				logs, args := c.args(t, tg, nil, "/hwbp/counter", strconv.Itoa(watchWrites))
+				client := exec.Command(c.ctr, args...)
+				client.Env = c.env
+				root := filepath.Join(c.dir, "runsc", ctrNamespace)
+				id := fmt.Sprintf("hwbp-%d", c.n)
+				watchContainer(t, client, runsc, root, func() string { return id }, func() bool { return waitLost(logs) })
+			})
+		}
+	})
 
 	// hwbp = "false" in the shim's runsc_config turns hwbp off, as
 	// docs/deploy.md's "The --hwbp flag" says: the sandbox's sentry has no plugin
