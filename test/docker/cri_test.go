@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -354,6 +355,10 @@ func TestCRI(t *testing.T) {
 		tg := target{name: "cri", platform: "systrap"}
 		cp, logs := run(t, tg, p)
 		workload := cp.startContainer(t, "workload")
+		// An operator watches the workload's counter from the node
+		// (docs/watch.md), through all that follows: its watch holds a
+		// debug register of the workload beside gdb's.
+		w := sandbox.StartWatch(t, exec.Command(runsc, "--root="+filepath.Join(d.dir, "runsc", "k8s.io"), "watch", "--len=4", "--count=5", "--format=json", workload, "counter"))
 		// The workload waits for a debugger; meanwhile gdb runs a
 		// program of its container under crictl exec.
 		t.Run("exec", func(t *testing.T) {
@@ -380,6 +385,7 @@ func TestCRI(t *testing.T) {
 		if status != 0 || !strings.Contains(out, "wrote counter 1000 times") {
 			t.Errorf("the workload exited with status %d after gdb detached; want 0 and all its writes done\n--- it printed\n%s", status, out)
 		}
+		checkWatchedWorkload(t, w, workload)
 		checkBootLog(t, tg, logs)
 	})
 
@@ -402,4 +408,25 @@ func TestCRI(t *testing.T) {
 		}
 		checkBootLog(t, tg, logs)
 	})
+}
+
+// checkWatchedWorkload checks what runsc watch --count=5 reported of the
+// workload's counter in container id while gdb watched it too: its first
+// five writes, 1 to 5, then the watch's end at its count.
+func checkWatchedWorkload(t *testing.T, w *sandbox.Watch, id string) {
+	t.Helper()
+	hits, summary := w.Finish(t)
+	if want := "watch ended: count of 5 hits reached; 5 hits"; !strings.HasPrefix(summary, want) || len(hits) != 5 {
+		t.Fatalf("runsc watch: %d hits, summary %q; want 5 and %q...:\n%s", len(hits), summary, want, strings.Join(hits, "\n"))
+	}
+	for i, l := range hits {
+		var h struct{ Container, Symbol, Value string }
+		if err := json.Unmarshal([]byte(l), &h); err != nil {
+			t.Fatalf("hit %d: %v: %q", i, err, l)
+		}
+		v, err := strconv.ParseUint(h.Value, 0, 64)
+		if h.Container != id || h.Symbol != "counter+0x0" || err != nil || v != uint64(i+1) {
+			t.Errorf("hit %d: %s; want container %s, symbol counter+0x0, value %d", i, l, id, i+1)
+		}
+	}
 }
