@@ -26,6 +26,10 @@
 #                 switch, counted by the sandbox's metrics: proxies of the
 #                 hit path's and the context switch's host cost that do
 #                 not depend on timing                                  (hits)
+#  10 watch       runsc watch from the host: a workload in a process whose
+#                 untouched word is watched vs unwatched; the cost of a
+#                 watched write against stock runsc's single-step round
+#                 trip, the rate the watch sustains, hits lost      (hits)
 #
 # The sections marked (hits) need a host kernel that delivers debug-register
 # traps (test/hostcheck/hostbp.c). Where it does not, this script runs them
@@ -65,12 +69,12 @@ rt_runs=${RT_RUNS:-9}
 perf_runs=${PERF_RUNS:-5}
 emulated=${HWBP_EMULATED:-}
 
-all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls perfstat calls)
-hit_sections=" roundtrip hammer gdbwatch mechanisms perfstat calls "
+all_sections=(roundtrip hammer overhead gdbwatch mechanisms bystander syscalls perfstat calls watch)
+hit_sections=" roundtrip hammer gdbwatch mechanisms perfstat calls watch "
 sections=()
 for a in "$@"; do
 	case $a in
-	[1-9]) sections+=("${all_sections[$((a - 1))]}") ;;
+	[1-9] | 10) sections+=("${all_sections[$((a - 1))]}") ;;
 	*)
 		[[ " ${all_sections[*]} " == *" $a "* ]] || { echo "bench: unknown section $a (${all_sections[*]})" >&2; exit 2; }
 		sections+=("$a")
@@ -98,7 +102,7 @@ keep() {
 	rm -rf "$work"
 }
 trap keep EXIT
-progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls calls"
+progs="roundtrip singlestep hammer workload loop mechanisms bystander syscalls calls watched"
 if [ -n "${HWBP_BENCH_BIN:-}" ]; then
 	bin=$HWBP_BENCH_BIN
 else
@@ -425,6 +429,105 @@ section_calls() {
 		per_switch=$(awk -v d="$opens" -v m="$m" 'BEGIN {printf "%.4f", d / m}')
 		echo "--platform=$p: host syscalls per hit: $per_hit (perf open, close, read, ioctl); host perf opens per context switch: $per_switch ($opens over $m sleeps and wake-ups)"
 	done
+}
+
+# Writes per run of section 10's watched loop, by platform: a watched write
+# traps on every platform (kvm's under the test VM's emulation takes about a
+# millisecond).
+declare -A watch_writes=([systrap]=20000 [ptrace]=20000 [kvm]=500)
+
+# watched_run PLATFORM MODE N WATCH SUMMARIES: runs "watched MODE N" in a
+# sandbox pinned to CPU 0 and prints the program's elapsed ms. With WATCH
+# "watch", runsc watch (not pinned) watches its word from before the
+# program starts until it exits, and the watch's summary line is appended
+# to SUMMARIES. For MODE writes the program exits only once the watch has
+# printed a hit per write (or after a minute), so that none is lost to the
+# sandbox's end (docs/watch.md).
+watched_run() {
+	local p=$1 mode=$2 n=$3 watch=$4 summaries=$5 tmp line ms wpid= root id i
+	tmp=$(mktemp -d "$work/watched.XXXXXX")
+	coproc WATCHED { TMPDIR="$tmp" taskset -c 0 "$runsc" --network=none --platform="$p" do "$bin/watched" "$mode" "$n" 2>"$tmp/err"; }
+	local out=${WATCHED[0]} in=${WATCHED[1]}
+	if ! read -r -u "$out" line || [ "$line" != ready ]; then
+		echo "watched said \"$line\": $(tail -n 3 "$tmp/err" | tr '\n' ' ')" >&2
+		return 1
+	fi
+	if [ "$watch" = watch ]; then
+		root=$(echo "$tmp"/runsc-do*)
+		id=$("$runsc" --root="$root" list --quiet)
+		"$runsc" --root="$root" watch --format=json "$id" word >"$tmp/hits" 2>"$tmp/watch.err" &
+		wpid=$!
+		until grep -q '^watching ' "$tmp/watch.err"; do
+			kill -0 "$wpid" 2>/dev/null || { echo "runsc watch: $(cat "$tmp/watch.err")" >&2; return 1; }
+			sleep 0.01
+		done
+	fi
+	echo >&"$in"
+	read -r -u "$out" ms
+	if [ -n "$wpid" ] && [ "$mode" = writes ]; then
+		for i in $(seq 6000); do
+			[ "$(wc -l <"$tmp/hits")" -lt "$n" ] || break
+			sleep 0.01
+		done
+	fi
+	exec {in}>&-
+	wait "$WATCHED_PID"
+	if [ -n "$wpid" ]; then
+		wait "$wpid"
+		tail -n 1 "$tmp/watch.err" >>"$summaries"
+	fi
+	rm -rf "$tmp"
+	echo "$ms"
+}
+
+section_watch() {
+	header watch "runsc watch from the host: workload with an untouched word watched vs unwatched, medians of $runs interleaved runs; writes of the watched word, watched vs unwatched, and stock runsc's single-step round trip, medians of $rt_runs runs; sandboxes pinned to one CPU"
+	load
+	local p a b n w u s cost rate i
+	for p in $platforms; do
+		: >"$work/wi.$p"
+		: >"$work/wu.$p"
+		warm "$p" "$runsc" "$stock"
+		for i in $(seq "$runs"); do
+			sample "$work/wi.$p" watched_run "$p" idle "${rounds[$p]}" watch /dev/null
+			sample "$work/wu.$p" watched_run "$p" idle "${rounds[$p]}" none /dev/null
+		done
+		a=$(median <"$work/wi.$p")
+		b=$(median <"$work/wu.$p")
+		echo "--platform=$p: idle watch: workload watched vs unwatched $(compare "$a" "$b" ms)$(spread "$work/wi.$p" "$work/wu.$p"), target $(verdict "$(ratio "$a" "$b")" 1.02)"
+		n=${watch_writes[$p]}
+		: >"$work/ww.$p"
+		: >"$work/wn.$p"
+		: >"$work/ws.$p"
+		: >"$work/wsum.$p"
+		for i in $(seq "$rt_runs"); do
+			sample "$work/ww.$p" watched_run "$p" writes "$n" watch "$work/wsum.$p"
+			sample "$work/wn.$p" watched_run "$p" writes "$n" none /dev/null
+			sample "$work/ws.$p" pinned_sandbox "$stock" "$p" "$bin/singlestep" 2000
+		done
+		w=$(median <"$work/ww.$p")
+		u=$(median <"$work/wn.$p")
+		s=$(median <"$work/ws.$p")
+		# ms per n writes, less the unwatched loop's, in ns per write.
+		cost=$(awk -v w="$w" -v u="$u" -v n="$n" 'BEGIN {printf "%.0f", (w - u) * 1e6 / n}')
+		rate=$(awk -v w="$w" -v n="$n" 'BEGIN {printf "%.0f", n / (w / 1e3)}')
+		echo "--platform=$p: a watched write costs $(ratio "$cost" "$s")x stock runsc's single-step round trip$([ -n "$emulated" ] || echo " ($cost ns vs $s ns)"), target $(verdict "$(ratio "$cost" "$s")" 1.0); $n writes at $rate a second; every hit reported: $(summaries_complete "$work/wsum.$p" "$n")"
+	done
+}
+
+# summaries_complete FILE N: "yes (R runs)" if every summary line of runsc
+# watch in FILE counted N hits and none lost, else "no: " and the first
+# that did not.
+summaries_complete() {
+	awk -v n="$2" '
+	{
+		if (!match($0, /; [0-9]+ hits/) || substr($0, RSTART + 2, RLENGTH - 7) != n || /lost/) {
+			print "no: " $0
+			bad = 1
+			exit
+		}
+	}
+	END { if (!bad) print (NR ? "yes (" NR " runs)" : "no: no watch ended") }' "$1"
 }
 
 # Writes per run of section 8, by platform. systrap and ptrace serve a
