@@ -66,6 +66,30 @@ func program(t *testing.T) (string, uint64) {
 	return "", 0
 }
 
+// onHitPlatforms runs f in a subtest for each platform that delivers hits,
+// as root, where the host delivers them (kvm's in the test VM).
+func onHitPlatforms(t *testing.T, f func(t *testing.T, p string)) {
+	sandbox.RequireRoot(t)
+	sandbox.RequireHostHits(t)
+	for _, p := range sandbox.HitPlatforms {
+		t.Run(p, func(t *testing.T) {
+			sandbox.RequirePlatform(t, p)
+			f(t, p)
+		})
+	}
+}
+
+// startReady starts argv on platform p and returns once the program has
+// printed "ready".
+func startReady(t *testing.T, p string, argv ...string) *sandbox.Started {
+	t.Helper()
+	s := sandbox.Start(t, p, argv...)
+	if line := s.ReadLine(t); line != "ready" {
+		t.Fatalf("program: %q", line)
+	}
+	return s
+}
+
 // startWatch runs runsc watch with args (CID stands for s's container ID)
 // for s's sandbox and returns once the watch is armed.
 func startWatch(t *testing.T, s *sandbox.Started, args ...string) *sandbox.Watch {
@@ -84,69 +108,58 @@ func startWatch(t *testing.T, s *sandbox.Started, args ...string) *sandbox.Watch
 // exit status are those of a run without the watch, and the watch ends,
 // with its summary, when the program exits.
 func TestWatchReportsEveryWrite(t *testing.T) {
-	sandbox.RequireRoot(t)
-	sandbox.RequireHostHits(t)
 	prog, addr := program(t)
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			base := sandbox.Start(t, p, prog, strconv.Itoa(writes))
-			if line := base.ReadLine(t); line != "ready" {
-				t.Fatalf("program: %q", line)
-			}
-			base.WriteLine(t, "go")
-			wantOut, wantStatus := base.Finish(t)
+	onHitPlatforms(t, func(t *testing.T, p string) {
+		base := startReady(t, p, prog, strconv.Itoa(writes))
+		base.WriteLine(t, "go")
+		wantOut, wantStatus := base.Finish(t)
 
-			s := sandbox.Start(t, p, prog, strconv.Itoa(writes))
-			if line := s.ReadLine(t); line != "ready" {
-				t.Fatalf("program: %q", line)
+		s := startReady(t, p, prog, strconv.Itoa(writes))
+		cid := s.ContainerID(t)
+		w := startWatch(t, s, "--format=json", "CID", "counter")
+		if want := fmt.Sprintf("watching %#x (counter+0x0), 8 bytes, access w, in process 1", addr); !strings.HasPrefix(w.Start, want) {
+			t.Errorf("watch started with %q, want %q...", w.Start, want)
+		}
+		s.WriteLine(t, "go")
+		// The program exits at the end of its input, once every
+		// hit is read: a hit that the sentry queued when runsc
+		// do's sandbox ends with the program is lost
+		// (docs/watch.md).
+		lines := w.Read(t, writes)
+		out, status := s.Finish(t)
+		if out != wantOut || status != wantStatus {
+			t.Errorf("watched, the program printed %q and exited %d; unwatched, %q and %d", out, status, wantOut, wantStatus)
+		}
+		more, summary := w.Finish(t)
+		if len(more) != 0 {
+			t.Errorf("%d hits more than the program's writes:\n%s", len(more), strings.Join(more, "\n"))
+		}
+		// The sandbox of runsc do ends with the program, maybe
+		// before the watch's last read learns that its threads
+		// exited.
+		if want := fmt.Sprintf(`^watch ended: the (watched threads|sandbox) exited; %d hits \(pid 1: %d\)$`, writes, writes); !regexp.MustCompile(want).MatchString(summary) {
+			t.Errorf("summary %q, want %q", summary, want)
+		}
+		for i, l := range lines {
+			var h hit
+			if err := json.Unmarshal([]byte(l), &h); err != nil {
+				t.Fatalf("hit %d: %v: %q", i, err, l)
 			}
-			cid := s.ContainerID(t)
-			w := startWatch(t, s, "--format=json", "CID", "counter")
-			if want := fmt.Sprintf("watching %#x (counter+0x0), 8 bytes, access w, in process 1", addr); !strings.HasPrefix(w.Start, want) {
-				t.Errorf("watch started with %q, want %q...", w.Start, want)
+			want := hit{
+				Time: h.Time, Container: cid, PID: 1, TID: 1, Comm: "counter", Access: "w",
+				Addr: fmt.Sprintf("%#x", addr), Symbol: "counter+0x0", Len: 8,
+				Value: fmt.Sprintf("0x%016x", 3*(i+1)), IP: h.IP, IPSymbol: h.IPSymbol,
 			}
-			s.WriteLine(t, "go")
-			// The program exits at the end of its input, once every
-			// hit is read: a hit that the sentry queued when runsc
-			// do's sandbox ends with the program is lost
-			// (docs/watch.md).
-			lines := w.Read(t, writes)
-			out, status := s.Finish(t)
-			if out != wantOut || status != wantStatus {
-				t.Errorf("watched, the program printed %q and exited %d; unwatched, %q and %d", out, status, wantOut, wantStatus)
+			if h != want || !strings.HasPrefix(h.IPSymbol, "bump+0x") {
+				t.Errorf("hit %d = %+v\nwant %+v with ip_symbol bump+...", i, h, want)
 			}
-			more, summary := w.Finish(t)
-			if len(more) != 0 {
-				t.Errorf("%d hits more than the program's writes:\n%s", len(more), strings.Join(more, "\n"))
+			if _, err := time.Parse(time.RFC3339Nano, h.Time); err != nil {
+				t.Errorf("hit %d: time %q: %v", i, h.Time, err)
 			}
-			// The sandbox of runsc do ends with the program, maybe
-			// before the watch's last read learns that its threads
-			// exited.
-			if want := fmt.Sprintf(`^watch ended: the (watched threads|sandbox) exited; %d hits \(pid 1: %d\)$`, writes, writes); !regexp.MustCompile(want).MatchString(summary) {
-				t.Errorf("summary %q, want %q", summary, want)
-			}
-			for i, l := range lines {
-				var h hit
-				if err := json.Unmarshal([]byte(l), &h); err != nil {
-					t.Fatalf("hit %d: %v: %q", i, err, l)
-				}
-				want := hit{
-					Time: h.Time, Container: cid, PID: 1, TID: 1, Comm: "counter", Access: "w",
-					Addr: fmt.Sprintf("%#x", addr), Symbol: "counter+0x0", Len: 8,
-					Value: fmt.Sprintf("0x%016x", 3*(i+1)), IP: h.IP, IPSymbol: h.IPSymbol,
-				}
-				if h != want || !strings.HasPrefix(h.IPSymbol, "bump+0x") {
-					t.Errorf("hit %d = %+v\nwant %+v with ip_symbol bump+...", i, h, want)
-				}
-				if _, err := time.Parse(time.RFC3339Nano, h.Time); err != nil {
-					t.Errorf("hit %d: time %q: %v", i, h.Time, err)
-				}
-			}
-			t.Log(lines[0])
-			t.Run("perf", func(t *testing.T) { comparePerf(t, prog, addr, lines) })
-		})
-	}
+		}
+		t.Log(lines[0])
+		t.Run("perf", func(t *testing.T) { comparePerf(t, prog, addr, lines) })
+	})
 }
 
 // comparePerf runs prog on the host under perf record -e mem:ADDR/8:w and
@@ -207,71 +220,63 @@ func comparePerf(t *testing.T, prog string, addr uint64, lines []string) {
 // child's writes make no stop and no SIGTRAP. Once Ctrl-C has ended the
 // watch, four succeed, and the sandbox holds no event and no host fd.
 func TestWatchHoldsASlotInvisibly(t *testing.T) {
-	sandbox.RequireRoot(t)
-	sandbox.RequireHostHits(t)
 	prog, _ := program(t)
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			s := sandbox.Start(t, p, prog, strconv.Itoa(writes), "slots")
-			if line := s.ReadLine(t); line != "ready" {
-				t.Fatalf("program: %q", line)
+	onHitPlatforms(t, func(t *testing.T, p string) {
+		s := startReady(t, p, prog, strconv.Itoa(writes), "slots")
+		w := startWatch(t, s, "CID", "counter")
+		s.WriteLine(t, "go")
+		var watched []string
+		for {
+			line := s.ReadLine(t)
+			if line == "stage 2" {
+				break
 			}
-			w := startWatch(t, s, "CID", "counter")
-			s.WriteLine(t, "go")
-			var watched []string
-			for {
-				line := s.ReadLine(t)
-				if line == "stage 2" {
-					break
-				}
-				watched = append(watched, line)
+			watched = append(watched, line)
+		}
+		// As on Linux beside a pinned breakpoint: the fourth
+		// ptrace breakpoint, registered (disabled) at the write
+		// of DR3, finds no slot, and so does DR7's write that
+		// would enable it, which leaves DR7 as it was.
+		if want := []string{
+			"watched: poke dr3: No space left on device",
+			"watched: four guest watchpoints: No space left on device",
+			"watched: dr6 0xffff0ff0 dr7 0",
+			"child exited 0",
+		}; strings.Join(watched, "\n") != strings.Join(want, "\n") {
+			t.Errorf("under the watch, the tracer saw:\n%s\nwant:\n%s", strings.Join(watched, "\n"), strings.Join(want, "\n"))
+		}
+		if err := w.Cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		lines, summary := w.Finish(t)
+		if want := fmt.Sprintf("watch ended: interrupt (SIGINT); %d hits (pid 2: %d)", writes, writes); summary != want {
+			t.Errorf("summary %q, want %q", summary, want)
+		}
+		hitRE := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{6} pid 2 tid 2 \(counter\) w 0x[0-9a-f]+ counter\+0x0 = (0x[0-9a-f]{16}) at bump\+0x[0-9a-f]+ \(0x[0-9a-f]+\)$`)
+		for i, l := range lines {
+			m := hitRE.FindStringSubmatch(l)
+			if m == nil || m[1] != fmt.Sprintf("0x%016x", 3*(i+1)) {
+				t.Errorf("hit %d: %q, want the child's write of %d", i, l, 3*(i+1))
 			}
-			// As on Linux beside a pinned breakpoint: the fourth
-			// ptrace breakpoint, registered (disabled) at the write
-			// of DR3, finds no slot, and so does DR7's write that
-			// would enable it, which leaves DR7 as it was.
-			if want := []string{
-				"watched: poke dr3: No space left on device",
-				"watched: four guest watchpoints: No space left on device",
-				"watched: dr6 0xffff0ff0 dr7 0",
-				"child exited 0",
-			}; strings.Join(watched, "\n") != strings.Join(want, "\n") {
-				t.Errorf("under the watch, the tracer saw:\n%s\nwant:\n%s", strings.Join(watched, "\n"), strings.Join(want, "\n"))
+		}
+		if len(lines) != writes {
+			t.Errorf("%d hits, want %d", len(lines), writes)
+		}
+		metrics := s.Metrics(t)
+		if metrics["events_enabled"] != 0 || metrics["host_fds"] != 0 {
+			t.Errorf("after the watch: %d events enabled, %d host fds", metrics["events_enabled"], metrics["host_fds"])
+		}
+		s.WriteLine(t, "go")
+		for _, want := range []string{"unwatched: four guest watchpoints: ok", "unwatched: dr6 0xffff0ff0 dr7 0xdddd0055"} {
+			if line := s.ReadLine(t); line != want {
+				t.Errorf("after the watch: %q, want %q", line, want)
 			}
-			if err := w.Cmd.Process.Signal(os.Interrupt); err != nil {
-				t.Fatal(err)
-			}
-			lines, summary := w.Finish(t)
-			if want := fmt.Sprintf("watch ended: interrupt (SIGINT); %d hits (pid 2: %d)", writes, writes); summary != want {
-				t.Errorf("summary %q, want %q", summary, want)
-			}
-			hitRE := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{6} pid 2 tid 2 \(counter\) w 0x[0-9a-f]+ counter\+0x0 = (0x[0-9a-f]{16}) at bump\+0x[0-9a-f]+ \(0x[0-9a-f]+\)$`)
-			for i, l := range lines {
-				m := hitRE.FindStringSubmatch(l)
-				if m == nil || m[1] != fmt.Sprintf("0x%016x", 3*(i+1)) {
-					t.Errorf("hit %d: %q, want the child's write of %d", i, l, 3*(i+1))
-				}
-			}
-			if len(lines) != writes {
-				t.Errorf("%d hits, want %d", len(lines), writes)
-			}
-			metrics := s.Metrics(t)
-			if metrics["events_enabled"] != 0 || metrics["host_fds"] != 0 {
-				t.Errorf("after the watch: %d events enabled, %d host fds", metrics["events_enabled"], metrics["host_fds"])
-			}
-			s.WriteLine(t, "go")
-			for _, want := range []string{"unwatched: four guest watchpoints: ok", "unwatched: dr6 0xffff0ff0 dr7 0xdddd0055"} {
-				if line := s.ReadLine(t); line != want {
-					t.Errorf("after the watch: %q, want %q", line, want)
-				}
-			}
-			out, status := s.Finish(t)
-			if want := fmt.Sprintf("counter %d, sigtraps 0\n", 3*writes); out != want || status != 7 {
-				t.Errorf("the program ended with %q, status %d; want %q, 7", out, status, want)
-			}
-		})
-	}
+		}
+		out, status := s.Finish(t)
+		if want := fmt.Sprintf("counter %d, sigtraps 0\n", 3*writes); out != want || status != 7 {
+			t.Errorf("the program ended with %q, status %d; want %q, 7", out, status, want)
+		}
+	})
 }
 
 // TestWatchEndsAtCountAndDuration ends one watch at --count hits and
@@ -282,10 +287,7 @@ func TestWatchEndsAtCountAndDuration(t *testing.T) {
 	sandbox.RequireHostHits(t)
 	prog, _ := program(t)
 	p := sandbox.Platforms[0]
-	s := sandbox.Start(t, p, prog, strconv.Itoa(writes))
-	if line := s.ReadLine(t); line != "ready" {
-		t.Fatalf("program: %q", line)
-	}
+	s := startReady(t, p, prog, strconv.Itoa(writes))
 	w := startWatch(t, s, "--count=3", "CID", "counter")
 	s.WriteLine(t, "go")
 	if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
@@ -320,10 +322,7 @@ func TestWatchEndsAtCountAndDuration(t *testing.T) {
 func TestWatchRefusesBadInput(t *testing.T) {
 	sandbox.RequireRoot(t)
 	prog, addr := program(t)
-	s := sandbox.Start(t, sandbox.Platforms[0], prog, strconv.Itoa(writes))
-	if line := s.ReadLine(t); line != "ready" {
-		t.Fatalf("program: %q", line)
-	}
+	s := startReady(t, sandbox.Platforms[0], prog, strconv.Itoa(writes))
 	for _, c := range []struct {
 		args []string
 		want string
@@ -362,39 +361,31 @@ func TestWatchRefusesBadInput(t *testing.T) {
 // which runs on past each hit (with RF set, as Linux resumes after an
 // execution breakpoint), prints what it prints unwatched.
 func TestWatchExecution(t *testing.T) {
-	sandbox.RequireRoot(t)
-	sandbox.RequireHostHits(t)
 	prog, _ := program(t)
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			s := sandbox.Start(t, p, prog, strconv.Itoa(writes))
-			if line := s.ReadLine(t); line != "ready" {
-				t.Fatalf("program: %q", line)
+	onHitPlatforms(t, func(t *testing.T, p string) {
+		s := startReady(t, p, prog, strconv.Itoa(writes))
+		w := startWatch(t, s, "--access=x", "--format=json", "CID", "bump")
+		s.WriteLine(t, "go")
+		if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
+			t.Errorf("program: %q, want %q", line, want)
+		}
+		lines := w.Read(t, writes)
+		for i, l := range lines {
+			var h hit
+			if err := json.Unmarshal([]byte(l), &h); err != nil {
+				t.Fatalf("hit %d: %v: %q", i, err, l)
 			}
-			w := startWatch(t, s, "--access=x", "--format=json", "CID", "bump")
-			s.WriteLine(t, "go")
-			if line, want := s.ReadLine(t), fmt.Sprintf("counter %d, sigtraps 0", 3*writes); line != want {
-				t.Errorf("program: %q, want %q", line, want)
+			if h.Access != "x" || h.Symbol != "bump+0x0" || h.IPSymbol != "bump+0x0" || h.IP != h.Addr || h.Len != 1 {
+				t.Errorf("hit %d = %+v, want an execution of bump+0x0 at its address", i, h)
 			}
-			lines := w.Read(t, writes)
-			for i, l := range lines {
-				var h hit
-				if err := json.Unmarshal([]byte(l), &h); err != nil {
-					t.Fatalf("hit %d: %v: %q", i, err, l)
-				}
-				if h.Access != "x" || h.Symbol != "bump+0x0" || h.IPSymbol != "bump+0x0" || h.IP != h.Addr || h.Len != 1 {
-					t.Errorf("hit %d = %+v, want an execution of bump+0x0 at its address", i, h)
-				}
-			}
-			if _, status := s.Finish(t); status != 7 {
-				t.Errorf("the program exited %d, want 7", status)
-			}
-			if more, _ := w.Finish(t); len(more) != 0 {
-				t.Errorf("%d hits more than bump's calls", len(more))
-			}
-		})
-	}
+		}
+		if _, status := s.Finish(t); status != 7 {
+			t.Errorf("the program exited %d, want 7", status)
+		}
+		if more, _ := w.Finish(t); len(more) != 0 {
+			t.Errorf("%d hits more than bump's calls", len(more))
+		}
+	})
 }
 
 // TestWatchRefusesAFullThread starts a watch on a program whose thread's
@@ -402,36 +393,28 @@ func TestWatchExecution(t *testing.T) {
 // watch fails, saying who holds them, and changes nothing: the program's
 // events count its writes as before, and it sees no SIGTRAP.
 func TestWatchRefusesAFullThread(t *testing.T) {
-	sandbox.RequireRoot(t)
-	sandbox.RequireHostHits(t)
 	prog, _ := program(t)
-	for _, p := range sandbox.HitPlatforms {
-		t.Run(p, func(t *testing.T) {
-			sandbox.RequirePlatform(t, p)
-			s := sandbox.Start(t, p, prog, strconv.Itoa(writes), "full")
-			if line := s.ReadLine(t); line != "ready" {
-				t.Fatalf("program: %q", line)
+	onHitPlatforms(t, func(t *testing.T, p string) {
+		s := startReady(t, p, prog, strconv.Itoa(writes), "full")
+		before := s.Metrics(t)
+		out, err := s.Command("watch", s.ContainerID(t), "counter").CombinedOutput()
+		want := "no free debug register: 4 of its 4 slots are held by the guest (ptrace or perf_event_open), 0 by host watches"
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("runsc watch: %v, %q; want a failure that says %q", err, out, want)
+		}
+		after := s.Metrics(t)
+		if after["events_enabled"] != before["events_enabled"] || after["host_fds"] != before["host_fds"] {
+			t.Errorf("the refused watch changed the sandbox: events enabled %d -> %d, host fds %d -> %d",
+				before["events_enabled"], after["events_enabled"], before["host_fds"], after["host_fds"])
+		}
+		s.WriteLine(t, "go")
+		for _, want := range []string{"guest events: 1 1 1 1", fmt.Sprintf("counter %d, sigtraps 0", 3*writes)} {
+			if line := s.ReadLine(t); line != want {
+				t.Errorf("program: %q, want %q", line, want)
 			}
-			before := s.Metrics(t)
-			out, err := s.Command("watch", s.ContainerID(t), "counter").CombinedOutput()
-			want := "no free debug register: 4 of its 4 slots are held by the guest (ptrace or perf_event_open), 0 by host watches"
-			if err == nil || !strings.Contains(string(out), want) {
-				t.Errorf("runsc watch: %v, %q; want a failure that says %q", err, out, want)
-			}
-			after := s.Metrics(t)
-			if after["events_enabled"] != before["events_enabled"] || after["host_fds"] != before["host_fds"] {
-				t.Errorf("the refused watch changed the sandbox: events enabled %d -> %d, host fds %d -> %d",
-					before["events_enabled"], after["events_enabled"], before["host_fds"], after["host_fds"])
-			}
-			s.WriteLine(t, "go")
-			for _, want := range []string{"guest events: 1 1 1 1", fmt.Sprintf("counter %d, sigtraps 0", 3*writes)} {
-				if line := s.ReadLine(t); line != want {
-					t.Errorf("program: %q, want %q", line, want)
-				}
-			}
-			if _, status := s.Finish(t); status != 7 {
-				t.Errorf("the program exited %d, want 7", status)
-			}
-		})
-	}
+		}
+		if _, status := s.Finish(t); status != 7 {
+			t.Errorf("the program exited %d, want 7", status)
+		}
+	})
 }
