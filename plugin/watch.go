@@ -79,13 +79,17 @@ func (c *Watch) Start(args *watch.StartArgs, res *watch.StartResult) error {
 		}
 		attr.Addr = a + args.Offset
 	}
-	if attr.Addr%args.Len != 0 {
-		return fmt.Errorf("address %#x is not aligned to the length %d: x86 watches %d bytes only at a multiple of %d", attr.Addr, args.Len, args.Len, args.Len)
-	}
 	if limit := uint64(c.k.Platform.MaxUserAddress()); attr.Addr >= limit || attr.Addr+args.Len > limit {
 		return fmt.Errorf("address %#x (len %d) is outside the user address space of process %d, which ends at %#x", attr.Addr, args.Len, pid, limit)
 	}
-	if err := attr.Validate(); err != nil {
+	// x86's rules for lengths and alignment (Linux's arch_build_bp_info
+	// and hw_breakpoint_arch_parse), in the operator's terms.
+	switch err := attr.Validate(); {
+	case errors.Is(err, hwbp.ErrLength):
+		return fmt.Errorf("length %d: %v", args.Len, hwbp.ErrLength)
+	case errors.Is(err, hwbp.ErrMisaligned):
+		return fmt.Errorf("address %#x is %v %d: x86 watches %d bytes only at a multiple of %d", attr.Addr, hwbp.ErrMisaligned, args.Len, args.Len, args.Len)
+	case err != nil:
 		return fmt.Errorf("cannot watch %#x (len %d): %v", attr.Addr, args.Len, err)
 	}
 	list := func() []*kernel.Task {
@@ -113,10 +117,8 @@ func (c *Watch) Start(args *watch.StartArgs, res *watch.StartResult) error {
 	return nil
 }
 
-// watchAttr is the event of a watch that args asks for, with x86's rules
-// for lengths and alignment (Linux's arch_build_bp_info and
-// hw_breakpoint_arch_parse) checked here, to say what is wrong in the
-// operator's terms.
+// watchAttr is the event of a watch that args asks for, whose address the
+// caller sets; Start validates it.
 func watchAttr(args *watch.StartArgs) (hwbp.Attr, error) {
 	attr := hwbp.Attr{Addr: args.Addr, Len: args.Len}
 	switch args.Access {
@@ -133,11 +135,6 @@ func watchAttr(args *watch.StartArgs) (hwbp.Attr, error) {
 		attr.Type, attr.Len = hwbp.TypeX, 8
 	default:
 		return attr, fmt.Errorf("access %q: want w, rw or x", args.Access)
-	}
-	switch args.Len {
-	case 1, 2, 4, 8:
-	default:
-		return attr, fmt.Errorf("length %d: x86 debug registers watch 1, 2, 4 or 8 bytes", args.Len)
 	}
 	return attr, nil
 }

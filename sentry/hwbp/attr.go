@@ -93,6 +93,15 @@ func (a Attr) checkType() error {
 // consumer whose attribute may include the kernel answers otherwise.
 var ErrKernelSpace = errors.New("outside the user address space")
 
+// ErrLength and ErrMisaligned mark Validate's errors for a length that x86's
+// debug registers cannot watch and for an address that is not a multiple of
+// the length, so that a consumer can word them for its own users (runsc
+// watch) without checking the same rules again.
+var (
+	ErrLength     = errors.New("x86 debug registers watch 1, 2, 4 or 8 bytes")
+	ErrMisaligned = errors.New("not aligned to the length")
+)
+
 // Validate reports whether a is a breakpoint that x86_64 Linux accepts for a
 // user task (perf's exclude_kernel), with Linux's errno:
 //
@@ -132,13 +141,13 @@ func (a Attr) Validate() error {
 		case 1, 2, 4, 8:
 		default:
 			if a.Len == 0 || a.Len&(a.Len-1) != 0 || a.Addr&(a.Len-1) != 0 {
-				return fmt.Errorf("hwbp: breakpoint length %d: %w", a.Len, unix.EINVAL)
+				return fmt.Errorf("hwbp: breakpoint length %d: %w: %w", a.Len, ErrLength, unix.EINVAL)
 			}
-			return fmt.Errorf("hwbp: range breakpoint of length %d needs AMD BPEXT: %w", a.Len, unix.EOPNOTSUPP)
+			return fmt.Errorf("hwbp: range breakpoint of length %d needs AMD BPEXT: %w: %w", a.Len, ErrLength, unix.EOPNOTSUPP)
 		}
 	}
 	if a.Addr&(span-1) != 0 {
-		return fmt.Errorf("hwbp: address %#x not aligned to length %d: %w", a.Addr, a.Len, unix.EINVAL)
+		return fmt.Errorf("hwbp: address %#x %w %d: %w", a.Addr, ErrMisaligned, a.Len, unix.EINVAL)
 	}
 	if a.Addr >= TaskSizeMax || a.Addr+span-1 >= TaskSizeMax {
 		return fmt.Errorf("hwbp: range %#x+%d: %w: %w", a.Addr, span, ErrKernelSpace, unix.EINVAL)

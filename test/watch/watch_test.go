@@ -334,6 +334,7 @@ func TestWatchRefusesBadInput(t *testing.T) {
 		{[]string{"--len=8", "CID", "counter+4"}, fmt.Sprintf("address %#x is not aligned to the length 8", addr+4)},
 		{[]string{"--len=4", "CID", fmt.Sprintf("%#x", addr+2)}, fmt.Sprintf("address %#x is not aligned to the length 4", addr+2)},
 		{[]string{"--len=3", "CID", "counter"}, "length 3: x86 debug registers watch 1, 2, 4 or 8 bytes"},
+		{[]string{"--len=16", "CID", "counter"}, "length 16: x86 debug registers watch 1, 2, 4 or 8 bytes"},
 		{[]string{"--access=x", "--len=8", "CID", "bump"}, "an execution watch (--access=x) has length 1, not 8"},
 		{[]string{"--access=r", "CID", "counter"}, "--access=r: want w, rw or x"},
 	} {
